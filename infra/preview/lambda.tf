@@ -1,0 +1,82 @@
+resource "aws_cloudwatch_log_group" "function" {
+  # checkov:skip=CKV_AWS_158: preview logs hold no secrets (the app never logs secret values) and live 14 days; a customer-managed key per pull request would outlive the preview it protects.
+  # checkov:skip=CKV_AWS_338: a preview lives as long as its pull request; a year of retention would keep logs of code that was never merged.
+  name              = "/aws/lambda/${local.function_name}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "preview" {
+  # checkov:skip=CKV_AWS_116: the function is invoked synchronously through its URL; a dead-letter queue only receives failed asynchronous events.
+  # checkov:skip=CKV_AWS_117: the memory store needs no network access; the function joins the VPC only when subnet_ids is set (store = postgres).
+  # checkov:skip=CKV_AWS_173: the environment holds no secrets (only names and switches); secrets come from Secrets Manager at run time.
+  # checkov:skip=CKV_AWS_272: the zip is built and deployed by the same CI job from the pull request's commit; code signing would add a signer profile per preview without a separate trust boundary.
+  function_name = local.function_name
+  description   = "Order service preview of pull request ${var.pr_number}"
+  role          = aws_iam_role.function.arn
+
+  filename         = var.lambda_zip_path
+  source_code_hash = filebase64sha256(var.lambda_zip_path)
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "bootstrap"
+  memory_size      = var.memory_size_mb
+  timeout          = var.timeout_seconds
+
+  reserved_concurrent_executions = var.reserved_concurrency
+
+  environment {
+    variables = merge(
+      {
+        ENVIRONMENT      = local.environment
+        LOG_FORMAT       = "json"
+        LOG_LEVEL        = var.log_level
+        SEED_SAMPLE_DATA = "true"
+        STORE            = var.store
+      },
+      var.store == "postgres" ? { DB_SCHEMA = "preview_pr_${var.pr_number}" } : {},
+      var.secret_name == null ? { SECRETS_MANAGER_ENABLED = "false" } : {
+        SECRETS_MANAGER_ENABLED                           = "true"
+        AWS_SECRET_NAME                                   = var.secret_name
+      },
+    )
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.function.name
+  }
+
+  dynamic "vpc_config" {
+    for_each = length(var.subnet_ids) == 0 ? [] : [1]
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.function]
+}
+
+# A public URL: reviewers and the preview smoke test open it without AWS
+# credentials. Writes still need an API key from the preview secret, and reserved
+# concurrency caps the load anyone can cause.
+resource "aws_lambda_function_url" "preview" {
+  # checkov:skip=CKV_AWS_258: the preview is a public web endpoint by design; the app itself authenticates writes.
+  function_name      = aws_lambda_function.preview.function_name
+  authorization_type = "NONE"
+  invoke_mode        = "BUFFERED"
+}
+
+# The resource policy that lets anonymous callers use the URL (and only the URL).
+resource "aws_lambda_permission" "function_url" {
+  # checkov:skip=CKV_AWS_301: principal "*" is limited to lambda:InvokeFunctionUrl with auth type NONE, which is what a public preview URL is.
+  statement_id           = "PublicFunctionUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.preview.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}

@@ -1,0 +1,14 @@
+output "function_url" {
+  description = "Public URL of the preview (ends with a slash)."
+  value       = aws_lambda_function_url.preview.function_url
+}
+
+output "function_name" {
+  description = "Name of the preview Lambda function."
+  value       = aws_lambda_function.preview.function_name
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the preview."
+  value       = aws_cloudwatch_log_group.function.name
+}
