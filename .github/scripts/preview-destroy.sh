@@ -13,6 +13,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 "$here/tf-init.sh" infra/preview "$key"
 terraform -chdir=infra/preview destroy -auto-approve -no-color -lock-timeout=5m \
-  -var "pr_number=$pr"
+  -var "pr_number=$pr" -var "region=$AWS_REGION"
 # An empty state left behind would make every sweep destroy this preview again.
 aws s3 rm "s3://$TF_STATE_BUCKET/$key"

@@ -121,6 +121,11 @@ def expect_json(resp: Response, what: str, media_type: str = "application/json")
         raise CheckFailed(f"{what}: body is not JSON ({err}): {_snippet(resp.body)}") from err
 
 
+def expect_object(value, what: str) -> dict:
+    expect(isinstance(value, dict), f"{what}: body is {type(value).__name__}, want a JSON object")
+    return value
+
+
 def _snippet(body: bytes, limit: int = 200) -> str:
     text = body.decode("utf-8", "replace")
     return text if len(text) <= limit else text[:limit] + "…"
@@ -173,7 +178,7 @@ class Smoke:
     def root(self) -> None:
         resp = self.client.request("GET", "/")
         expect_status(resp, 200, "GET /")
-        message = expect_json(resp, "GET /").get("message", "")
+        message = expect_object(expect_json(resp, "GET /"), "GET /").get("message", "")
         expect(
             isinstance(message, str) and message.startswith(WELCOME_PREFIX),
             f"GET /: message {message!r} does not start with {WELCOME_PREFIX!r}",
@@ -204,7 +209,7 @@ class Smoke:
     def sample_order(self) -> None:
         resp = self.client.request("GET", "/orders/1")
         expect_status(resp, 200, "GET /orders/1")
-        order = expect_json(resp, "GET /orders/1")
+        order = expect_object(expect_json(resp, "GET /orders/1"), "GET /orders/1")
         expect(order.get("id") == "1", f"GET /orders/1: id {order.get('id')!r}, want '1'")
         expect(
             order.get("customer_name") == "John Doe",
@@ -218,7 +223,9 @@ class Smoke:
         path = f"/orders/smoke-missing-{uuid.uuid4().hex}"
         resp = self.client.request("GET", path)
         expect_status(resp, 404, "GET missing order")
-        problem = expect_json(resp, "GET missing order", media_type="application/problem+json")
+        problem = expect_object(
+            expect_json(resp, "GET missing order", media_type="application/problem+json"), "GET missing order"
+        )
         expect(
             problem.get("detail") == "Order not found",
             f"GET missing order: detail {problem.get('detail')!r}, want 'Order not found'",
@@ -237,7 +244,7 @@ class Smoke:
         }
         resp = self.client.request("POST", "/orders", body=new_order(), headers=headers)
         expect_status(resp, 201, "POST /orders")
-        created = expect_json(resp, "POST /orders")
+        created = expect_object(expect_json(resp, "POST /orders"), "POST /orders")
         order_id = created.get("id")
         expect(isinstance(order_id, str) and order_id != "", f"POST /orders: id {order_id!r}, want a string")
         location = resp.headers.get("location", "")
@@ -262,7 +269,7 @@ def new_order() -> dict:
     return {
         "customer_name": "Smoke Test",
         "items": [
-            {"product_id": "smoke-1", "name": "Smoke Widget", "quantity": 2, "price": 10.25},
+            {"product_id": 9001, "name": "Smoke Widget", "quantity": 2, "price": 10.25},
         ],
         "shipping_address": "1 Smoke Test Way, Nowhere, NA 00000",
     }

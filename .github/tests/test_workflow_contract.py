@@ -1,0 +1,299 @@
+"""The workflows only use names that exist: Terraform outputs, chart values, files in this
+repository, GitHub environments the AWS roles trust. Plus the security rules every
+workflow keeps (pinned actions, no untrusted expressions in scripts, no credentials for
+forks).
+
+Run: pytest .github/tests (from any directory).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+SCRIPTS = sorted((ROOT / ".github" / "scripts").glob("*"))
+CHART = ROOT / "charts" / "order-service"
+
+# CONTRACT.md: GitHub environments, and which repository variable holds which role of
+# the infra/aws output github_role_arns.
+ENVIRONMENTS = {"staging", "production", "preview"}
+ROLE_VARIABLES = {
+    "AWS_PLAN_ROLE_ARN": "plan",
+    "AWS_APPLY_ROLE_ARN": "apply",
+    "AWS_DEPLOY_STAGING_ROLE_ARN": "deploy_staging",
+    "AWS_DEPLOY_PRODUCTION_ROLE_ARN": "deploy_production",
+    "AWS_PREVIEW_ROLE_ARN": "preview",
+}
+# Helm -f file per environment, as deploy-environment.yml maps them.
+ENVIRONMENT_VALUES = {"staging": "values.staging.yaml", "production": "values.prod.yaml"}
+
+
+def load(path: Path) -> dict:
+    # PyYAML reads the key `on` as True (YAML 1.1); give it back its name.
+    doc = yaml.safe_load(path.read_text())
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def texts() -> dict[Path, str]:
+    return {p: p.read_text() for p in [*WORKFLOWS, *SCRIPTS] if p.is_file()}
+
+
+def run_blocks(doc: dict):
+    for job_id, job in doc.get("jobs", {}).items():
+        for step in job.get("steps", []):
+            if "run" in step:
+                yield job_id, step
+
+
+def terraform_outputs(root: str) -> set[str]:
+    names = set()
+    for tf in (ROOT / root).glob("*.tf"):
+        names.update(re.findall(r'^output\s+"([A-Za-z0-9_-]+)"', tf.read_text(), flags=re.M))
+    return names
+
+
+def test_workflows_exist():
+    names = {p.name for p in WORKFLOWS}
+    assert {"ci.yml", "deliver.yml", "preview.yml", "preview-sweep.yml"} <= names
+
+
+# --- names that must exist elsewhere in the repository ------------------------------------
+
+
+def test_every_terraform_output_read_exists():
+    reads = set()
+    for path, text in texts().items():
+        for root, name in re.findall(r"terraform -chdir=(infra/[\w-]+) output (?:-raw |-json )?(\w+)", text):
+            reads.add((root, name, path.name))
+    assert reads, "expected the workflows to read Terraform outputs"
+    missing = [
+        f"{file}: {root} has no output {name!r}" for root, name, file in sorted(reads) if name not in terraform_outputs(root)
+    ]
+    assert not missing, "\n".join(missing)
+
+
+def terraform_variables(root: str) -> set[str]:
+    names = set()
+    for tf in (ROOT / root).glob("*.tf"):
+        names.update(re.findall(r'^variable\s+"([A-Za-z0-9_-]+)"', tf.read_text(), flags=re.M))
+    return names
+
+
+def test_every_terraform_var_passed_is_declared():
+    passed = set()
+    for path, text in texts().items():
+        # A terraform command with its backslash-continued lines.
+        for m in re.finditer(r"terraform -chdir=\"?(infra/[\w-]+)\"? (?:plan|apply|destroy)(?:[^\n]*\\\n)*[^\n]*", text):
+            for name in re.findall(r'-var "?(\w+)=', m.group(0)):
+                passed.add((m.group(1), name, path.name))
+    assert passed, "expected the preview workflow to pass -var values"
+    missing = [
+        f"{file}: {root} declares no variable {name!r}"
+        for root, name, file in sorted(passed)
+        if name not in terraform_variables(root)
+    ]
+    assert not missing, "\n".join(missing)
+
+
+def schema_has(schema: dict, dotted: str) -> bool:
+    node = schema
+    for part in dotted.split("."):
+        props = node.get("properties", {})
+        if part not in props:
+            return False
+        node = props[part]
+    return True
+
+
+def test_every_helm_set_key_is_in_the_values_schema():
+    schema_path = CHART / "values.schema.json"
+    assert schema_path.is_file(), f"missing {schema_path.relative_to(ROOT)}"
+    schema = json.loads(schema_path.read_text())
+    keys = set()
+    for text in texts().values():
+        keys.update(re.findall(r"--set(?:-string)? ([A-Za-z0-9_.]+)=", text))
+    assert keys, "expected the workflows to set chart values"
+    missing = sorted(k for k in keys if not schema_has(schema, k))
+    assert not missing, f"--set keys absent from values.schema.json: {missing}"
+
+
+def test_every_environment_values_file_exists():
+    for env, name in ENVIRONMENT_VALUES.items():
+        assert (CHART / name).is_file(), f"{env} deploys with {name}, which does not exist"
+
+
+PATH_RE = re.compile(r"(?<![\w/$.-])(?:\./)?((?:\.ci|\.github/scripts|\.github/workflows|charts|infra)/[\w./-]*[\w])")
+
+
+def test_every_repository_path_used_exists():
+    used = set()
+    for path, text in texts().items():
+        for match in PATH_RE.finditer(text):
+            # Skip templated paths (values.${{ … }}.yaml) and S3 keys (infra/aws.tfstate).
+            rest = text[match.end() : match.end() + 3]
+            if rest.startswith("${") or rest.startswith(".${") or match.group(1).endswith(".tfstate"):
+                continue
+            used.add((match.group(1), path.name))
+    assert used
+    missing = [f"{file}: {p}" for p, file in sorted(used) if not (ROOT / p).exists()]
+    assert not missing, "paths used by the workflows that do not exist:\n" + "\n".join(missing)
+
+
+# --- GitHub environments and the OIDC trust of the AWS roles --------------------------------
+
+
+def trusted_subjects() -> dict[str, set[str]]:
+    """github_roles in infra/aws: role key -> the `sub` suffixes after repo:<owner>/<name>:."""
+    files = list((ROOT / "infra" / "aws").glob("*.tf"))
+    text = "\n".join(f.read_text() for f in files)
+    block = re.search(r"github_roles\s*=\s*\{(.*?)\n\s*\}", text, flags=re.S)
+    assert block, "infra/aws declares no github_roles map of role -> trusted subjects"
+    roles = {}
+    for key, subjects in re.findall(r"^\s*(\w+)\s*=\s*\[(.*?)\]", block.group(1), flags=re.M):
+        roles[key] = set(re.findall(r'\}:([^"]+)"', subjects))
+    return roles
+
+
+def triggers(doc: dict) -> set[str]:
+    on = doc["on"]
+    return set(on) if isinstance(on, (dict, list)) else {on}
+
+
+def job_subjects(doc: dict, job: dict, environment: str | None) -> set[str]:
+    """The OIDC `sub` suffixes this job can present."""
+    if environment:
+        return {f"environment:{environment}"}
+    subjects = set()
+    for trigger in triggers(doc):
+        if trigger in {"push", "workflow_dispatch", "schedule"}:
+            subjects.add("ref:refs/heads/main")
+        elif trigger == "pull_request":
+            subjects.add("pull_request")
+    return subjects
+
+
+def role_assumptions():
+    """(workflow, job, role variable, environment, doc, job) for every role a job assumes."""
+    for path in WORKFLOWS:
+        doc = load(path)
+        for job_id, job in doc.get("jobs", {}).items():
+            env = job.get("environment")
+            env = env.get("name") if isinstance(env, dict) else env
+            if "uses" in job:  # a call of deploy-environment.yml
+                expr = str(job.get("with", {}).get("role-to-assume", ""))
+                env = job.get("with", {}).get("environment")
+                if expr:
+                    yield path.name, job_id, expr, env, doc, job
+                continue
+            for step in job.get("steps", []):
+                if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@"):
+                    yield path.name, job_id, str(step["with"]["role-to-assume"]), env, doc, job
+
+
+def test_environment_names_are_the_contract_ones():
+    used = set()
+    for path in WORKFLOWS:
+        for job in load(path).get("jobs", {}).values():
+            env = job.get("environment")
+            env = env.get("name") if isinstance(env, dict) else env
+            if env and "${{" not in env:
+                used.add(env)
+            if "uses" in job and "environment" in job.get("with", {}):
+                used.add(job["with"]["environment"])
+    assert used, "expected jobs bound to GitHub environments"
+    assert used <= ENVIRONMENTS, f"unknown environments: {sorted(used - ENVIRONMENTS)}"
+
+
+def test_every_assumed_role_trusts_the_job_that_assumes_it():
+    trust = trusted_subjects()
+    seen = 0
+    problems = []
+    for workflow, job_id, expr, env, doc, job in role_assumptions():
+        if expr.startswith("${{ inputs."):
+            continue  # inside deploy-environment.yml: checked at its callers
+        match = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}", expr)
+        assert match, f"{workflow}:{job_id}: role must come from a repository variable, got {expr}"
+        role = ROLE_VARIABLES.get(match.group(1))
+        assert role, f"{workflow}:{job_id}: {match.group(1)} is not one of {sorted(ROLE_VARIABLES)}"
+        assert role in trust, f"infra/aws github_roles has no {role!r}"
+        for subject in job_subjects(doc, job, env):
+            seen += 1
+            if subject not in trust[role]:
+                problems.append(
+                    f"{workflow}:{job_id} presents sub ...:{subject} but role {role} trusts {sorted(trust[role])}"
+                )
+    assert seen >= 6, "expected the plan, apply, deploy and preview jobs to assume roles"
+    assert not problems, "\n".join(problems)
+
+
+# --- rules every workflow keeps ------------------------------------------------------------
+
+
+def test_actions_are_pinned_to_a_commit_with_a_version_comment():
+    bad = []
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            m = re.match(r"\s*(?:- )?uses:\s*(\S+)(.*)", line)
+            if not m or m.group(1).startswith("./"):
+                continue
+            if not re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", m.group(1)) or not re.match(
+                r"\s+# v\d+\.\d+\.\d+", m.group(2)
+            ):
+                bad.append(f"{path.name}: {line.strip()}")
+    assert not bad, "actions not pinned as <action>@<40-hex sha> # vX.Y.Z:\n" + "\n".join(bad)
+
+
+def test_no_expressions_inside_scripts():
+    # Values reach scripts through env:, so no input can become shell code.
+    bad = [
+        f"{path.name}:{job_id}: {step.get('name', step['run'][:40])}"
+        for path in WORKFLOWS
+        for job_id, step in run_blocks(load(path))
+        if "${{" in step["run"]
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_permissions_start_empty_and_checkouts_keep_no_token():
+    for path in WORKFLOWS:
+        doc = load(path)
+        assert doc.get("permissions") == {}, f"{path.name}: top-level permissions must be {{}}"
+        assert "pull_request_target" not in triggers(doc), f"{path.name}: pull_request_target is not used here"
+        for job_id, job in doc["jobs"].items():
+            assert "permissions" in job, f"{path.name}:{job_id}: set job permissions explicitly"
+            for step in job.get("steps", []):
+                if str(step.get("uses", "")).startswith("actions/checkout@"):
+                    assert step.get("with", {}).get("persist-credentials") is False, (
+                        f"{path.name}:{job_id}: checkout without persist-credentials: false"
+                    )
+
+
+FORK_GUARD = "github.event.pull_request.head.repo.full_name == github.repository"
+
+
+def test_previews_never_give_credentials_to_forks():
+    doc = load(ROOT / ".github" / "workflows" / "preview.yml")
+    jobs = doc["jobs"]
+
+    def guarded(job_id: str) -> bool:
+        job = jobs[job_id]
+        cond = str(job.get("if", ""))
+        if FORK_GUARD in cond:
+            return True
+        needs = job.get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        # Without always() a job is skipped when what it needs was skipped.
+        return "always()" not in cond and any(guarded(n) for n in needs)
+
+    for job_id, job in jobs.items():
+        perms = job.get("permissions", {})
+        if perms.get("id-token") == "write" or perms.get("pull-requests") == "write":
+            assert guarded(job_id), f"preview.yml:{job_id} holds credentials but may run for a fork"
