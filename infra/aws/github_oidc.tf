@@ -14,10 +14,11 @@ locals {
   github_repo_sub          = "repo:${var.github_repository}"
 
   github_roles = {
-    # terraform plan on pull requests and on main.
+    # terraform plan and reading outputs, on pull requests and on main.
     plan = ["${local.github_repo_sub}:pull_request", "${local.github_repo_sub}:ref:refs/heads/main"]
-    # terraform apply, from main only.
-    apply = ["${local.github_repo_sub}:ref:refs/heads/main"]
+    # terraform apply runs in a job bound to the production environment, so its
+    # required reviewers approve every infrastructure change.
+    apply = ["${local.github_repo_sub}:environment:production"]
     # helm upgrade, from jobs bound to the matching GitHub environment; the
     # production environment has required reviewers.
     deploy_staging    = ["${local.github_repo_sub}:environment:staging"]
@@ -79,14 +80,14 @@ resource "aws_iam_role_policy" "github_plan_state" {
 # --- apply: manages the whole platform (VPC, EKS, IAM, KMS, RDS) ------------------
 
 resource "aws_iam_role_policy_attachment" "github_apply_admin" {
-  # checkov:skip=CKV_AWS_274: terraform apply creates IAM roles, KMS keys, VPC and EKS resources; no narrower managed policy covers that. Only pushes to main of one repository can assume the role.
+  # checkov:skip=CKV_AWS_274: terraform apply creates IAM roles, KMS keys, VPC and EKS resources; no narrower managed policy covers that. Only jobs of one repository in its production environment, after review, can assume the role.
   role       = aws_iam_role.github["apply"].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AdministratorAccess"
 }
 
-# --- deploy: find the cluster and read this root's outputs -------------------------
+# --- deploy: find the cluster ---------------------------------------------------------
 # What they may do inside the cluster is set by their EKS access entries (eks.tf):
-# admin of their own namespace only.
+# admin of their own namespace only. The workflow reads the outputs with the plan role.
 
 resource "aws_iam_role_policy" "github_deploy" {
   for_each = toset(["deploy_staging", "deploy_production"])
@@ -96,20 +97,12 @@ resource "aws_iam_role_policy" "github_deploy" {
 
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "DescribeCluster"
-        Effect   = "Allow"
-        Action   = ["eks:DescribeCluster"]
-        Resource = aws_eks_cluster.this.arn
-      },
-      {
-        Sid      = "ReadPlatformOutputs"
-        Effect   = "Allow"
-        Action   = ["s3:GetObject"]
-        Resource = "${local.state_bucket_arn}/${var.state_key}"
-      },
-    ]
+    Statement = [{
+      Sid      = "DescribeCluster"
+      Effect   = "Allow"
+      Action   = ["eks:DescribeCluster"]
+      Resource = aws_eks_cluster.this.arn
+    }]
   })
 }
 

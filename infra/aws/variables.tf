@@ -329,9 +329,3 @@ variable "state_bucket_name" {
     error_message = "state_bucket_name must be a valid S3 bucket name."
   }
 }
-
-variable "state_key" {
-  description = "Key of this root's state in state_bucket_name; the deploy roles may read it to get the outputs."
-  type        = string
-  default     = "infra/aws.tfstate"
-}

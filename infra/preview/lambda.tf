@@ -5,6 +5,13 @@ resource "aws_cloudwatch_log_group" "function" {
   retention_in_days = var.log_retention_days
 }
 
+check "lambda_zip_exists" {
+  assert {
+    condition     = fileexists(var.lambda_zip)
+    error_message = "${var.lambda_zip} does not exist: run `cargo lambda build --release --arm64 --output-format zip -p order-service-lambda` or pass -var lambda_zip=..."
+  }
+}
+
 resource "aws_lambda_function" "preview" {
   # checkov:skip=CKV_AWS_116: the function is invoked synchronously through its URL; a dead-letter queue only receives failed asynchronous events.
   # checkov:skip=CKV_AWS_117: the memory store needs no network access; the function joins the VPC only when subnet_ids is set (store = postgres).
@@ -14,8 +21,10 @@ resource "aws_lambda_function" "preview" {
   description   = "Order service preview of pull request ${var.pr_number}"
   role          = aws_iam_role.function.arn
 
-  filename         = var.lambda_zip_path
-  source_code_hash = filebase64sha256(var.lambda_zip_path)
+  filename = var.lambda_zip
+  # Destroy runs without the zip (preview-destroy.sh); the hash matters only when
+  # the file is there to upload.
+  source_code_hash = fileexists(var.lambda_zip) ? filebase64sha256(var.lambda_zip) : null
   runtime          = "provided.al2023"
   architectures    = ["arm64"]
   handler          = "bootstrap"

@@ -36,14 +36,14 @@ variable "tags" {
   default     = {}
 }
 
-variable "lambda_zip_path" {
+variable "lambda_zip" {
   description = "Zip built by `cargo lambda build --release --arm64 --output-format zip`, relative to this directory."
   type        = string
   default     = "../../target/lambda/order-service-lambda/bootstrap.zip"
 
   validation {
-    condition     = endswith(var.lambda_zip_path, ".zip")
-    error_message = "lambda_zip_path must point to a .zip file."
+    condition     = endswith(var.lambda_zip, ".zip")
+    error_message = "lambda_zip must point to a .zip file."
   }
 }
 

@@ -257,6 +257,11 @@ run "github_roles_trust_the_right_claims" {
   }
 
   assert {
+    condition     = jsondecode(aws_iam_role.github["apply"].assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == ["repo:example-org/order-service:environment:production"]
+    error_message = "terraform apply must run only in the reviewed production environment."
+  }
+
+  assert {
     condition     = jsondecode(aws_iam_role.github["preview"].assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == ["repo:example-org/order-service:environment:preview"]
     error_message = "The preview role must trust only the preview environment."
   }

@@ -1,5 +1,5 @@
 # Offline checks of infra/preview with a mocked AWS provider. Run with
-# -var lambda_zip_path=<any zip>, since the function hashes the file at plan time
+# -var lambda_zip=<any zip>, since the function hashes the file at plan time
 # (.ci/stages/infra.sh builds a tiny one).
 
 mock_provider "aws" {
@@ -167,4 +167,16 @@ run "rejects_a_fractional_pr_number" {
   }
 
   expect_failures = [var.pr_number]
+}
+
+# preview-destroy.sh runs without the zip: planning must still work, and only
+# the check warns.
+run "plans_without_the_zip" {
+  command = plan
+
+  variables {
+    lambda_zip = "/nonexistent/bootstrap.zip"
+  }
+
+  expect_failures = [check.lambda_zip_exists]
 }
