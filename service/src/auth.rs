@@ -1,0 +1,130 @@
+//! Write authorisation: bearer API keys, compared in constant time.
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The keys that may write. Static keys come from `API_KEYS`; the runtime secret's keys
+/// replace `secret_keys` on each refresh, so rotation needs no restart.
+pub struct WriteAuth {
+    static_keys: Vec<SecretString>,
+    secret_keys: RwLock<Arc<[SecretString]>>,
+    /// With no key configured at all, writes are open (only for `ENVIRONMENT=local`).
+    open_without_keys: bool,
+}
+
+impl WriteAuth {
+    pub fn new(static_keys: Vec<SecretString>, open_without_keys: bool) -> Self {
+        Self {
+            static_keys,
+            secret_keys: RwLock::new(Arc::from(Vec::new())),
+            open_without_keys,
+        }
+    }
+
+    /// Replaces the keys that came from the runtime secret.
+    pub fn set_secret_keys(&self, keys: Vec<SecretString>) {
+        let keys: Arc<[SecretString]> = Arc::from(keys);
+        match self.secret_keys.write() {
+            Ok(mut guard) => *guard = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    fn secret_keys(&self) -> Arc<[SecretString]> {
+        match self.secret_keys.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Accepts `Authorization: Bearer <key>` matching any configured key.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), ApiError> {
+        let secret_keys = self.secret_keys();
+        if self.static_keys.is_empty() && secret_keys.is_empty() {
+            return match self.open_without_keys {
+                true => Ok(()),
+                false => Err(ApiError::Unauthorized),
+            };
+        }
+        let presented = authorization
+            .and_then(|value| strip_bearer(value))
+            .ok_or(ApiError::Unauthorized)?;
+        // Compare against every key, without stopping at the first match, so timing does
+        // not reveal which key (or how much of one) matched.
+        let mut matched = subtle::Choice::from(0);
+        for key in self.static_keys.iter().chain(secret_keys.iter()) {
+            matched |= key.expose_secret().as_bytes().ct_eq(presented);
+        }
+        match bool::from(matched) {
+            true => Ok(()),
+            false => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
+}
+
+/// Extractor that admits a request to a write handler.
+pub struct WriteAccess;
+
+impl FromRequestParts<AppState> for WriteAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+        state.auth.check(authorization).map(|()| WriteAccess)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> Vec<SecretString> {
+        list.iter()
+            .map(|k| SecretString::from(k.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn bearer_key_must_match_a_configured_key() {
+        let auth = WriteAuth::new(keys(&["k1", "k2"]), false);
+        assert!(auth.check(Some(b"Bearer k2")).is_ok());
+        assert!(auth.check(Some(b"bearer k1")).is_ok());
+        assert!(auth.check(Some(b"Bearer k3")).is_err());
+        assert!(auth.check(Some(b"Basic k1")).is_err());
+        assert!(auth.check(Some(b"Bearer ")).is_err());
+        assert!(auth.check(None).is_err());
+    }
+
+    #[test]
+    fn without_keys_only_local_is_open() {
+        assert!(WriteAuth::new(vec![], true).check(None).is_ok());
+        assert!(WriteAuth::new(vec![], false).check(None).is_err());
+    }
+
+    #[test]
+    fn rotated_secret_keys_replace_the_old_ones() {
+        let auth = WriteAuth::new(vec![], true);
+        auth.set_secret_keys(keys(&["old"]));
+        assert!(auth.check(Some(b"Bearer old")).is_ok());
+        assert!(
+            auth.check(None).is_err(),
+            "a configured key closes open writes"
+        );
+        auth.set_secret_keys(keys(&["new"]));
+        assert!(auth.check(Some(b"Bearer new")).is_ok());
+        assert!(auth.check(Some(b"Bearer old")).is_err());
+    }
+}

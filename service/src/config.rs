@@ -1,0 +1,372 @@
+//! Every setting the service reads, from the environment (and `.env` when present).
+//!
+//! Parsing is hand-written on purpose: each bad value must stop start-up with exactly one
+//! line naming the variable and what it accepts, and secret values must never be echoed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// A setting that could not be used: the one line start-up prints before exiting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Postgres,
+}
+
+/// Database settings; used when `STORE=postgres`.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`; when unset the runtime secret must provide the connection.
+    pub url: Option<SecretString>,
+    pub schema: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+/// AWS Secrets Manager settings; `None` in [`Config::secrets`] when disabled.
+#[derive(Debug, Clone)]
+pub struct SecretsConfig {
+    pub secret_name: String,
+    pub region: Option<String>,
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ENVIRONMENT`: shown in the welcome message; `local` opens writes when no key is set.
+    pub environment: String,
+    pub log_level: tracing::Level,
+    pub log_format: LogFormat,
+    pub enable_metrics: bool,
+    pub host: IpAddr,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub store: StoreKind,
+    pub seed_sample_data: bool,
+    pub database: DatabaseConfig,
+    pub secrets: Option<SecretsConfig>,
+    /// `API_KEYS`: bearer keys for writes, merged with the runtime secret's `api_keys`.
+    pub api_keys: Vec<SecretString>,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub shutdown_drain: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` when one exists (the environment wins).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is the normal case; a malformed one is worth a clear error.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::new("(.env file)", e.to_string())),
+        }
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Parses a given set of variables: what tests and `check-config` use.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let environment = env.string("ENVIRONMENT", "local");
+        if environment.is_empty()
+            || !environment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "ENVIRONMENT",
+                "expected a lowercase name of a-z, 0-9 and '-' (e.g. local, staging, production)",
+            ));
+        }
+        let default_format = if environment == "local" {
+            "text"
+        } else {
+            "json"
+        };
+        let log_format = match env.string("LOG_FORMAT", default_format).as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(ConfigError::new("LOG_FORMAT", "expected text or json")),
+        };
+        let log_level = env
+            .string("LOG_LEVEL", "info")
+            .parse::<tracing::Level>()
+            .map_err(|_| {
+                ConfigError::new("LOG_LEVEL", "expected trace, debug, info, warn or error")
+            })?;
+
+        let port = env.parse("PORT", 8000_u16, "a TCP port (0 picks a free one)", |_| {
+            true
+        })?;
+        let metrics_port = env.parse(
+            "METRICS_PORT",
+            9090_u16,
+            "a TCP port (0 picks a free one)",
+            |_| true,
+        )?;
+        if port == metrics_port && port != 0 {
+            return Err(ConfigError::new("METRICS_PORT", "must differ from PORT"));
+        }
+
+        let store = match env.string("STORE", "memory").as_str() {
+            "memory" => StoreKind::Memory,
+            "postgres" => StoreKind::Postgres,
+            _ => return Err(ConfigError::new("STORE", "expected memory or postgres")),
+        };
+        let seed_default = store == StoreKind::Memory;
+        let schema = env.string("DB_SCHEMA", "public");
+        if !is_sql_identifier(&schema) {
+            return Err(ConfigError::new(
+                "DB_SCHEMA",
+                "expected a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)",
+            ));
+        }
+        let database = DatabaseConfig {
+            url: env.secret("DATABASE_URL"),
+            schema,
+            max_connections: env.parse("DB_MAX_CONNECTIONS", 10_u32, "a number 1-1000", |n| {
+                (1..=1000).contains(n)
+            })?,
+            acquire_timeout: env.millis("DB_ACQUIRE_TIMEOUT_MS", 2000)?,
+            statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
+        };
+
+        let secrets = if env.bool("SECRETS_MANAGER_ENABLED", false)? {
+            let secret_name = env.string("AWS_SECRET_NAME", "");
+            if secret_name.is_empty() {
+                return Err(ConfigError::new(
+                    "AWS_SECRET_NAME",
+                    "required when SECRETS_MANAGER_ENABLED=true (a secret name or ARN)",
+                ));
+            }
+            Some(SecretsConfig {
+                secret_name,
+                region: env.optional("AWS_REGION"),
+                refresh_interval: Duration::from_secs(env.parse(
+                    "SECRET_REFRESH_SECONDS",
+                    300_u64,
+                    "a number of seconds > 0",
+                    |s| *s > 0,
+                )?),
+            })
+        } else {
+            None
+        };
+
+        let config = Config {
+            log_level,
+            log_format,
+            enable_metrics: env.bool("ENABLE_METRICS", true)?,
+            host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address", |_| {
+                true
+            })?,
+            port,
+            metrics_port,
+            store,
+            seed_sample_data: env.bool("SEED_SAMPLE_DATA", seed_default)?,
+            database,
+            secrets,
+            api_keys: env
+                .optional("API_KEYS")
+                .map(|keys| parse_api_keys(&keys))
+                .unwrap_or_default(),
+            request_timeout: env.millis("REQUEST_TIMEOUT_MS", 10_000)?,
+            body_limit_bytes: env
+                .parse("BODY_LIMIT_BYTES", 65_536_usize, "bytes > 0", |n| *n > 0)?,
+            shutdown_drain: Duration::from_secs(env.parse(
+                "SHUTDOWN_DRAIN_SECONDS",
+                5_u64,
+                "a number of seconds >= 0",
+                |_| true,
+            )?),
+            shutdown_grace: Duration::from_secs(env.parse(
+                "SHUTDOWN_GRACE_SECONDS",
+                20_u64,
+                "a number of seconds > 0",
+                |s| *s > 0,
+            )?),
+            environment,
+        };
+        Ok(config)
+    }
+
+    /// Writes are open without a key only on a developer's machine.
+    pub fn is_local(&self) -> bool {
+        self.environment == "local"
+    }
+}
+
+/// Splits a comma-separated key list, dropping blanks.
+pub fn parse_api_keys(keys: &str) -> Vec<SecretString> {
+    keys.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| SecretString::from(k.to_owned()))
+        .collect()
+}
+
+fn is_sql_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && s.len() <= 63
+}
+
+/// Typed access to a variable map; empty values count as unset.
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn optional(&self, var: &str) -> Option<String> {
+        self.0
+            .get(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.optional(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn secret(&self, var: &str) -> Option<SecretString> {
+        self.optional(var).map(SecretString::from)
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self
+            .optional(var)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(_) => Err(ConfigError::new(var, "expected true or false")),
+        }
+    }
+
+    fn parse<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        accepts: &str,
+        valid: impl Fn(&T) -> bool,
+    ) -> Result<T, ConfigError> {
+        let Some(raw) = self.optional(var) else {
+            return Ok(default);
+        };
+        match raw.parse::<T>() {
+            Ok(value) if valid(&value) => Ok(value),
+            _ => Err(ConfigError::new(
+                var,
+                format!("expected {accepts}, got {raw:?}"),
+            )),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse(var, default, "milliseconds > 0", |ms| *ms > 0)
+            .map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&vars)
+    }
+
+    #[test]
+    fn defaults_serve_locally_with_sample_data() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config.environment, "local");
+        assert_eq!((config.port, config.metrics_port), (8000, 9090));
+        assert_eq!(config.store, StoreKind::Memory);
+        assert!(config.seed_sample_data);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.secrets.is_none());
+        assert_eq!(config.body_limit_bytes, 65_536);
+    }
+
+    #[test]
+    fn non_local_environments_log_json_and_postgres_does_not_seed() {
+        let config = parse(&[("ENVIRONMENT", "staging"), ("STORE", "postgres")]).expect("valid");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(!config.seed_sample_data);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_in_one_line() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("METRICS_PORT", "8000"),
+            ("STORE", "redis"),
+            ("LOG_LEVEL", "loud"),
+            ("ENABLE_METRICS", "maybe"),
+            ("DB_SCHEMA", "Robert'); DROP"),
+            ("REQUEST_TIMEOUT_MS", "-5"),
+            ("ENVIRONMENT", "Prod"),
+        ] {
+            let err = parse(&[(var, value)]).expect_err(var).to_string();
+            assert!(
+                err.starts_with(&format!("invalid configuration: {var}: ")),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_manager_requires_a_secret_name() {
+        let err = parse(&[("SECRETS_MANAGER_ENABLED", "true")]).expect_err("no name");
+        assert_eq!(err.var, "AWS_SECRET_NAME");
+        let config = parse(&[
+            ("SECRETS_MANAGER_ENABLED", "true"),
+            ("AWS_SECRET_NAME", "order-service/staging"),
+        ])
+        .expect("valid");
+        let secrets = config.secrets.expect("enabled");
+        assert_eq!(secrets.refresh_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn api_keys_are_split_and_never_printed() {
+        let config = parse(&[("API_KEYS", "alpha-key, beta-key,,")]).expect("valid");
+        assert_eq!(config.api_keys.len(), 2);
+        assert!(!format!("{config:?}").contains("alpha-key"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Orders and the rules they obey, free of HTTP and storage concerns.
+
+mod money;
+mod order;
+mod status;
+
+pub use money::{Money, MoneyError};
+pub use order::{
+    parse_tracking_number, total_of, FieldError, ItemInput, NewOrder, NewOrderItem, Order,
+    OrderItem, ValidationErrors,
+};
+pub use status::{can_transition, OrderStatus};

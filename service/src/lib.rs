@@ -1,0 +1,22 @@
+//! Order service: one axum router shared by the container binary and the Lambda function.
+//!
+//! Both shells do the same five steps: [`Config::from_env`] → [`telemetry::init`] →
+//! [`build_state`] → [`router`] → run.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{metrics_router, router};
+pub use config::Config;
+pub use error::ApiError;
+pub use metrics::Target;
+pub use state::{build_state, AppState};

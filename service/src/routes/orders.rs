@@ -1,0 +1,297 @@
+//! `/orders`: list, create, read and change the status of orders.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::WriteAccess;
+use crate::domain::{
+    can_transition, parse_tracking_number, ItemInput, NewOrder, Order, OrderStatus,
+    ValidationErrors,
+};
+use crate::error::{ApiError, Json, Problem, Query};
+use crate::state::AppState;
+use crate::store::{Idempotency, PageRequest, StatusChange, StoreError};
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+const ORDER_NOT_FOUND: &str = "Order not found";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orders", get(list_orders).post(create_order))
+        .route("/orders/{id}", get(get_order).patch(update_order_status))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 500.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    limit: Option<u32>,
+    /// Opaque position from a previous page's `Link: rel="next"`.
+    cursor: Option<String>,
+}
+
+/// Orders in creation order, as a bare JSON array. When more remain, the response carries
+/// `Link: </orders?limit=…&cursor=…>; rel="next"`.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "orders",
+    params(ListParams),
+    responses(
+        (status = 200, body = [Order], headers(("link" = String, description = "rel=\"next\" page"))),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(ValidationErrors::single(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )));
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = state.store.list(PageRequest { limit, after }).await?;
+    let mut response = axum::Json(page.orders).into_response();
+    if let Some(next) = page.next_after {
+        let link = format!(
+            "</orders?limit={limit}&cursor={}>; rel=\"next\"",
+            encode_cursor(next)
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+fn encode_cursor(after: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("after:{after}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("after:")?.parse().ok())
+        .ok_or_else(|| {
+            ApiError::Validation(ValidationErrors::single(
+                "cursor",
+                "is not a cursor this service issued",
+            ))
+        })
+}
+
+/// A new order. `total_amount`, `status` and `order_date` are set by the service.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrderRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S",
+        example = "John Doe"
+    )]
+    customer_name: String,
+    #[schema(min_items = 1, max_items = 100)]
+    items: Vec<CreateOrderItem>,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"\S",
+        example = "123 Main St"
+    )]
+    shipping_address: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrderItem {
+    #[schema(minimum = 1, example = 1)]
+    product_id: i64,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S",
+        example = "Laptop Stand"
+    )]
+    name: String,
+    #[schema(minimum = 1, maximum = 10000, example = 1)]
+    quantity: u32,
+    /// Unit price, at most two decimal places.
+    #[schema(minimum = 0, maximum = 999999999, multiple_of = 0.01, example = 29.99)]
+    price: f64,
+}
+
+/// Creates an order. With `Idempotency-Key`, a retry of the same request returns the first
+/// order (header `Idempotent-Replayed: true`); the same key with another body is a 422.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = Order, headers(("location" = String, description = "URL of the order"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_order(
+    State(state): State<AppState>,
+    _write: WriteAccess,
+    headers: HeaderMap,
+    Json(request): Json<CreateOrderRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let items = request
+        .items
+        .into_iter()
+        .map(|item| ItemInput {
+            product_id: item.product_id,
+            name: item.name,
+            quantity: item.quantity,
+            price: item.price,
+        })
+        .collect();
+    let order = NewOrder::parse(&request.customer_name, items, &request.shipping_address)
+        .map_err(ApiError::Validation)?;
+    let idempotency = key.map(|key| Idempotency {
+        key,
+        fingerprint: order.fingerprint(),
+    });
+    let created = state.store.create(order, idempotency).await?;
+    if !created.replayed {
+        state.metrics.orders_created.inc();
+    }
+    let mut response = (StatusCode::CREATED, axum::Json(&created.order)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", created.order.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.trim().is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_CHARS => {
+            Ok(Some(key.trim().to_owned()))
+        }
+        _ => Err(ApiError::Validation(ValidationErrors::single(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
+        ))),
+    }
+}
+
+/// One order by id.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, body = Order),
+        (status = 404, description = "`detail` is \"Order not found\"", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Order>, ApiError> {
+    let order = state.store.get(&id).await?;
+    order
+        .map(axum::Json)
+        .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))
+}
+
+/// A status change; `tracking_number` may be set with it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateStatusRequest {
+    status: OrderStatus,
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
+    tracking_number: Option<String>,
+}
+
+/// Moves an order along PENDING → PROCESSING → SHIPPED → DELIVERED, or cancels it while
+/// PENDING or PROCESSING. Any other change is a 409.
+#[utoipa::path(
+    patch,
+    path = "/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    request_body = UpdateStatusRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Order),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal transition", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_order_status(
+    State(state): State<AppState>,
+    _write: WriteAccess,
+    Path(id): Path<String>,
+    Json(request): Json<UpdateStatusRequest>,
+) -> Result<axum::Json<Order>, ApiError> {
+    let tracking_number =
+        parse_tracking_number(request.tracking_number.as_deref()).map_err(ApiError::Validation)?;
+    let current = state
+        .store
+        .get(&id)
+        .await?
+        .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
+    let (from, to) = (current.status, request.status);
+    if !can_transition(from, to) {
+        return Err(ApiError::IllegalTransition { from, to });
+    }
+    let change = StatusChange {
+        from,
+        to,
+        tracking_number,
+    };
+    match state.store.set_status(&id, change).await {
+        Ok(order) => Ok(axum::Json(order)),
+        // Another request changed the status between our read and our write.
+        Err(StoreError::StatusConflict { current }) => {
+            Err(ApiError::IllegalTransition { from: current, to })
+        }
+        Err(error) => Err(error.into()),
+    }
+}

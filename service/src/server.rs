@@ -1,0 +1,158 @@
+//! The container's serving loop: API and metrics ports, and the shutdown sequence
+//! (not ready → drain → stop accepting → finish in-flight → exit).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+use crate::{metrics_router, router};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves until SIGTERM or Ctrl-C, then shuts down gracefully. Returns once every
+/// in-flight request finished, or the grace period ran out.
+pub async fn serve(state: AppState) -> Result<(), ServeError> {
+    let config = state.config.clone();
+    let (stop, stopped) = watch::channel(false);
+
+    let api = bind(config.host, config.port).await?;
+    let api_addr = api.local_addr()?;
+    let mut servers = vec![spawn(api, router(state.clone()), stopped.clone())];
+    let metrics_addr = match config.enable_metrics {
+        true => {
+            let listener = bind(config.host, config.metrics_port).await?;
+            let addr = listener.local_addr()?;
+            servers.push(spawn(listener, metrics_router(state.clone()), stopped));
+            Some(addr)
+        }
+        false => None,
+    };
+    tracing::info!(
+        %api_addr,
+        metrics_addr = metrics_addr.map(|a| a.to_string()),
+        environment = %config.environment,
+        "listening"
+    );
+
+    shutdown_signal().await;
+    tracing::info!(drain_seconds = config.shutdown_drain.as_secs(), "draining");
+    state.readiness.start_draining();
+    tokio::time::sleep(config.shutdown_drain).await;
+
+    tracing::info!("no longer accepting connections; finishing in-flight requests");
+    let _ = stop.send(true);
+    let finished = futures_join(servers);
+    match tokio::time::timeout(config.shutdown_grace, finished).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!("grace period over; stopping with requests in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(host: IpAddr, port: u16) -> Result<TcpListener, ServeError> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+fn spawn(
+    listener: TcpListener,
+    app: Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    })
+}
+
+async fn futures_join(servers: Vec<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {
+    for server in servers {
+        server.await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(SocketAddr, String),
+    #[error("/health answered {0}")]
+    Unhealthy(u16),
+    #[error("no answer from /health within 3 seconds")]
+    Timeout,
+}
+
+/// `order-service healthcheck`: GET /health on the local API port, for images without curl.
+pub async fn healthcheck(port: u16) -> Result<(), HealthcheckError> {
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let check = async {
+        let unreachable =
+            |e: &dyn std::fmt::Display| HealthcheckError::Unreachable(addr, e.to_string());
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get("/health")
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| unreachable(&e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            status => Err(HealthcheckError::Unhealthy(status)),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), check)
+        .await
+        .unwrap_or(Err(HealthcheckError::Timeout))
+}

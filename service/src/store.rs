@@ -1,0 +1,107 @@
+//! Where orders live: one trait, one implementation per backend.
+
+mod memory;
+mod sample;
+
+use async_trait::async_trait;
+
+use crate::domain::{NewOrder, Order, OrderStatus};
+
+pub use memory::MemoryStore;
+pub use sample::sample_orders;
+
+/// Boxed cause of a backend failure; kept for logs, never sent to clients.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("order not found")]
+    NotFound,
+    /// The compare-and-set lost: the order is no longer in the expected status.
+    #[error("order status is {}", current.as_str())]
+    StatusConflict { current: OrderStatus },
+    #[error("idempotency key was already used for a different request")]
+    IdempotencyMismatch,
+    /// The backend cannot be reached or timed out; the request may be retried.
+    #[error("order store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else the backend reports; a bug or corrupt data, not worth a retry.
+    #[error("order store failed")]
+    Internal(#[source] BoxError),
+}
+
+/// The result of a create: the order, and whether it is the replay of an earlier request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub order: Order,
+    pub replayed: bool,
+}
+
+/// Idempotency key and the fingerprint of the request it was sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A page request: at most `limit` orders with an id sequence greater than `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub orders: Vec<Order>,
+    /// Where the next page starts, when there is one.
+    pub next_after: Option<u64>,
+}
+
+/// A status change applied only if the order is still in `from` (compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    pub tracking_number: Option<String>,
+}
+
+/// Orders are listed in creation order; ids are the decimal form of a per-store sequence.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores a new order. With an idempotency key seen before, returns the first order
+    /// (`replayed`) when the fingerprint matches, and `IdempotencyMismatch` otherwise.
+    async fn create(
+        &self,
+        order: NewOrder,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Created, StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<Order>, StoreError>;
+
+    async fn list(&self, page: PageRequest) -> Result<Page, StoreError>;
+
+    /// Applies `change` atomically; `StatusConflict` when the status is no longer `from`.
+    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Order, StoreError>;
+
+    /// Inserts the given orders, ids included, when the store holds no orders yet.
+    async fn seed(&self, orders: Vec<Order>) -> Result<(), StoreError>;
+
+    /// Cheap round trip that proves the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Parses an order id into its sequence number; anything else cannot exist.
+pub fn id_sequence(id: &str) -> Option<u64> {
+    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok().filter(|n| *n > 0)
+}
+
+/// Timestamps keep microseconds, the precision PostgreSQL stores, so every backend returns
+/// the same `order_date` for the same order.
+pub fn to_micros(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    at.trunc_subsecs(6)
+}
