@@ -105,3 +105,11 @@ pub fn to_micros(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::
     use chrono::SubsecRound;
     at.trunc_subsecs(6)
 }
+
+/// Rotation hook: a database store calls it once when the database rejects its credentials.
+/// The runtime-secret loader implements it by fetching the secret again and returning the
+/// (possibly new) connection URL.
+#[async_trait]
+pub trait CredentialRefresher: Send + Sync {
+    async fn refresh_database_url(&self) -> Option<secrecy::SecretString>;
+}
