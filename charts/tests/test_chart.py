@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import render
-from conftest import app_container, find, rendered_env
+from conftest import CONTRACT, app_container, find, rendered_env
 
 KUBE_VERSION = "1.31.0"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -223,3 +224,17 @@ def test_dashboard_config_map_is_picked_up_by_grafana(objects: list[dict[str, An
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(config_map["data"]["order-service.json"])
     assert dashboard["uid"] == "order-service"
+
+
+def test_schema_has_every_value_the_workflows_set() -> None:
+    text = CONTRACT.read_text()
+    section = text.split("## Chart values the workflows set", 1)[1].split("\n## ", 1)[0]
+    keys = re.findall(r"`([a-zA-Z]+(?:\.[a-zA-Z]+)+)`", section)
+    assert "image.tag" in keys, "could not parse the chart values in CONTRACT.md"
+    schema = json.loads((render.CHART / "values.schema.json").read_text())
+    for key in keys:
+        node = schema
+        for part in key.split("."):
+            assert part in node.get("properties", {}), f"{key} is missing from values.schema.json"
+            node = node["properties"][part]
+        assert node["type"] == "string", f"{key}: workflows pass it with --set-string"
