@@ -103,6 +103,15 @@ def test_every_terraform_var_passed_is_declared():
     assert not missing, "\n".join(missing)
 
 
+def test_every_tf_var_environment_variable_is_declared_by_a_root():
+    declared = terraform_variables("infra/aws") | terraform_variables("infra/addons")
+    used = set()
+    for text in texts().values():
+        used.update(re.findall(r"\bTF_VAR_(\w+):", text))
+    assert used, "expected deliver.yml to pass Terraform inputs as TF_VAR_*"
+    assert not (used - declared), f"TF_VAR_* that no root declares: {sorted(used - declared)}"
+
+
 def schema_has(schema: dict, dotted: str) -> bool:
     node = schema
     for part in dotted.split("."):
@@ -137,9 +146,10 @@ def test_every_repository_path_used_exists():
     used = set()
     for path, text in texts().items():
         for match in PATH_RE.finditer(text):
-            # Skip templated paths (values.${{ … }}.yaml) and S3 keys (infra/aws.tfstate).
+            # Skip templated paths (values.${{ … }}.yaml), S3 keys (infra/aws.tfstate) and
+            # files the workflows create (plans).
             rest = text[match.end() : match.end() + 3]
-            if rest.startswith("${") or rest.startswith(".${") or match.group(1).endswith(".tfstate"):
+            if rest.startswith(("${", ".${")) or match.group(1).endswith((".tfstate", "/tfplan", "/tfplan.enc")):
                 continue
             used.add((match.group(1), path.name))
     assert used
