@@ -22,7 +22,10 @@ destroyed=0 failed=0
 for key in $keys; do
   [[ "$key" =~ ^preview/pr-([0-9]+)\.tfstate$ ]] || continue
   pr="${BASH_REMATCH[1]}"
-  state=$(gh pr view "$pr" --repo "$GH_REPO" --json state --jq .state)
+  if ! state=$(gh pr view "$pr" --repo "$GH_REPO" --json state --jq .state); then
+    echo "::warning::pr-$pr: could not read the pull request; kept"
+    continue
+  fi
   if [ "$state" = "OPEN" ]; then
     echo "pr-$pr: open, kept"
     continue
