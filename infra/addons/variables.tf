@@ -1,0 +1,58 @@
+variable "state_bucket" {
+  description = "S3 bucket holding infra/aws's state (the same bucket as this root's backend)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.state_bucket))
+    error_message = "state_bucket must be a valid S3 bucket name."
+  }
+}
+
+variable "platform_state_key" {
+  description = "Key of infra/aws's state in state_bucket."
+  type        = string
+  default     = "infra/aws.tfstate"
+}
+
+variable "state_region" {
+  description = "Region of state_bucket."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "grafana_admin_password" {
+  description = "Password of Grafana's admin user (infra/aws output grafana_admin_username)."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.grafana_admin_password) >= 16
+    error_message = "grafana_admin_password must be at least 16 characters."
+  }
+}
+
+# Chart versions are pinned so a plan shows exactly what changes; bump them on purpose.
+
+variable "aws_load_balancer_controller_chart_version" {
+  description = "Version of the eks/aws-load-balancer-controller chart; keep infra/aws/policies in step with its app version."
+  type        = string
+  default     = "1.13.4"
+}
+
+variable "external_dns_chart_version" {
+  description = "Version of the kubernetes-sigs external-dns chart."
+  type        = string
+  default     = "1.18.0"
+}
+
+variable "kube_prometheus_stack_chart_version" {
+  description = "Version of the prometheus-community kube-prometheus-stack chart."
+  type        = string
+  default     = "75.15.0"
+}
+
+variable "prometheus_adapter_chart_version" {
+  description = "Version of the prometheus-community prometheus-adapter chart."
+  type        = string
+  default     = "4.14.1"
+}
