@@ -19,6 +19,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("the request body is larger than the limit")]
+    PayloadTooLarge,
     #[error("expected a request with Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("the request has invalid fields")]
@@ -64,6 +66,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) | ApiError::IdempotencyMismatch => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -99,6 +102,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => {
                 ApiError::Validation(data_error(&e.body_text(), "body"))
             }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             other => ApiError::MalformedJson(other.body_text()),
         }
     }

@@ -1,0 +1,159 @@
+//! The real container binary: ports, probes, metrics port, graceful shutdown.
+
+use std::time::Duration;
+
+use crate::support::binary::Service;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn serves_probes_on_the_api_port_and_metrics_on_its_own() {
+    let service = Service::start(&[]);
+    let http = client();
+    let health = http
+        .get(service.url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.expect("body"), r#"{"status":"OK"}"#);
+    assert_eq!(
+        http.get(service.url("/ready"))
+            .send()
+            .await
+            .expect("ready")
+            .status(),
+        200
+    );
+    http.get(service.url("/orders/1"))
+        .send()
+        .await
+        .expect("order");
+
+    let metrics_url = format!(
+        "{}/metrics",
+        service.metrics.as_deref().expect("metrics port")
+    );
+    let metrics = http.get(&metrics_url).send().await.expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    for name in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "http_requests_in_flight",
+        "orders_created_total",
+        "secrets_refresh_total",
+        "build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    assert!(text.contains(r#"route="/orders/{id}""#));
+    let on_api_port = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .expect("api /metrics");
+    assert_eq!(on_api_port.status(), 404);
+}
+
+#[tokio::test]
+async fn metrics_port_is_closed_when_metrics_are_disabled() {
+    let service = Service::start(&[("ENABLE_METRICS", "false")]);
+    assert!(service.metrics.is_none());
+    let health = client()
+        .get(service.url("/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_reports_the_local_service() {
+    let service = Service::start(&[]);
+    let port = service.api.rsplit(':').next().expect("port").to_owned();
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("PORT", &port)
+        .output()
+        .expect("runs");
+    assert!(ok.status.success(), "{ok:?}");
+    drop(service);
+    let down = std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("PORT", &port)
+        .output()
+        .expect("runs");
+    assert!(!down.status.success());
+}
+
+#[test]
+fn bad_setting_stops_start_up_with_one_line() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .env_clear()
+        .env("PORT", "eighty")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("invalid configuration: PORT: "),
+        "{stderr}"
+    );
+}
+
+/// A load balancer keeps sending until readiness fails; every request it sent must succeed,
+/// and the process must exit 0 once in-flight work is done.
+#[tokio::test]
+async fn sigterm_drains_without_failing_a_request() {
+    let mut service = Service::start(&[
+        ("SHUTDOWN_DRAIN_SECONDS", "2"),
+        ("SHUTDOWN_GRACE_SECONDS", "10"),
+    ]);
+    let http = client();
+    let orders = service.url("/orders");
+    let ready = service.url("/ready");
+
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (http, orders, ready) = (http.clone(), orders.clone(), ready.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0_u32, Vec::new());
+            loop {
+                match http.get(&orders).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                let still_ready = matches!(
+                    http.get(&ready).send().await.map(|r| r.status().as_u16()),
+                    Ok(200)
+                );
+                if !still_ready {
+                    return (ok, failed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.terminate();
+
+    let mut total = 0;
+    for worker in workers {
+        let (ok, failed) = worker.await.expect("worker");
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0);
+    let status = service.wait(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+    assert!(service.find_line("draining").is_some());
+}

@@ -1,0 +1,6 @@
+//! Integration tests, compiled into one binary.
+
+mod binary;
+mod router;
+mod secrets;
+mod support;

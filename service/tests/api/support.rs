@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests.
+
+pub mod binary;
+pub mod moto;
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use order_service::{build_state, router, AppState, Config, Target};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// State built exactly as the shells build it, from the given variables.
+pub async fn state_with(vars: &[(&str, &str)]) -> AppState {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::from_vars(&vars).expect("test config is valid");
+    build_state(config, Target::Container)
+        .await
+        .expect("state builds")
+}
+
+/// The router over a local memory store with the sample data.
+pub async fn local_app() -> Router {
+    router(state_with(&[]).await)
+}
+
+/// A response as a client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem with this status and returns its body.
+    pub fn problem(&self, status: StatusCode) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status.as_u16());
+        assert!(body["type"].is_string() && body["title"].is_string());
+        assert!(body["detail"].is_string(), "{body}");
+        body
+    }
+}
+
+/// Sends one request through the router, no port involved.
+pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes().to_vec();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(app: &Router, uri: &str) -> Reply {
+    send(app, request(Method::GET, uri, &[], None)).await
+}
+
+/// A request with optional JSON body and extra headers.
+pub fn request(
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    json: Option<&Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = match json {
+        Some(json) => {
+            builder = builder.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    builder.body(body).expect("valid request")
+}
+
+/// A valid order body.
+pub fn new_order(customer: &str) -> Value {
+    serde_json::json!({
+        "customer_name": customer,
+        "items": [
+            {"product_id": 7, "name": "Desk Lamp", "quantity": 2, "price": 19.99},
+            {"product_id": 8, "name": "Bulb", "quantity": 3, "price": 0.1}
+        ],
+        "shipping_address": "1 Test Way, Springfield"
+    })
+}
