@@ -3,6 +3,8 @@
 //!
 //! The registry lives in the state, not in a global, so tests can build the app many times.
 
+pub mod emf;
+
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
