@@ -41,7 +41,9 @@ checkov_scan -d "$rendered" --framework kubernetes
 
 log "build the container binary for the contract tests"
 (cd "$ROOT" && cargo build --quiet --locked -p order-service)
-export ORDER_SERVICE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/order-service"
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$ROOT/$target_dir"
+export ORDER_SERVICE_BIN="$target_dir/debug/order-service"
 
 log "pytest charts/tests"
 cd "$ROOT"

@@ -87,7 +87,7 @@ def binary() -> Path:
     subprocess.run(
         ["cargo", "build", "--quiet", "--locked", "-p", "order-service"], cwd=ROOT, check=True
     )
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    target = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")  # absolute paths win over ROOT
     path = target / "debug" / "order-service"
     assert path.is_file(), f"cargo build did not produce {path}"
     return path

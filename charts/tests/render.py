@@ -30,7 +30,7 @@ WORKFLOW_VALUES = {
         "serviceAccount": {"roleArn": "arn:aws:iam::123456789012:role/order-service-staging"},
         "ingress": {
             "host": "staging.orders.example.com",
-            "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+            "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/staging-cert",
         },
         "secretsManager": {"secretName": "order-service/staging"},
     },
@@ -42,7 +42,7 @@ WORKFLOW_VALUES = {
         "serviceAccount": {"roleArn": "arn:aws:iam::123456789012:role/order-service-production"},
         "ingress": {
             "host": "orders.example.com",
-            "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/66666666-7777-8888-9999-000000000000",
+            "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/production-cert",
         },
         "secretsManager": {"secretName": "order-service/production"},
     },

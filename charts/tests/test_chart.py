@@ -11,6 +11,7 @@ import helm_python as helm
 import jsonschema
 import kubernetes_validate
 import pytest
+
 import render
 from conftest import CONTRACT, app_container, find, rendered_env
 
@@ -62,9 +63,19 @@ def test_misspelt_value_fails_lint(typo: dict[str, Any]) -> None:
         ({"pdb": {"minAvailable": 1}}, "exactly one of pdb.minAvailable"),
         ({"config": {"store": "postgres"}}, "needs a database URL"),
         ({"secretsManager": {"enabled": True}}, "secretName is required"),
-        ({"ingress": {"enabled": True, "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x"}},
-         "ingress.host is required"),
-        ({"ingress": {"enabled": True, "host": "orders.example.com"}}, "certificateArn is required"),
+        (
+            {
+                "ingress": {
+                    "enabled": True,
+                    "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
+                }
+            },
+            "ingress.host is required",
+        ),
+        (
+            {"ingress": {"enabled": True, "host": "orders.example.com"}},
+            "certificateArn is required",
+        ),
         ({"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}, "must not exceed"),
     ],
 )
@@ -134,7 +145,10 @@ def test_rollout_never_drops_below_the_budget(objects: list[dict[str, Any]]) -> 
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
-    assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    assert [c["topologyKey"] for c in spread] == [
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    ]
 
 
 def test_service_monitor_scrapes_the_metrics_container_port(objects: list[dict[str, Any]]) -> None:
@@ -143,7 +157,9 @@ def test_service_monitor_scrapes_the_metrics_container_port(objects: list[dict[s
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     service_port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
     container_port = next(
         p for p in app_container(objects)["ports"] if p["name"] == service_port["targetPort"]
@@ -152,7 +168,9 @@ def test_service_monitor_scrapes_the_metrics_container_port(objects: list[dict[s
     assert str(container_port["containerPort"]) == rendered_env(objects)["METRICS_PORT"]
 
 
-def test_service_account_is_the_irsa_subject(environment: str, objects: list[dict[str, Any]]) -> None:
+def test_service_account_is_the_irsa_subject(
+    environment: str, objects: list[dict[str, Any]]
+) -> None:
     account = find(objects, "ServiceAccount")
     assert account["metadata"]["name"] == "order-service"
     pod = find(objects, "Deployment")["spec"]["template"]["spec"]
@@ -171,7 +189,10 @@ def test_ingress_routes_only_to_the_http_port(environment: str) -> None:
     assert ingress["spec"]["ingressClassName"] == "alb"
     assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
     assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
-    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [
+        {"HTTP": 80},
+        {"HTTPS": 443},
+    ]
     assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
     assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == workflow["certificateArn"]
     assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/ready"
@@ -238,3 +259,17 @@ def test_schema_has_every_value_the_workflows_set() -> None:
             assert part in node.get("properties", {}), f"{key} is missing from values.schema.json"
             node = node["properties"][part]
         assert node["type"] == "string", f"{key}: workflows pass it with --set-string"
+
+
+def test_selectors_match_only_the_app_pods(objects: list[dict[str, Any]]) -> None:
+    """The helm test pod must not join the Service, the PDB or the NetworkPolicy's pod set."""
+    app_labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    test_labels = find(objects, "Pod")["metadata"]["labels"]
+    selectors = [find(objects, "Service")["spec"]["selector"]]
+    selectors += [
+        o["spec"]["selector"]["matchLabels"] for o in objects if o["kind"] == "PodDisruptionBudget"
+    ]
+    selectors += [find(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]]
+    for selector in selectors:
+        assert selector.items() <= app_labels.items()
+        assert not selector.items() <= test_labels.items()

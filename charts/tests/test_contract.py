@@ -19,14 +19,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+
 import render
 from conftest import (
-    ROOT,
     app_container,
     contract_env_names,
     find,
@@ -61,20 +62,25 @@ def get_status(url: str) -> int:
 
 
 @contextlib.contextmanager
-def running(binary: Path, env: dict[str, str], workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    binary: Path, env: dict[str, str], workdir: Path, port: int
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start `order-service` (serve) and wait until /health answers."""
     log = (workdir / "service.log").open("wb")
-    proc = subprocess.Popen([str(binary)], env={**ISOLATED, **env}, cwd=workdir, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [str(binary)], env={**ISOLATED, **env}, cwd=workdir, stdout=log, stderr=log
+    )
     try:
         deadline = time.monotonic() + 60
+        log_text = (workdir / "service.log").read_text
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"order-service exited with {proc.returncode}:\n{(workdir / 'service.log').read_text()}")
+                pytest.fail(f"order-service exited with {proc.returncode}:\n{log_text()}")
             with contextlib.suppress(OSError):
                 if get_status(f"http://127.0.0.1:{port}/health") == 200:
                     break
             if time.monotonic() > deadline:
-                pytest.fail(f"order-service did not answer /health:\n{(workdir / 'service.log').read_text()}")
+                pytest.fail(f"order-service did not answer /health:\n{log_text()}")
             time.sleep(0.2)
         yield proc
     finally:
@@ -107,8 +113,12 @@ def test_check_config_accepts_the_rendered_env(
     objects: list[dict[str, Any]], binary: Path, tmp_path: Path
 ) -> None:
     result = subprocess.run(
-        [str(binary), "check-config"], env={**ISOLATED, **rendered_env(objects)},
-        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        [str(binary), "check-config"],
+        env={**ISOLATED, **rendered_env(objects)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "config ok" in result.stdout
@@ -117,8 +127,12 @@ def test_check_config_accepts_the_rendered_env(
 def test_check_config_rejects_what_the_binary_cannot_read(binary: Path, tmp_path: Path) -> None:
     env = {**rendered_env(render.render("default")), "LOG_LEVEL": "verbose"}
     result = subprocess.run(
-        [str(binary), "check-config"], env={**ISOLATED, **env},
-        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        [str(binary), "check-config"],
+        env={**ISOLATED, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "invalid configuration: LOG_LEVEL" in result.stdout + result.stderr
@@ -136,35 +150,47 @@ def test_probes_and_metrics_answer_on_the_rendered_ports(binary: Path, tmp_path:
             get = container[probe]["httpGet"]
             assert get_status(f"http://127.0.0.1:{named[get['port']]}{get['path']}") == 200, probe
 
-        # ServiceMonitor endpoint port -> Service port of that name -> its targetPort -> container port.
+        # ServiceMonitor port -> Service port of that name -> its targetPort -> container port.
         (endpoint,) = find(objects, "ServiceMonitor")["spec"]["endpoints"]
-        service_port = next(p for p in find(objects, "Service")["spec"]["ports"] if p["name"] == endpoint["port"])
+        service_port = next(
+            p for p in find(objects, "Service")["spec"]["ports"] if p["name"] == endpoint["port"]
+        )
         scrape_url = f"http://127.0.0.1:{named[service_port['targetPort']]}{endpoint['path']}"
         status, body, headers = request("GET", scrape_url)
         assert status == 200
         assert headers.get("Content-Type", "").startswith("text/plain")
         exposition = body.decode()
         assert "http_requests_total" in exposition and "build_info" in exposition
-        lint = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True)
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True
+        )
         assert lint.returncode == 0, lint.stdout + lint.stderr
 
-        assert get_status(f"http://127.0.0.1:{named['http']}/metrics") == 404, "metrics leak onto the API port"
+        assert get_status(f"http://127.0.0.1:{named['http']}/metrics") == 404, (
+            "metrics leak onto the API port"
+        )
 
 
 def test_sigterm_drains_within_the_grace_period(binary: Path, tmp_path: Path) -> None:
     http = free_port()
     objects = render.render(
         "default",
-        {"ports": {"http": http, "metrics": free_port()},
-         "shutdown": {"drainSeconds": 2, "graceSeconds": 5},
-         "terminationGracePeriodSeconds": 10},
+        {
+            "ports": {"http": http, "metrics": free_port()},
+            "shutdown": {"drainSeconds": 2, "graceSeconds": 5},
+            "terminationGracePeriodSeconds": 10,
+        },
     )
-    grace_period = find(objects, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    grace_period = find(objects, "Deployment")["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
     with running(binary, rendered_env(objects), tmp_path, http) as proc:
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         # The endpoints controller and the ALB must see "not ready" while the pod still serves.
-        wait_for(lambda: get_status(f"http://127.0.0.1:{http}/ready") == 503, 1.5, "/ready to answer 503")
+        wait_for(
+            lambda: get_status(f"http://127.0.0.1:{http}/ready") == 503, 1.5, "/ready to answer 503"
+        )
         assert get_status(f"http://127.0.0.1:{http}/health") == 200
         proc.wait(timeout=grace_period)
         assert time.monotonic() - started < grace_period
@@ -172,9 +198,6 @@ def test_sigterm_drains_within_the_grace_period(binary: Path, tmp_path: Path) ->
 
 
 # --- staging as deployed: Secrets Manager secret -> PostgreSQL ------------------------------
-
-_SERVICE_DEPS = (ROOT / "service" / "Cargo.toml").read_text()
-RUST_SIDE_READY = "sqlx" in _SERVICE_DEPS and "aws-sdk-secretsmanager" in _SERVICE_DEPS
 
 
 @pytest.fixture
@@ -190,14 +213,43 @@ def postgres() -> Iterator[str]:
         as_owner = ["runuser", "-u", "postgres", "--"]
     data, port = base / "data", free_port()
     try:
-        subprocess.run([*as_owner, "initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-        subprocess.run([*as_owner, "pg_ctl", "-D", str(data), "-l", str(base / "postgres.log"), "-w",
-                        "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                *as_owner,
+                "initdb",
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_owner,
+                "pg_ctl",
+                "-D",
+                str(data),
+                "-l",
+                str(base / "postgres.log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgres://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_owner, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_owner, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -205,15 +257,20 @@ def postgres() -> Iterator[str]:
 def secrets_manager() -> Iterator[str]:
     """A moto server standing in for AWS Secrets Manager; yields its endpoint URL."""
     port = free_port()
-    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             try:
                 return get_status(f"{endpoint}/moto-api/") == 200
             except OSError:
                 return False
+
         wait_for(up, 30, "moto_server")
         yield endpoint
     finally:
@@ -221,11 +278,6 @@ def secrets_manager() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-@pytest.mark.xfail(
-    not RUST_SIDE_READY, strict=True,
-    reason="the binary does not depend on sqlx and aws-sdk-secretsmanager yet: the Postgres "
-           "store and the Secrets Manager loader have not landed",
-)
 def test_staging_env_serves_from_the_secret_and_postgres(
     binary: Path, tmp_path: Path, postgres: str, secrets_manager: str
 ) -> None:
@@ -235,8 +287,13 @@ def test_staging_env_serves_from_the_secret_and_postgres(
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     objects = render.render("staging", {"ports": {"http": free_port(), "metrics": free_port()}})
     env = rendered_env(objects)
-    boto3.client("secretsmanager", region_name=region, endpoint_url=secrets_manager,
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_secret(
+    boto3.client(
+        "secretsmanager",
+        region_name=region,
+        endpoint_url=secrets_manager,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_secret(
         Name=env["AWS_SECRET_NAME"],
         SecretString=json.dumps({"database_url": postgres, "api_keys": [api_key]}),
     )
@@ -260,7 +317,9 @@ def test_staging_env_serves_from_the_secret_and_postgres(
         }
         # The key comes from the secret: staging is not `local`, so writes need it.
         assert request("POST", f"{base}/orders", order)[0] == 401
-        status, body, _ = request("POST", f"{base}/orders", order, {"Authorization": f"Bearer {api_key}"})
+        status, body, _ = request(
+            "POST", f"{base}/orders", order, {"Authorization": f"Bearer {api_key}"}
+        )
         assert status == 201, body
         created = json.loads(body)
         status, body, _ = request("GET", f"{base}/orders/{created['id']}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
+
 from conftest import contract_metric_names
 
 FILES = Path(__file__).resolve().parents[1] / "order-service" / "files"
@@ -18,8 +20,21 @@ ALERT_TESTS = Path(__file__).resolve().parent / "alerts.test.yaml"
 KUBE_STATE_METRICS = {"kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
 PROMETHEUS = {"up"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-            "unless", "bool", "offset", "inf", "nan"}
+KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -32,7 +47,7 @@ def metric_names(expr: str) -> set[str]:
     e = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
     names = set()
     for match in re.finditer(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*", e):
-        if e[match.end():].lstrip().startswith("("):
+        if e[match.end() :].lstrip().startswith("("):
             continue  # a function call
         if match.group().lower() not in KEYWORDS:
             names.add(match.group())
@@ -45,11 +60,15 @@ def allowed(name: str, exported: set[str]) -> bool:
 
 
 def test_metric_name_extraction() -> None:
-    expr = ('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
-            '{job="order-service", namespace=~"$namespace"}[$__rate_interval]))) / on (pod) '
-            'group_left up offset 5m')
+    expr = (
+        "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket"
+        '{job="order-service", namespace=~"$namespace"}[$__rate_interval]))) / on (pod) '
+        "group_left up offset 5m"
+    )
     assert metric_names(expr) == {"http_request_duration_seconds_bucket", "up"}
-    assert metric_names('label_values(http_requests_total{job="x"}, namespace)') == {"http_requests_total"}
+    assert metric_names('label_values(http_requests_total{job="x"}, namespace)') == {
+        "http_requests_total"
+    }
 
 
 def dashboard_queries(node: Any) -> Iterator[str]:
@@ -74,8 +93,12 @@ def test_dashboard_uses_only_exported_metrics() -> None:
     used = set().union(*(metric_names(q) for q in queries))
     assert {n for n in used if not allowed(n, exported)} == set()
     # The panels the service is operated by: requests, errors, latency, in-flight, pods.
-    assert {"http_requests_total", "http_request_duration_seconds_bucket",
-            "http_requests_in_flight", "kube_deployment_status_replicas_available"} <= used
+    assert {
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "http_requests_in_flight",
+        "kube_deployment_status_replicas_available",
+    } <= used
 
 
 def alert_rules() -> list[dict[str, Any]]:
