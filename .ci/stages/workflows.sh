@@ -54,6 +54,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do
     kill -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
 }
 trap cleanup EXIT
