@@ -1,6 +1,7 @@
 //! Where orders live: one trait, one implementation per backend.
 
 mod memory;
+mod postgres;
 mod sample;
 
 use async_trait::async_trait;
@@ -8,6 +9,7 @@ use async_trait::async_trait;
 use crate::domain::{NewOrder, Order, OrderStatus};
 
 pub use memory::MemoryStore;
+pub use postgres::{PostgresError, PostgresStore};
 pub use sample::sample_orders;
 
 /// Boxed cause of a backend failure; kept for logs, never sent to clients.
