@@ -12,6 +12,8 @@ pub const MAX_QUANTITY: u32 = 10_000;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_ADDRESS_CHARS: usize = 500;
 pub const MAX_TRACKING_CHARS: usize = 64;
+/// Largest unit price, so that even the largest order stays within the money range.
+pub const MAX_PRICE_CENTS: i64 = 99_999_999;
 
 /// An order as clients see it. Field names are the ones the earlier Python version used.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -120,6 +122,9 @@ impl NewOrder {
                 );
             }
             match Money::from_json_number(item.price) {
+                Ok(price) if price.decimal() > rust_decimal::Decimal::new(MAX_PRICE_CENTS, 2) => {
+                    errors.add(field("price"), "must be at most 999999.99")
+                }
                 Ok(price) => parsed.push(OrderItem {
                     product_id: item.product_id,
                     name,

@@ -5,8 +5,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -39,6 +37,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
     /// Opaque position from a previous page's `Link: rel="next"`.
+    #[param(pattern = "^[0-9]{1,19}$")]
     cursor: Option<String>,
 }
 
@@ -81,16 +80,16 @@ pub async fn list_orders(
     Ok(response)
 }
 
+/// The cursor is the sequence of the last order served. Clients treat it as opaque; keeping
+/// it a plain number means any well-formed cursor is a valid position, never an error.
 fn encode_cursor(after: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("after:{after}"))
+    after.to_string()
 }
 
 fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("after:")?.parse().ok())
+    Some(cursor)
+        .filter(|c| !c.is_empty() && c.len() <= 19 && c.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|c| c.parse().ok())
         .ok_or_else(|| {
             ApiError::Validation(ValidationErrors::single(
                 "cursor",
@@ -122,7 +121,8 @@ pub struct CreateOrderRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderItem {
-    #[schema(minimum = 1, example = 1)]
+    #[schema(minimum = 1, maximum = 9007199254740991_i64, example = 1)]
+    #[serde(deserialize_with = "whole_number")]
     product_id: i64,
     #[schema(
         min_length = 1,
@@ -132,14 +132,34 @@ pub struct CreateOrderItem {
     )]
     name: String,
     #[schema(minimum = 1, maximum = 10000, example = 1)]
+    #[serde(deserialize_with = "whole_number")]
     quantity: u32,
     /// Unit price, at most two decimal places.
-    #[schema(minimum = 0, maximum = 999999999, multiple_of = 0.01, example = 29.99)]
+    #[schema(minimum = 0, maximum = 999999.99, multiple_of = 0.01, example = 29.99)]
     price: f64,
 }
 
+/// JSON Schema counts `2.0` as an integer, and so did the Python version: accept whole
+/// numbers written with a fraction, reject anything else with the field's name.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
+            .map(|f| f as i64)
+    });
+    whole.and_then(|n| T::try_from(n).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected a whole number in range, got {number}"))
+    })
+}
+
 /// Creates an order. With `Idempotency-Key`, a retry of the same request returns the first
-/// order (header `Idempotent-Replayed: true`); the same key with another body is a 422.
+/// order (header `Idempotent-Replayed: true`); the same key with another body is a 409.
 #[utoipa::path(
     post,
     path = "/orders",
@@ -151,6 +171,8 @@ pub struct CreateOrderItem {
         (status = 201, body = Order, headers(("location" = String, description = "URL of the order"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key reused with another body", body = Problem,
+            content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),

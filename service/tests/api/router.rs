@@ -143,6 +143,11 @@ async fn invalid_orders_get_field_level_422() {
                    "items": [{"product_id": 1, "name": "n", "quantity": "two", "price": 1}]}),
             vec!["items[0].quantity"],
         ),
+        (
+            json!({"customer_name": "A", "shipping_address": "x",
+                   "items": [{"product_id": 1.5, "name": "n", "quantity": 1, "price": 1}]}),
+            vec!["items[0].product_id"],
+        ),
         (json!({"customer_name": "A", "items": []}), vec!["body"]),
         (json!("not an object"), vec!["body"]),
     ];
@@ -234,7 +239,7 @@ async fn idempotency_key_replays_the_first_result() {
 
     let other = new_order("Someone Else");
     let reused = send(&app, request(Method::POST, "/orders", &key, Some(&other))).await;
-    let problem = reused.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = reused.problem(StatusCode::CONFLICT);
     assert!(problem["detail"]
         .as_str()
         .is_some_and(|d| d.contains("Idempotency-Key")));

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Known vulnerabilities in the locked dependency tree, against the RustSec snapshot that sits
+# beside the repository (../shared/advisory-db): offline and reproducible.
+# shellcheck source=.ci/lib.sh
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+db="${ADVISORY_DB:-$ROOT/../shared/advisory-db}"
+if [ ! -d "$db" ]; then
+  echo "advisory database not found at $db (set ADVISORY_DB)" >&2
+  exit 1
+fi
+ensure_cargo cargo-audit cargo-audit
+log "cargo audit (snapshot: $(cat "$db/SNAPSHOT" 2>/dev/null || echo unknown))"
+cargo audit --db "$db" --no-fetch --stale
