@@ -3,7 +3,8 @@
 No container runtime here, so the binary runs as a process with exactly the environment the
 Deployment would give it. Only what the cluster supplies is added: ports picked free (through
 chart values, so the rendered containerPort still drives the probe), and for staging the AWS
-settings the EKS pod identity webhook would inject, pointed at a local moto server.
+settings the EKS pod identity webhook would inject (IRSA web identity), pointed at a local
+moto server that stands in for STS and Secrets Manager.
 """
 
 from __future__ import annotations
@@ -284,8 +285,8 @@ def test_staging_env_serves_from_the_secret_and_postgres(
     import boto3
 
     region, api_key = "eu-west-1", "staging-smoke-key"
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    objects = render.render("staging", {"ports": {"http": free_port(), "metrics": free_port()}})
+    values = {"ports": {"http": free_port(), "metrics": free_port()}}
+    objects = render.render("staging", values)
     env = rendered_env(objects)
     boto3.client(
         "secretsmanager",
@@ -297,14 +298,22 @@ def test_staging_env_serves_from_the_secret_and_postgres(
         Name=env["AWS_SECRET_NAME"],
         SecretString=json.dumps({"database_url": postgres, "api_keys": [api_key]}),
     )
+    # What the EKS pod identity webhook injects for the ServiceAccount's role (IRSA): no static
+    # keys, a projected token exchanged through STS. moto stands in for STS and Secrets Manager.
+    token = tmp_path / "eks.amazonaws.com" / "serviceaccount" / "token"
+    token.parent.mkdir(parents=True)
+    token.write_text("header.payload.signature")
+    account = find(objects, "ServiceAccount")
     cluster = {
-        # What IRSA's webhook injects on EKS, with moto in place of the AWS endpoints.
+        "AWS_ROLE_ARN": account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
         "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         "AWS_ENDPOINT_URL": secrets_manager,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        **aws,
     }
     http = int(env["PORT"])
     with running(binary, {**env, **cluster}, tmp_path, http):
