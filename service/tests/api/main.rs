@@ -3,4 +3,5 @@
 mod binary;
 mod router;
 mod secrets;
+mod secrets;
 mod support;

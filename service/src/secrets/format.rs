@@ -1,0 +1,254 @@
+//! The runtime secret's JSON shape, parsed into values that cannot be printed.
+//!
+//! Errors name the offending key and what it should hold, never what it holds.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+/// What the service takes from the runtime secret. `Debug` is safe: `SecretString` redacts.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeSecret {
+    /// From `database_url`, or built from the RDS keys.
+    pub database_url: Option<SecretString>,
+    /// Bearer keys for writes (`api_keys`).
+    pub api_keys: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("SecretBinary is not UTF-8 text")]
+    NotUtf8,
+    #[error("not valid JSON (line {line}, column {column})")]
+    NotJson { line: usize, column: usize },
+    #[error("expected a JSON object at the top level")]
+    NotAnObject,
+    #[error("key `{key}`: expected {expected}")]
+    WrongType {
+        key: &'static str,
+        expected: &'static str,
+    },
+    #[error("key `{key}` is missing (the RDS format needs host, username and password)")]
+    Missing { key: &'static str },
+}
+
+/// Engines whose RDS secrets describe a PostgreSQL server.
+const POSTGRES_ENGINES: &[&str] = &["postgres", "postgresql", "aurora-postgresql"];
+
+/// Everything but RFC 3986 unreserved characters is escaped in user, password and database.
+const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Parses the secret's text. Unknown keys are ignored, so one secret can serve other tools.
+pub fn parse(text: &str) -> Result<RuntimeSecret, FormatError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| FormatError::NotJson {
+        line: e.line(),
+        column: e.column(),
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(FormatError::NotAnObject);
+    };
+    let database_url = match string(&fields, "database_url")? {
+        Some(url) => Some(SecretString::from(url.to_owned())),
+        None => rds_url(&fields)?,
+    };
+    Ok(RuntimeSecret {
+        database_url,
+        api_keys: api_keys(&fields)?,
+    })
+}
+
+/// `api_keys`: an array of strings; blank entries are dropped, as in `API_KEYS`.
+fn api_keys(fields: &Map<String, Value>) -> Result<Vec<SecretString>, FormatError> {
+    let wrong = FormatError::WrongType {
+        key: "api_keys",
+        expected: "an array of strings",
+    };
+    let items = match fields.get("api_keys") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(wrong),
+    };
+    let mut keys = Vec::with_capacity(items.len());
+    for item in items {
+        let key = item.as_str().ok_or_else(|| wrong.clone())?.trim();
+        if !key.is_empty() {
+            keys.push(SecretString::from(key.to_owned()));
+        }
+    }
+    Ok(keys)
+}
+
+/// The RDS format (`engine`, `host`, `port`, `username`, `password`, `dbname`), as RDS and
+/// its rotation functions write it. Absent when none of host, username, password is there.
+fn rds_url(fields: &Map<String, Value>) -> Result<Option<SecretString>, FormatError> {
+    let host = string(fields, "host")?;
+    let username = string(fields, "username")?;
+    let password = string(fields, "password")?;
+    if host.is_none() && username.is_none() && password.is_none() {
+        return Ok(None);
+    }
+    let host = host.ok_or(FormatError::Missing { key: "host" })?;
+    let username = username.ok_or(FormatError::Missing { key: "username" })?;
+    let password = password.ok_or(FormatError::Missing { key: "password" })?;
+    if let Some(engine) = string(fields, "engine")? {
+        if !POSTGRES_ENGINES.contains(&engine.to_ascii_lowercase().as_str()) {
+            return Err(FormatError::WrongType {
+                key: "engine",
+                expected: "a PostgreSQL engine (postgres, aurora-postgresql)",
+            });
+        }
+    }
+    if host.is_empty() || host.contains(['/', '@', '?', '#', ' ', '[', ']']) {
+        return Err(FormatError::WrongType {
+            key: "host",
+            expected: "a host name or IP address",
+        });
+    }
+    // An IPv6 literal needs brackets in a URL.
+    let host = match host.contains(':') {
+        true => format!("[{host}]"),
+        false => host.to_owned(),
+    };
+    let port = port(fields)?;
+    let dbname = string(fields, "dbname")?.unwrap_or("postgres");
+    let url = format!(
+        "postgres://{}:{}@{host}:{port}/{}",
+        utf8_percent_encode(username, URL_COMPONENT),
+        utf8_percent_encode(password, URL_COMPONENT),
+        utf8_percent_encode(dbname, URL_COMPONENT),
+    );
+    Ok(Some(SecretString::from(url)))
+}
+
+/// `port`: a number (as RDS writes it) or a string of digits; 5432 when absent.
+fn port(fields: &Map<String, Value>) -> Result<u16, FormatError> {
+    let parsed = match fields.get("port") {
+        None | Some(Value::Null) => return Ok(5432),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
+        Some(_) => None,
+    };
+    parsed.filter(|p| *p > 0).ok_or(FormatError::WrongType {
+        key: "port",
+        expected: "a TCP port number",
+    })
+}
+
+/// A string field; `null` counts as absent.
+fn string<'a>(
+    fields: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<&'a str>, FormatError> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(FormatError::WrongType {
+            key,
+            expected: "a string",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn url(secret: &RuntimeSecret) -> &str {
+        secret
+            .database_url
+            .as_ref()
+            .expect("database url")
+            .expose_secret()
+    }
+
+    #[test]
+    fn rds_format_becomes_an_encoded_postgres_url() {
+        let secret = parse(
+            r#"{"engine":"postgres","host":"db.example.internal","port":5433,
+                "username":"app user","password":"p@ss:w/rd?#%","dbname":"orders"}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            url(&secret),
+            "postgres://app%20user:p%40ss%3Aw%2Frd%3F%23%25@db.example.internal:5433/orders"
+        );
+        assert!(secret.api_keys.is_empty());
+    }
+
+    #[test]
+    fn rds_defaults_port_and_database_and_brackets_ipv6() {
+        let secret = parse(r#"{"host":"::1","username":"u","password":"p"}"#).expect("valid");
+        assert_eq!(url(&secret), "postgres://u:p@[::1]:5432/postgres");
+        let secret =
+            parse(r#"{"host":"h","port":"6432","username":"u","password":"p"}"#).expect("valid");
+        assert_eq!(url(&secret), "postgres://u:p@h:6432/postgres");
+    }
+
+    #[test]
+    fn database_url_wins_and_api_keys_drop_blanks() {
+        let secret = parse(
+            r#"{"database_url":"postgres://a:b@c/d","host":"ignored","api_keys":["k1"," ","k2"]}"#,
+        )
+        .expect("valid");
+        assert_eq!(url(&secret), "postgres://a:b@c/d");
+        let keys: Vec<&str> = secret.api_keys.iter().map(|k| k.expose_secret()).collect();
+        assert_eq!(keys, ["k1", "k2"]);
+    }
+
+    #[test]
+    fn bad_shapes_name_the_key_and_never_the_value() {
+        let cases = [
+            (
+                r#"{"api_keys":"hunter2"}"#,
+                "key `api_keys`: expected an array of strings",
+            ),
+            (
+                r#"{"api_keys":["ok",42]}"#,
+                "key `api_keys`: expected an array of strings",
+            ),
+            (
+                r#"{"database_url":1234567}"#,
+                "key `database_url`: expected a string",
+            ),
+            (
+                r#"{"host":"h","username":"u","password":"hunter2","port":"x9"}"#,
+                "key `port`: expected a TCP port number",
+            ),
+            (
+                r#"{"host":"h","username":"u","password":"hunter2","engine":"mysql"}"#,
+                "key `engine`: expected a PostgreSQL engine (postgres, aurora-postgresql)",
+            ),
+            (
+                r#"{"host":"h","password":"hunter2"}"#,
+                "key `username` is missing (the RDS format needs host, username and password)",
+            ),
+            (r#""hunter2""#, "expected a JSON object at the top level"),
+            ("hunter2", "not valid JSON (line 1, column 1)"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).expect_err(text).to_string();
+            assert_eq!(error, expected);
+            assert!(
+                !error.contains("hunter2") && !error.contains("x9") && !error.contains("1234567")
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_every_value() {
+        let secret =
+            parse(r#"{"database_url":"postgres://u:hunter2@h/d","api_keys":["k-hunter3"]}"#)
+                .expect("valid");
+        let debug = format!("{secret:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("hunter3"),
+            "{debug}"
+        );
+    }
+}
