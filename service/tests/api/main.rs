@@ -3,5 +3,4 @@
 mod binary;
 mod router;
 mod secrets;
-mod secrets;
 mod support;

@@ -2,7 +2,6 @@
 
 pub mod binary;
 pub mod moto;
-pub mod moto;
 
 use std::collections::HashMap;
 
