@@ -10,7 +10,10 @@ use crate::auth::WriteAuth;
 use crate::config::{Config, StoreKind};
 use crate::metrics::{Metrics, MetricsError, Target};
 use crate::secrets::{self, RefreshMode, SecretsError, SecretsLoader, StartupRetry};
-use crate::store::{sample_orders, MemoryStore, OrderStore, StoreError};
+use crate::store::{
+    sample_orders, CredentialRefresher, MemoryStore, OrderStore, PostgresError, PostgresStore,
+    StoreError,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -48,8 +51,10 @@ pub enum StartupError {
     Secrets(#[from] SecretsError),
     #[error("cannot seed sample data: {0}")]
     Seed(#[source] StoreError),
-    #[error("STORE=postgres is not available in this build")]
-    StoreUnavailable,
+    #[error("STORE=postgres needs DATABASE_URL or a database connection in the runtime secret")]
+    DatabaseUrlMissing,
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
 }
 
 /// Builds the state both shells serve: metrics, write auth, runtime secret, store (seeded
@@ -89,7 +94,20 @@ pub async fn build_state_with_aws(
     };
     let store: Arc<dyn OrderStore> = match config.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Postgres => return Err(StartupError::StoreUnavailable),
+        StoreKind::Postgres => {
+            // DATABASE_URL wins; a URL from the runtime secret is re-read when rejected.
+            let (url, refresher) = match (&config.database.url, &secrets) {
+                (Some(url), _) => (url.clone(), None),
+                (None, Some(loader)) => (
+                    loader
+                        .database_url()
+                        .ok_or(StartupError::DatabaseUrlMissing)?,
+                    Some(Arc::clone(loader) as Arc<dyn CredentialRefresher>),
+                ),
+                (None, None) => return Err(StartupError::DatabaseUrlMissing),
+            };
+            Arc::new(PostgresStore::connect(&config.database, url, refresher).await?)
+        }
     };
     if config.seed_sample_data {
         store

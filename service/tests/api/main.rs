@@ -1,6 +1,8 @@
 //! Integration tests, compiled into one binary.
 
 mod binary;
+mod postgres;
 mod router;
 mod secrets;
+mod store_contract;
 mod support;

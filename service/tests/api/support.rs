@@ -2,6 +2,7 @@
 
 pub mod binary;
 pub mod moto;
+pub mod postgres;
 
 use std::collections::HashMap;
 

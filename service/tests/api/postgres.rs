@@ -1,0 +1,499 @@
+//! The PostgreSQL store beyond the shared contract: migrations, schema isolation, concurrency,
+//! credential rotation, and the real binary through a database outage and a restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::http::{Method, StatusCode};
+use order_service::domain::OrderStatus;
+use order_service::store::{
+    CredentialRefresher, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
+};
+use order_service::{router, Config, Target};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::store_contract::new_order;
+use crate::support::binary::Service;
+use crate::support::postgres::{server_log, Cluster, TestDb};
+use crate::support::{self, request, send};
+
+const TABLES: [&str; 4] = [
+    "_sqlx_migrations",
+    "idempotency_keys",
+    "order_items",
+    "orders",
+];
+
+async fn tables_in(db: &TestDb, schema: &str) -> Vec<String> {
+    db.column(&format!(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = '{schema}' ORDER BY table_name"
+    ))
+    .await
+}
+
+fn all(limit: u32) -> PageRequest {
+    PageRequest { limit, after: None }
+}
+
+#[tokio::test]
+async fn migrations_applied_twice_change_nothing() {
+    let db = TestDb::new().await;
+    let first = db.store("public").await;
+    let id = first
+        .create(new_order("Before"), None)
+        .await
+        .expect("create")
+        .order
+        .id;
+    let second = db.store("public").await;
+    assert_eq!(
+        second.get(&id).await.expect("get").map(|o| o.customer_name),
+        Some("Before".to_owned())
+    );
+    let applied = db
+        .column("SELECT version::text FROM _sqlx_migrations WHERE success")
+        .await;
+    assert_eq!(applied, ["1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starters_all_migrate_one_fresh_schema() {
+    let db = Arc::new(TestDb::new().await);
+    let starters: Vec<_> = (0..4)
+        .map(|_| {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move { db.store_with(&db.url(), "fresh_start", None).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for starter in starters {
+        stores.push(
+            starter
+                .await
+                .expect("task")
+                .expect("every starter connects"),
+        );
+    }
+    assert_eq!(tables_in(&db, "fresh_start").await, TABLES);
+    assert!(tables_in(&db, "public").await.is_empty());
+    // The stores work on the same tables.
+    let id = stores[0]
+        .create(new_order("Shared"), None)
+        .await
+        .expect("create")
+        .order
+        .id;
+    for store in &stores {
+        assert!(store.get(&id).await.expect("get").is_some());
+    }
+}
+
+#[tokio::test]
+async fn schemas_keep_stores_apart() {
+    let db = TestDb::new().await;
+    let preview_a = db.store("preview_a").await;
+    let preview_b = db.store("preview_b").await;
+    let a = preview_a
+        .create(new_order("Only In A"), None)
+        .await
+        .expect("create")
+        .order;
+    assert_eq!(a.id, "1");
+    assert!(preview_b
+        .list(all(10))
+        .await
+        .expect("list")
+        .orders
+        .is_empty());
+    assert_eq!(preview_b.get("1").await.expect("get"), None);
+    let b = preview_b
+        .create(new_order("Only In B"), None)
+        .await
+        .expect("create")
+        .order;
+    assert_eq!(b.id, "1", "each schema has its own id sequence");
+    assert_eq!(preview_a.get("1").await.expect("get"), Some(a));
+    assert_eq!(tables_in(&db, "preview_a").await, TABLES);
+    assert_eq!(tables_in(&db, "preview_b").await, TABLES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_creates_one_order_under_concurrency() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("public").await);
+    let order = new_order("Racing Retries");
+    let creates: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, order) = (Arc::clone(&store), order.clone());
+            tokio::spawn(async move {
+                let idempotency = Idempotency {
+                    key: "same-key".into(),
+                    fingerprint: order.fingerprint(),
+                };
+                store.create(order, Some(idempotency)).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut fresh = 0;
+    for create in creates {
+        let created = create.await.expect("task").expect("create or replay");
+        fresh += usize::from(!created.replayed);
+        ids.push(created.order.id);
+    }
+    assert_eq!(fresh, 1, "exactly one request created the order");
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every response names the same order: {ids:?}");
+    assert_eq!(store.list(all(50)).await.expect("list").orders.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_status_changes_have_exactly_one_winner() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("public").await);
+    for round in 0..10 {
+        let id = store
+            .create(new_order(&format!("Round {round}")), None)
+            .await
+            .expect("create")
+            .order
+            .id;
+        let change = |to| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                let change = StatusChange {
+                    from: OrderStatus::Pending,
+                    to,
+                    tracking_number: None,
+                };
+                store.set_status(&id, change).await
+            })
+        };
+        let process = change(OrderStatus::Processing);
+        let cancel = change(OrderStatus::Cancelled);
+        let results = [process.await.expect("task"), cancel.await.expect("task")];
+        let winners: Vec<OrderStatus> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|o| o.status))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let loser = results.iter().find(|r| r.is_err()).expect("one loses");
+        assert!(
+            matches!(loser, Err(StoreError::StatusConflict { current }) if *current == winners[0]),
+            "round {round}: {loser:?}"
+        );
+        let stored = store.get(&id).await.expect("get").expect("exists");
+        assert_eq!(stored.status, winners[0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_patches_answer_one_200_and_one_409() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let app = router(support::state_with(&[("STORE", "postgres"), ("DATABASE_URL", &url)]).await);
+    let created = send(
+        &app,
+        request(
+            Method::POST,
+            "/orders",
+            &[],
+            Some(&support::new_order("Http")),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+    let patch = |status: &str| {
+        let (app, path, body) = (app.clone(), path.clone(), json!({ "status": status }));
+        tokio::spawn(
+            async move { send(&app, request(Method::PATCH, &path, &[], Some(&body))).await },
+        )
+    };
+    let (process, cancel) = (patch("PROCESSING"), patch("CANCELLED"));
+    let replies = [process.await.expect("task"), cancel.await.expect("task")];
+    let mut statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let conflict = replies
+        .iter()
+        .find(|r| r.status == StatusCode::CONFLICT)
+        .expect("one conflict");
+    conflict.problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn postgres_without_a_database_url_does_not_start() {
+    let vars = [("STORE", "postgres")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = Config::from_vars(&vars).expect("valid config");
+    let error = order_service::build_state(config, Target::Container)
+        .await
+        .err()
+        .expect("refuses to start");
+    assert!(error.to_string().contains("DATABASE_URL"), "{error}");
+}
+
+/// Hands out the rotated URL, counting the calls.
+struct RotatedSecret {
+    url: String,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl CredentialRefresher for RotatedSecret {
+    async fn refresh_database_url(&self) -> Option<SecretString> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Some(SecretString::from(self.url.clone()))
+    }
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_refreshed_once_and_used() {
+    let db = TestDb::new().await;
+    db.execute(&format!(
+        "CREATE ROLE app LOGIN PASSWORD 'first-password';
+         GRANT ALL ON DATABASE {} TO app;",
+        db.name
+    ))
+    .await;
+    let rotated = Arc::new(RotatedSecret {
+        url: db.cluster.url_as("app", "second-password", &db.name),
+        calls: AtomicUsize::new(0),
+    });
+    let store = db
+        .store_with(
+            &db.cluster.url_as("app", "first-password", &db.name),
+            "rotation",
+            Some(rotated.clone()),
+        )
+        .await
+        .expect("connects with the first password");
+    let id = store
+        .create(new_order("Rotation"), None)
+        .await
+        .expect("create")
+        .order
+        .id;
+
+    // The secret rotates: the old password stops working and open sessions end.
+    db.execute(
+        "ALTER ROLE app PASSWORD 'second-password';
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app';",
+    )
+    .await;
+
+    let mut failures = Vec::new();
+    let order = loop {
+        match store.get(&id).await {
+            Ok(order) => break order,
+            Err(StoreError::Unavailable(cause)) if failures.len() < 20 => {
+                failures.push(cause.to_string());
+            }
+            Err(other) => panic!("{other:?} after {failures:?}"),
+        }
+    };
+    assert_eq!(order.map(|o| o.customer_name), Some("Rotation".to_owned()));
+    assert!(!failures.is_empty(), "the old password was rejected first");
+    assert_eq!(rotated.calls.load(Ordering::SeqCst), 1, "{failures:?}");
+}
+
+/// Polls `check` every 100 ms until it holds, failing after a minute.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn orders_survive_a_restart_of_the_service() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let vars = [
+        ("STORE", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("SHUTDOWN_DRAIN_SECONDS", "0"),
+    ];
+    let client = http_client();
+    let mut service = Service::start(&vars);
+    let mut created = Vec::new();
+    for n in 0..3 {
+        let reply = client
+            .post(service.url("/orders"))
+            .json(&support::new_order(&format!("Durable {n}")))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(reply.status(), StatusCode::CREATED);
+        created.push(reply.json::<Value>().await.expect("json"));
+    }
+    service.terminate();
+    assert!(service.wait(Duration::from_secs(60)).success());
+
+    let service = Service::start(&vars);
+    for order in &created {
+        let path = format!("/orders/{}", order["id"].as_str().expect("id"));
+        let reply = client.get(service.url(&path)).send().await.expect("get");
+        assert_eq!(reply.status(), StatusCode::OK);
+        assert_eq!(&reply.json::<Value>().await.expect("json"), order);
+    }
+    let listed: Value = client
+        .get(service.url("/orders"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+}
+
+/// What one POST got back.
+struct Outcome {
+    phase: usize,
+    status: u16,
+    content_type: String,
+    id: Option<String>,
+    customer: String,
+}
+
+const UP: usize = 0;
+const DOWN: usize = 1;
+const BACK: usize = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_loses_no_acknowledged_order() {
+    let cluster = Arc::new(Cluster::start());
+    let db = TestDb::on(Arc::clone(&cluster)).await;
+    let url = db.url();
+    let service = Service::start(&[
+        ("STORE", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("DB_ACQUIRE_TIMEOUT_MS", "500"),
+    ]);
+    let client = http_client();
+
+    // A steady write load, each outcome tagged with the phase it was sent in.
+    let phase = Arc::new(AtomicUsize::new(UP));
+    let outcomes = Arc::new(Mutex::new(Vec::<Outcome>::new()));
+    let writer = {
+        let (client, phase, outcomes) = (client.clone(), phase.clone(), outcomes.clone());
+        let url = service.url("/orders");
+        tokio::spawn(async move {
+            for n in 0.. {
+                let sent_in = phase.load(Ordering::SeqCst);
+                if sent_in > BACK {
+                    break;
+                }
+                let customer = format!("Load {n}");
+                let reply = client
+                    .post(&url)
+                    .json(&support::new_order(&customer))
+                    .send()
+                    .await
+                    .expect("the service answers");
+                let status = reply.status().as_u16();
+                let content_type = reply
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let body: Value = reply.json().await.unwrap_or(Value::Null);
+                outcomes.lock().expect("outcomes").push(Outcome {
+                    phase: sent_in,
+                    status,
+                    content_type,
+                    id: body["id"].as_str().map(str::to_owned),
+                    customer,
+                });
+            }
+        })
+    };
+    let count = |phase: usize, status: u16| {
+        outcomes
+            .lock()
+            .expect("outcomes")
+            .iter()
+            .filter(|o| o.phase == phase && o.status == status)
+            .count()
+    };
+
+    eventually("orders created while the database is up", || {
+        count(UP, 201) >= 5
+    })
+    .await;
+    cluster.stop_server();
+    phase.store(DOWN, Ordering::SeqCst);
+    eventually("503 answers while the database is down", || {
+        count(DOWN, 503) >= 5
+    })
+    .await;
+    let ready = client
+        .get(service.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    cluster.start_server();
+    phase.store(BACK, Ordering::SeqCst);
+    eventually("orders created again after the database is back", || {
+        count(BACK, 201) >= 5
+    })
+    .await;
+    phase.store(BACK + 1, Ordering::SeqCst);
+    writer.await.expect("writer");
+    let ready = client
+        .get(service.url("/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    let outcomes = std::mem::take(&mut *outcomes.lock().expect("outcomes"));
+    for outcome in &outcomes {
+        match outcome.status {
+            201 => {}
+            503 => assert_eq!(outcome.content_type, "application/problem+json"),
+            other => panic!(
+                "{} got {other} in phase {}; service log: {:?}; database log: {}",
+                outcome.customer,
+                outcome.phase,
+                service.logs(),
+                server_log(&cluster)
+            ),
+        }
+    }
+    let acknowledged: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == 201).collect();
+    for outcome in acknowledged {
+        let id = outcome.id.as_deref().expect("201 carries an id");
+        let reply = client
+            .get(service.url(&format!("/orders/{id}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(
+            reply.status(),
+            StatusCode::OK,
+            "acknowledged order {id} lost"
+        );
+        let order: Value = reply.json().await.expect("json");
+        assert_eq!(order["customer_name"], outcome.customer.as_str());
+    }
+}

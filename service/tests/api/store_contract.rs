@@ -1,0 +1,301 @@
+//! One contract, every store: the same checks run against the memory and PostgreSQL stores,
+//! so both behave the same behind the API.
+
+use chrono::Utc;
+use order_service::domain::{ItemInput, NewOrder, OrderStatus};
+use order_service::store::{
+    sample_orders, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
+};
+
+/// Each case runs once per store, as `memory::<case>` and `postgres::<case>`.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&order_service::store::MemoryStore::new()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = crate::support::postgres::TestDb::new().await;
+                    super::$case(&db.store("public").await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    a_created_order_reads_back_exactly,
+    ids_are_ascending_digit_strings,
+    lists_pages_in_creation_order,
+    an_idempotent_retry_replays_the_first_order,
+    a_key_reused_for_another_request_is_rejected,
+    status_changes_are_compare_and_set,
+    unknown_orders_are_not_found,
+    seeding_keeps_ids_and_order_and_new_ids_follow,
+    seeding_leaves_a_store_with_orders_alone,
+    ping_answers,
+);
+
+pub fn new_order(customer: &str) -> NewOrder {
+    NewOrder::parse(
+        customer,
+        vec![
+            item(7, "Desk Lamp", 2, 19.99),
+            item(8, "Bulb", 3, 0.1),
+            item(9, "Gold Desk", 1, 999_999.99),
+        ],
+        "1 Test Way, Springfield",
+    )
+    .expect("valid order")
+}
+
+fn item(product_id: i64, name: &str, quantity: u32, price: f64) -> ItemInput {
+    ItemInput {
+        product_id,
+        name: name.to_owned(),
+        quantity,
+        price,
+    }
+}
+
+fn key(key: &str, order: &NewOrder) -> Option<Idempotency> {
+    Some(Idempotency {
+        key: key.to_owned(),
+        fingerprint: order.fingerprint(),
+    })
+}
+
+fn first_page(limit: u32) -> PageRequest {
+    PageRequest { limit, after: None }
+}
+
+async fn a_created_order_reads_back_exactly(store: &dyn OrderStore) {
+    let created = store.create(new_order("Ada"), None).await.expect("create");
+    assert!(!created.replayed);
+    let order = created.order;
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert_eq!(order.tracking_number, None);
+    assert_eq!(order.total_amount.to_string(), "1000040.27");
+    let read = store.get(&order.id).await.expect("get").expect("exists");
+    // Money exact to the cent, timestamps to the microsecond, items in their order.
+    assert_eq!(read, order);
+    let names: Vec<&str> = read.items.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["Desk Lamp", "Bulb", "Gold Desk"]);
+}
+
+async fn ids_are_ascending_digit_strings(store: &dyn OrderStore) {
+    let mut previous = 0_u64;
+    for n in 0..3 {
+        let id = store
+            .create(new_order(&format!("Customer {n}")), None)
+            .await
+            .expect("create")
+            .order
+            .id;
+        assert!(id.bytes().all(|b| b.is_ascii_digit()), "{id}");
+        let sequence: u64 = id.parse().expect("digits");
+        assert!(sequence > previous, "{sequence} after {previous}");
+        previous = sequence;
+    }
+}
+
+async fn lists_pages_in_creation_order(store: &dyn OrderStore) {
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let created = store
+            .create(new_order(&format!("Customer {n}")), None)
+            .await
+            .expect("create");
+        ids.push(created.order.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = first_page(2);
+    let mut sizes = Vec::new();
+    loop {
+        let result = store.list(page).await.expect("list");
+        sizes.push(result.orders.len());
+        seen.extend(result.orders.iter().map(|o| o.id.clone()));
+        assert!(result.orders.iter().all(|o| o.items.len() == 3));
+        match result.next_after {
+            Some(after) => page.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(sizes, [2, 2, 1]);
+    // The cursor is exclusive: past the last order there is nothing.
+    let last: u64 = ids[4].parse().expect("digits");
+    let beyond = store
+        .list(PageRequest {
+            limit: 10,
+            after: Some(last),
+        })
+        .await
+        .expect("list");
+    assert!(beyond.orders.is_empty() && beyond.next_after.is_none());
+    // A page that holds exactly the rest has no next page.
+    let exact = store.list(first_page(5)).await.expect("list");
+    assert_eq!(exact.orders.len(), 5);
+    assert_eq!(exact.next_after, None);
+}
+
+async fn an_idempotent_retry_replays_the_first_order(store: &dyn OrderStore) {
+    let order = new_order("Retry Ruth");
+    let first = store
+        .create(order.clone(), key("key-1", &order))
+        .await
+        .expect("first");
+    let retry = store
+        .create(order.clone(), key("key-1", &order))
+        .await
+        .expect("retry");
+    assert!(!first.replayed);
+    assert!(retry.replayed);
+    assert_eq!(retry.order, first.order);
+    let all = store.list(first_page(10)).await.expect("list");
+    assert_eq!(all.orders.len(), 1, "a retry creates nothing");
+}
+
+async fn a_key_reused_for_another_request_is_rejected(store: &dyn OrderStore) {
+    let order = new_order("Key Owner");
+    store
+        .create(order.clone(), key("key-2", &order))
+        .await
+        .expect("first");
+    let other = new_order("Someone Else");
+    let reused = store
+        .create(
+            other.clone(),
+            Some(Idempotency {
+                key: "key-2".into(),
+                fingerprint: other.fingerprint(),
+            }),
+        )
+        .await;
+    assert!(
+        matches!(reused, Err(StoreError::IdempotencyMismatch)),
+        "{reused:?}"
+    );
+    let all = store.list(first_page(10)).await.expect("list");
+    assert_eq!(all.orders.len(), 1);
+}
+
+async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
+    let id = store
+        .create(new_order("Cas"), None)
+        .await
+        .expect("create")
+        .order
+        .id;
+    let change = |from, to, tracking: Option<&str>| StatusChange {
+        from,
+        to,
+        tracking_number: tracking.map(str::to_owned),
+    };
+    let processing = store
+        .set_status(
+            &id,
+            change(OrderStatus::Pending, OrderStatus::Processing, None),
+        )
+        .await
+        .expect("pending -> processing");
+    assert_eq!(processing.status, OrderStatus::Processing);
+    assert_eq!(processing.items.len(), 3);
+
+    let stale = store
+        .set_status(
+            &id,
+            change(OrderStatus::Pending, OrderStatus::Cancelled, None),
+        )
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::StatusConflict {
+                current: OrderStatus::Processing
+            })
+        ),
+        "{stale:?}"
+    );
+
+    let shipped = store
+        .set_status(
+            &id,
+            change(
+                OrderStatus::Processing,
+                OrderStatus::Shipped,
+                Some("1Z999AA1"),
+            ),
+        )
+        .await
+        .expect("processing -> shipped");
+    assert_eq!(shipped.tracking_number.as_deref(), Some("1Z999AA1"));
+    // A change without a tracking number keeps the one already set.
+    let delivered = store
+        .set_status(
+            &id,
+            change(OrderStatus::Shipped, OrderStatus::Delivered, None),
+        )
+        .await
+        .expect("shipped -> delivered");
+    assert_eq!(delivered.tracking_number.as_deref(), Some("1Z999AA1"));
+    let read = store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(read, delivered);
+}
+
+async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
+    for id in ["1", "999", "0", "abc", "-1", "99999999999999999999", ""] {
+        assert_eq!(store.get(id).await.expect("get"), None, "{id:?}");
+        let change = StatusChange {
+            from: OrderStatus::Pending,
+            to: OrderStatus::Processing,
+            tracking_number: None,
+        };
+        let result = store.set_status(id, change).await;
+        assert!(
+            matches!(result, Err(StoreError::NotFound)),
+            "{id:?}: {result:?}"
+        );
+    }
+    let empty = store.list(first_page(10)).await.expect("list");
+    assert!(empty.orders.is_empty() && empty.next_after.is_none());
+}
+
+async fn seeding_keeps_ids_and_order_and_new_ids_follow(store: &dyn OrderStore) {
+    let samples = sample_orders(Utc::now());
+    store.seed(samples.clone()).await.expect("seed");
+    // Seeding again changes nothing.
+    store.seed(samples.clone()).await.expect("seed again");
+    let listed = store.list(first_page(10)).await.expect("list");
+    assert_eq!(listed.orders, samples);
+    let ids: Vec<&str> = listed.orders.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    let next = store
+        .create(new_order("After Seed"), None)
+        .await
+        .expect("create")
+        .order;
+    assert_eq!(next.id, "4");
+}
+
+async fn seeding_leaves_a_store_with_orders_alone(store: &dyn OrderStore) {
+    let existing = store
+        .create(new_order("Already Here"), None)
+        .await
+        .expect("create")
+        .order;
+    store.seed(sample_orders(Utc::now())).await.expect("seed");
+    let listed = store.list(first_page(10)).await.expect("list");
+    assert_eq!(listed.orders, vec![existing]);
+}
+
+async fn ping_answers(store: &dyn OrderStore) {
+    store.ping().await.expect("ping");
+}
