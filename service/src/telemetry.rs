@@ -9,9 +9,7 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `RUST_LOG`, when set, refines `level` per module.
 /// Calling it twice is harmless (the second call keeps the first subscriber).
 pub fn init(level: tracing::Level, format: LogFormat) {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::from_level(level).into())
-        .from_env_lossy();
+    let filter = filter(level);
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
@@ -38,9 +36,7 @@ pub fn init_lambda(level: tracing::Level, format: LogFormat) {
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
         std::env::var("AWS_LAMBDA_LOG_FORMAT").ok().as_deref(),
     );
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::from_level(level).into())
-        .from_env_lossy();
+    let filter = filter(level);
     let registry = tracing_subscriber::registry().with(filter);
     // CloudWatch shows escape codes verbatim, so no colours.
     let _ = match format {
@@ -80,6 +76,30 @@ pub fn lambda_log_settings(
         _ => format,
     };
     (level, format)
+}
+
+/// `level` for our code; the AWS SDK and HTTP internals stay at `info` unless `RUST_LOG` asks,
+/// so `LOG_LEVEL=debug` shows the service's own detail rather than hundreds of SDK lines.
+fn filter(level: tracing::Level) -> EnvFilter {
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::from_level(level).into())
+        .from_env_lossy();
+    if std::env::var_os("RUST_LOG").is_none() && level > tracing::Level::INFO {
+        for noisy in [
+            "aws_config",
+            "aws_smithy_runtime",
+            "aws_sdk_secretsmanager",
+            "hyper_util",
+            "h2",
+            "rustls",
+            "sqlx",
+        ] {
+            if let Ok(directive) = format!("{noisy}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
 }
 
 #[cfg(test)]
