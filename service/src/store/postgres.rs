@@ -30,6 +30,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// any constant shared by every instance of this service works.
 const STARTUP_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
 
+/// A pooled connection idle this long is pinged before use.
+const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A credential refresh is not retried sooner than this, so a wrong password does not turn
 /// every request into a Secrets Manager call.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -77,6 +80,19 @@ impl PostgresStore {
             pool: PgPoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(config.acquire_timeout)
+                // sqlx pings every connection before handing it out; under load that is a
+                // round trip per query. Test only connections idle long enough to have gone
+                // stale (a database restart): a busy pool hands out live ones, and a broken
+                // connection is dropped on release anyway.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= STALE_AFTER_IDLE {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_lazy_with(connect_options(
                     &url,
                     &config.schema,
@@ -105,6 +121,11 @@ impl PostgresStore {
         // CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent twin (it can fail
         // with a unique violation), so starters queue on this lock. sqlx's migrator takes its
         // own lock too, but only after it has created its table in our schema.
+        // "already exists, skipping" notices on every start are noise in the logs.
+        sqlx::query("SET client_min_messages = warning")
+            .execute(&mut conn)
+            .await
+            .map_err(PostgresError::Connect)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(STARTUP_LOCK_ID)
             .execute(&mut conn)

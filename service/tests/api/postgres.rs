@@ -11,12 +11,13 @@ use order_service::domain::OrderStatus;
 use order_service::store::{
     CredentialRefresher, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
 };
-use order_service::{router, Config, Target};
+use order_service::{build_state_with_aws, router, Config, Target};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::store_contract::new_order;
 use crate::support::binary::Service;
+use crate::support::moto::Moto;
 use crate::support::postgres::{server_log, Cluster, TestDb};
 use crate::support::{self, request, send};
 
@@ -214,7 +215,13 @@ async fn racing_patches_answer_one_200_and_one_409() {
             async move { send(&app, request(Method::PATCH, &path, &[], Some(&body))).await },
         )
     };
-    let (process, cancel) = (patch("PROCESSING"), patch("CANCELLED"));
+    // From PROCESSING, SHIPPED and CANCELLED exclude each other in either order, so exactly one
+    // of two racing requests can win whichever runs first.
+    assert_eq!(
+        patch("PROCESSING").await.expect("task").status,
+        StatusCode::OK
+    );
+    let (process, cancel) = (patch("SHIPPED"), patch("CANCELLED"));
     let replies = [process.await.expect("task"), cancel.await.expect("task")];
     let mut statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
     statuses.sort();
@@ -302,6 +309,79 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
     assert_eq!(order.map(|o| o.customer_name), Some("Rotation".to_owned()));
     assert!(!failures.is_empty(), "the old password was rejected first");
     assert_eq!(rotated.calls.load(Ordering::SeqCst), 1, "{failures:?}");
+}
+
+#[tokio::test]
+async fn a_rotated_runtime_secret_reconnects_the_service() {
+    let db = TestDb::new().await;
+    db.execute(&format!(
+        "CREATE ROLE app LOGIN PASSWORD 'first-password';
+         GRANT ALL ON DATABASE {} TO app;",
+        db.name
+    ))
+    .await;
+    let rds_secret = |password: &str| {
+        json!({
+            "engine": "postgres",
+            "host": "127.0.0.1",
+            "port": db.cluster.port,
+            "username": "app",
+            "password": password,
+            "dbname": db.name,
+        })
+        .to_string()
+    };
+    let moto = Moto::start().await;
+    moto.create_secret("app/db", &rds_secret("first-password"))
+        .await;
+    let vars = [
+        ("STORE", "postgres"),
+        ("DB_SCHEMA", "rotation"),
+        ("SECRETS_MANAGER_ENABLED", "true"),
+        ("AWS_SECRET_NAME", "app/db"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_vars(&vars).expect("valid config");
+    let state = build_state_with_aws(config, Target::Container, Some(moto.sdk_config().await))
+        .await
+        .expect("connects with the secret's credentials");
+    let app = router(state);
+    let created = send(
+        &app,
+        request(
+            Method::POST,
+            "/orders",
+            &[],
+            Some(&support::new_order("Rotated")),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+
+    // Rotation: a new secret version, the old password rejected, open sessions ended.
+    moto.put_secret("app/db", &rds_secret("second-password"))
+        .await;
+    db.execute(
+        "ALTER ROLE app PASSWORD 'second-password';
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app';",
+    )
+    .await;
+
+    let mut unavailable = 0;
+    loop {
+        let reply = support::get(&app, &path).await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.json()["customer_name"], "Rotated");
+            break;
+        }
+        reply.problem(StatusCode::SERVICE_UNAVAILABLE);
+        unavailable += 1;
+        assert!(unavailable < 20, "still rejected after {unavailable} tries");
+    }
 }
 
 /// Polls `check` every 100 ms until it holds, failing after a minute.

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Container HTTP figures (a measurement, not a test): the release `order-service` (memory
+# store, sample data) against `bench-ceiling`, a bare hyper server answering with a fixed
+# JSON body of the same size, both loaded by wrk in the same run.
+#
+#   bench/http.sh [SECONDS] [CONNECTIONS]      (defaults: 10 s, 64 connections, 2 wrk threads)
+#
+# Prints start→ready (median of 5 starts), idle and peak RSS, binary size, and for
+# GET /orders/1 and GET /orders: requests/s, p99, and the ratio service / ceiling, each
+# against its target, PASS or MISS. Exits 0 whenever the bench itself ran, MISS or not.
+#
+# LOG_LEVEL for the service: warn unless BENCH_LOG_LEVEL says otherwise (at info every
+# request writes an access-log line; set BENCH_LOG_LEVEL=info to measure that cost).
+# shellcheck source=.ci/lib.sh
+source "$(dirname "$0")/../.ci/lib.sh"
+cd "$ROOT" || exit 1
+seconds="${1:-10}"
+connections="${2:-64}"
+threads=2
+log_level="${BENCH_LOG_LEVEL:-warn}"
+starts=5
+
+ensure_apt wrk wrk
+ensure_apt curl curl
+
+log "release build"
+cargo build --release --quiet -p order-service -p bench-ceiling
+service_bin="$ROOT/target/release/order-service"
+ceiling_bin="$ROOT/target/release/bench-ceiling"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The interpreter itself, not a version-manager shim: the service's environment is emptied.
+python=$(python3 -c 'import sys; print(sys.executable)')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The service's environment (after `env -i`: no RUST_LOG, no API_KEYS inherited), no drain
+# on stop; PORT and METRICS_PORT are added per start.
+service_env=(ENVIRONMENT=local STORE=memory SEED_SAMPLE_DATA=true HOST=127.0.0.1
+  LOG_LEVEL="$log_level" SHUTDOWN_DRAIN_SECONDS=0)
+
+# start_ms PORT COMMAND…: spawn COMMAND, poll GET /ready on PORT every 0.2 ms, print the
+# milliseconds from spawn to the first 200, then kill it.
+cat >"$work/start.py" <<'EOF'
+import socket, subprocess, sys, time
+
+port, command = int(sys.argv[1]), sys.argv[2:]
+request = b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+began = time.perf_counter()
+process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(request)
+                if s.recv(16).startswith(b"HTTP/1.1 200"):
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None:
+            sys.exit(f"{command[0]} exited with {process.returncode} before it was ready")
+        if time.perf_counter() - began > 10:
+            sys.exit(f"{command[0]} not ready within 10 s")
+        time.sleep(0.0002)
+    print(f"{(time.perf_counter() - began) * 1000:.1f}")
+finally:
+    process.kill()
+    process.wait()
+EOF
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+log "start→ready, $starts starts each (median)"
+for _ in $(seq "$starts"); do
+  port=$(free_port)
+  env -i PATH="$PATH" "${service_env[@]}" PORT="$port" METRICS_PORT="$(free_port)" \
+    "$python" "$work/start.py" "$port" "$service_bin"
+done >"$work/start.service"
+for _ in $(seq "$starts"); do
+  port=$(free_port)
+  PORT="$port" HOST=127.0.0.1 "$python" "$work/start.py" "$port" "$ceiling_bin" 100
+done >"$work/start.ceiling"
+start_service=$(median <"$work/start.service")
+start_ceiling=$(median <"$work/start.ceiling")
+echo "order-service: $(paste -sd' ' "$work/start.service") ms; ceiling: $(paste -sd' ' "$work/start.ceiling") ms"
+
+wait_ready() {
+  local port="$1" pid="$2"
+  for _ in $(seq 1000); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/ready" && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "server $pid exited; log:" >&2; cat "$work"/*.log >&2; exit 1; }
+    sleep 0.01
+  done
+  echo "server $pid not ready within 10 s" >&2
+  exit 1
+}
+status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+log "order-service (memory store, sample data, LOG_LEVEL=$log_level)"
+service_port=$(free_port)
+env -i PATH="$PATH" "${service_env[@]}" PORT="$service_port" METRICS_PORT="$(free_port)" \
+  "$service_bin" >"$work/service.log" 2>&1 &
+service_pid=$!
+pids+=("$service_pid")
+wait_ready "$service_port" "$service_pid"
+sleep 1
+idle_service=$(status_kib "$service_pid" VmRSS)
+
+# The ceiling serves bodies of the sizes the service answers with, one server per route.
+body_one=$(curl -fs -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders/1")
+body_list=$(curl -fs -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders")
+start_ceiling() {
+  ceiling_port=$(free_port)
+  HOST=127.0.0.1 PORT="$ceiling_port" "$ceiling_bin" "$1" >"$work/ceiling-$1.log" 2>&1 &
+  ceiling_pid=$!
+  pids+=("$ceiling_pid")
+  wait_ready "$ceiling_port" "$ceiling_pid"
+}
+start_ceiling "$body_one"
+ceiling_one_port=$ceiling_port ceiling_one_pid=$ceiling_pid
+start_ceiling "$body_list"
+ceiling_list_port=$ceiling_port
+sleep 1
+idle_ceiling=$(status_kib "$ceiling_one_pid" VmRSS)
+
+# load NAME URL: a 2 s warm-up, then the measured run; prints "requests/s p99-ms".
+load() {
+  local name="$1" url="$2" out="$work/wrk-$1.txt"
+  wrk -t"$threads" -c"$connections" -d2s "$url" >/dev/null
+  wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url" >"$out"
+  if grep -q 'Non-2xx or 3xx' "$out"; then
+    echo "$name: answers other than 2xx under load:" >&2
+    cat "$out" >&2
+    exit 1
+  fi
+  grep -h 'Socket errors' "$out" | sed "s/^ */$name: /" >&2 || true
+  awk '
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "99%" {
+      v = $2
+      if (v ~ /us$/) p99 = v / 1000
+      else if (v ~ /ms$/) p99 = v + 0
+      else if (v ~ /m$/) p99 = v * 60000
+      else p99 = v * 1000
+    }
+    END {
+      if (rps == "" || p99 == "") exit 1
+      printf "%.0f %.2f\n", rps, p99
+    }' "$out"
+}
+
+log "wrk -t$threads -c$connections -d${seconds}s --latency (after a 2 s warm-up each)"
+read -r rps_one p99_one < <(load service-one "http://127.0.0.1:$service_port/orders/1")
+read -r c_rps_one c_p99_one < <(load ceiling-one "http://127.0.0.1:$ceiling_one_port/orders/1")
+read -r rps_list p99_list < <(load service-list "http://127.0.0.1:$service_port/orders")
+read -r c_rps_list c_p99_list < <(load ceiling-list "http://127.0.0.1:$ceiling_list_port/orders")
+peak_service=$(status_kib "$service_pid" VmHWM)
+peak_ceiling=$(status_kib "$ceiling_one_pid" VmHWM)
+size_service=$(stat -c %s "$service_bin")
+size_ceiling=$(stat -c %s "$ceiling_bin")
+
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "PASS" : "MISS" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio_one=$(ratio "$rps_one" "$c_rps_one")
+ratio_list=$(ratio "$rps_list" "$c_rps_list")
+
+row() { printf '%-28s %14s %14s %14s  %s\n' "$@"; }
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+log "figures (wrk and both servers share this machine's $(nproc) cores; absolute numbers say little, the ratios more)"
+row "" "order-service" "ceiling" "target" ""
+row "GET /orders/1 ($body_one B) req/s" "$rps_one" "$c_rps_one" "" ""
+row "  ratio to ceiling" "${ratio_one}x" "" ">= 0.75x" "$(verdict "$ratio_one" ">=" 0.75)"
+row "  p99 latency" "$p99_one ms" "$c_p99_one ms" "<= 5 ms" "$(verdict "$p99_one" "<=" 5)"
+row "GET /orders ($body_list B) req/s" "$rps_list" "$c_rps_list" "" ""
+row "  ratio to ceiling" "${ratio_list}x" "" ">= 0.75x" "$(verdict "$ratio_list" ">=" 0.75)"
+row "  p99 latency" "$p99_list ms" "$c_p99_list ms" "<= 5 ms" "$(verdict "$p99_list" "<=" 5)"
+row "start→ready (median of $starts)" "$start_service ms" "$start_ceiling ms" "<= 50 ms" "$(verdict "$start_service" "<=" 50)"
+row "idle RSS (VmRSS)" "$(mib "$idle_service") MiB" "$(mib "$idle_ceiling") MiB" "<= 20 MiB" "$(verdict "$idle_service" "<=" $((20 * 1024)))"
+row "peak RSS (VmHWM)" "$(mib "$peak_service") MiB" "$(mib "$peak_ceiling") MiB" "<= 64 MiB" "$(verdict "$peak_service" "<=" $((64 * 1024)))"
+row "binary (stripped release)" "$(mib $((size_service / 1024))) MiB" "$(mib $((size_ceiling / 1024))) MiB" "" ""
+echo
+echo "service: LOG_LEVEL=$log_level, LOG_FORMAT=text, metrics on; wrk -t$threads -c$connections; load average before: $load_before, after: $load_after"

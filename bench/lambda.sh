@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Lambda shell figures (a measurement, not a test): release binary size, deployment zip size,
+# and init time = process start → first request for an event on the Runtime API.
+#
+#   bench/lambda.sh [RUNS]      (RUNS cold starts for the init time, default 20)
+#
+# Init time is measured against a small Runtime API emulator (Python stdlib, below): it
+# starts the release binary with AWS_LAMBDA_RUNTIME_API pointing at itself, notes when the
+# process asks for its first event (`GET /runtime/invocation/next`: init is over), serves
+# one Function URL event, and stops the process. No secrets are fetched (the embedded memory
+# store with sample data), so the figure is the shell's own cost: config, telemetry, state,
+# the graceful-shutdown extension registration, the runtime's first poll.
+#
+# Targets: init <= 50 ms without secrets; zip <= 8 MiB.
+# The zip is built for the host (x86_64) with `--compiler cargo`: an arm64 build needs zig
+# (cargo lambda's cross compiler), which these machines do not have.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+runs="${1:-20}"
+
+echo "== release build"
+cargo build --locked --release --quiet -p order-service-lambda
+binary=target/release/order-service-lambda
+printf 'release binary: %s bytes (%.1f MiB)\n' "$(stat -c %s "$binary")" \
+  "$(echo "$(stat -c %s "$binary") / 1048576" | bc -l)"
+
+echo "== deployment zip"
+if command -v cargo-lambda >/dev/null 2>&1; then
+  cargo lambda build --release --output-format zip --compiler cargo -p order-service-lambda >/dev/null
+  zip_path=target/lambda/order-service-lambda/bootstrap.zip
+  how="cargo lambda build --release --output-format zip --compiler cargo (x86_64)"
+else
+  # Same layout as cargo lambda's zip: the binary as `bootstrap`, deflated.
+  zip_path=$(mktemp -d)/bootstrap.zip
+  python3 - "$binary" "$zip_path" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as z:
+    info = zipfile.ZipInfo("bootstrap")
+    info.external_attr = 0o755 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    z.writestr(info, open(sys.argv[1], "rb").read())
+PY
+  how="release binary zipped as bootstrap (cargo-lambda not installed)"
+fi
+zip_bytes=$(stat -c %s "$zip_path")
+printf 'zip: %s bytes (%.2f MiB) — %s; target <= 8 MiB: %s\n' "$zip_bytes" \
+  "$(echo "$zip_bytes / 1048576" | bc -l)" "$how" \
+  "$([ "$zip_bytes" -le $((8 * 1048576)) ] && echo met || echo MISSED)"
+
+echo "== init time ($runs cold starts, Runtime API emulator on loopback)"
+python3 - "$binary" "$runs" <<'PY'
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+binary, runs = sys.argv[1], int(sys.argv[2])
+
+EVENT = json.dumps({
+    "version": "2.0", "routeKey": "$default", "rawPath": "/orders/1", "rawQueryString": "",
+    "headers": {"host": "bench.lambda-url.eu-west-1.on.aws", "accept": "application/json"},
+    "requestContext": {
+        "accountId": "123456789012", "apiId": "bench", "domainName": "bench.lambda-url.eu-west-1.on.aws",
+        "http": {"method": "GET", "path": "/orders/1", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+        "requestId": "bench", "routeKey": "$default", "stage": "$default", "time": "01/Jan/2025:00:00:00 +0000", "timeEpoch": 0,
+    },
+    "isBase64Encoded": False,
+}).encode()
+
+
+class Run:
+    def __init__(self):
+        self.started = 0.0
+        self.ready = None       # first GET /invocation/next: init done
+        self.answered = None    # response to the first event posted
+        self.status = None
+        self.done = threading.Event()
+        self.requests = []  # what the process asked, for the error message
+
+
+current = Run()
+
+
+class RuntimeApi(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        run = current
+        run.requests.append(("GET", self.path, run.ready is not None))
+        if self.path == "/2018-06-01/runtime/invocation/next":
+            if run.ready is None:
+                run.ready = time.perf_counter()
+                deadline = str(int(time.time() * 1000) + 30_000)
+                self.reply(200, EVENT, [
+                    ("Lambda-Runtime-Aws-Request-Id", "bench-request-1"),
+                    ("Lambda-Runtime-Deadline-Ms", deadline),
+                    ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:order-service-lambda"),
+                    ("Content-Type", "application/json"),
+                ])
+                return
+            run.done.wait(10)  # the second poll: hold it until the process is stopped
+        elif self.path == "/2020-01-01/extension/event/next":
+            run.done.wait(10)  # the shutdown helper extension subscribes to nothing
+        self.reply(404)
+
+    def do_POST(self):
+        run = current
+        run.requests.append(("POST", self.path, run.ready is not None))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path == "/2020-01-01/extension/register":
+            self.reply(200, json.dumps({"functionName": "order-service-lambda", "functionVersion": "$LATEST", "handler": "bootstrap"}).encode(),
+                       [("Lambda-Extension-Identifier", "bench-extension"), ("Content-Type", "application/json")])
+        elif self.path.endswith("/response"):
+            run.answered = time.perf_counter()
+            try:
+                run.status = json.loads(body).get("statusCode")
+            except ValueError:
+                run.status = "unparseable"
+            self.reply(202)
+            run.done.set()
+        else:  # init or invocation error
+            print("runtime error reported:", self.path, body[:300], file=sys.stderr)
+            self.reply(202)
+            run.done.set()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the stopped process drops its open polls; that is expected
+
+
+inits, firsts = [], []
+for i in range(runs):
+    # A fresh emulator per run: a poll from the previous process cannot reach this one.
+    current = Run()
+    server = Server(("127.0.0.1", 0), RuntimeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(
+        os.environ,
+        AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
+        AWS_LAMBDA_FUNCTION_NAME="order-service-lambda",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        ENVIRONMENT="bench",
+        LOG_LEVEL="warn",
+    )
+    current.started = time.perf_counter()
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finished = current.done.wait(30)
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    server.shutdown()
+    server.server_close()
+    if not finished or current.ready is None or current.answered is None or current.status != 200:
+        sys.exit(f"run {i}: no good answer (status {current.status}); requests {current.requests}; stderr: {err.decode(errors='replace')[-500:]}")
+    inits.append((current.ready - current.started) * 1000)
+    firsts.append((current.answered - current.ready) * 1000)
+
+inits.sort()
+p90 = inits[max(0, int(len(inits) * 0.9) - 1)]
+print(f"init (spawn -> first poll): median {statistics.median(inits):.1f} ms, "
+      f"min {inits[0]:.1f} ms, p90 {p90:.1f} ms, max {inits[-1]:.1f} ms over {runs} runs; "
+      f"target <= 50 ms: {'met' if statistics.median(inits) <= 50 else 'MISSED'}")
+print(f"first invocation (event delivered -> response posted): median {statistics.median(firsts):.2f} ms")
+PY
