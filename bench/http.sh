@@ -7,7 +7,9 @@
 #
 # Prints start→ready (median of 5 starts), idle and peak RSS, binary size, and for
 # GET /orders/1 and GET /orders: requests/s, p99, and the ratio service / ceiling, each
-# against its target, PASS or MISS. Exits 0 whenever the bench itself ran, MISS or not.
+# against its target, PASS or MISS. Service and ceiling runs alternate for BENCH_ROUNDS
+# rounds (default 3) and the medians are shown, so a neighbour's burst of CPU use skews
+# both sides rather than one. Exits 0 whenever the bench itself ran, MISS or not.
 #
 # LOG_LEVEL for the service: warn unless BENCH_LOG_LEVEL says otherwise (at info every
 # request writes an access-log line; set BENCH_LOG_LEVEL=info to measure that cost).
@@ -19,6 +21,7 @@ connections="${2:-64}"
 threads=2
 log_level="${BENCH_LOG_LEVEL:-warn}"
 starts=5
+rounds="${BENCH_ROUNDS:-3}"
 
 ensure_apt wrk wrk
 ensure_apt curl curl
@@ -133,10 +136,9 @@ ceiling_list_port=$ceiling_port
 sleep 1
 idle_ceiling=$(status_kib "$ceiling_one_pid" VmRSS)
 
-# load NAME URL: a 2 s warm-up, then the measured run; prints "requests/s p99-ms".
+# load NAME URL: one measured wrk run; prints "requests/s p99-ms".
 load() {
   local name="$1" url="$2" out="$work/wrk-$1.txt"
-  wrk -t"$threads" -c"$connections" -d2s "$url" >/dev/null
   wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url" >"$out"
   if grep -q 'Non-2xx or 3xx' "$out"; then
     echo "$name: answers other than 2xx under load:" >&2
@@ -159,20 +161,38 @@ load() {
     }' "$out"
 }
 
-log "wrk -t$threads -c$connections -d${seconds}s --latency (after a 2 s warm-up each)"
-read -r rps_one p99_one < <(load service-one "http://127.0.0.1:$service_port/orders/1")
-read -r c_rps_one c_p99_one < <(load ceiling-one "http://127.0.0.1:$ceiling_one_port/orders/1")
-read -r rps_list p99_list < <(load service-list "http://127.0.0.1:$service_port/orders")
-read -r c_rps_list c_p99_list < <(load ceiling-list "http://127.0.0.1:$ceiling_list_port/orders")
+# compare ROUTE SERVICE_URL CEILING_URL: $rounds rounds of service then ceiling, so load
+# from elsewhere on the machine hits both alike; prints the medians
+# "requests/s p99 ceiling-requests/s ceiling-p99 ratio" (ratio: median of the rounds' ratios).
+compare() {
+  local route="$1" rounds_file="$work/rounds-$1"
+  wrk -t"$threads" -c"$connections" -d2s "$2" >/dev/null
+  wrk -t"$threads" -c"$connections" -d2s "$3" >/dev/null
+  : >"$rounds_file"
+  for round in $(seq "$rounds"); do
+    local rps p99 c_rps c_p99
+    read -r rps p99 < <(load "service-$route" "$2")
+    read -r c_rps c_p99 < <(load "ceiling-$route" "$3")
+    echo "$rps $p99 $c_rps $c_p99" | awk '{ printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, $1 / $3 }' >>"$rounds_file"
+    echo "  $route round $round: service $rps req/s p99 $p99 ms; ceiling $c_rps req/s p99 $c_p99 ms" >&2
+  done
+  local column
+  for column in 1 2 3 4 5; do
+    cut -d' ' -f"$column" "$rounds_file" | median
+  done | paste -sd' '
+}
+
+log "wrk -t$threads -c$connections -d${seconds}s --latency, $rounds rounds per route (after a 2 s warm-up)"
+read -r rps_one p99_one c_rps_one c_p99_one ratio_one < <(compare one \
+  "http://127.0.0.1:$service_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1")
+read -r rps_list p99_list c_rps_list c_p99_list ratio_list < <(compare list \
+  "http://127.0.0.1:$service_port/orders" "http://127.0.0.1:$ceiling_list_port/orders")
 peak_service=$(status_kib "$service_pid" VmHWM)
 peak_ceiling=$(status_kib "$ceiling_one_pid" VmHWM)
 size_service=$(stat -c %s "$service_bin")
 size_ceiling=$(stat -c %s "$ceiling_bin")
 
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "PASS" : "MISS" }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-ratio_one=$(ratio "$rps_one" "$c_rps_one")
-ratio_list=$(ratio "$rps_list" "$c_rps_list")
 
 row() { printf '%-28s %14s %14s %14s  %s\n' "$@"; }
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
