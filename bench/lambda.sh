@@ -105,8 +105,10 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
         run = current
         run.requests.append(("GET", self.path, run.ready is not None))
         if self.path == "/2018-06-01/runtime/invocation/next":
-            if run.ready is None:
-                run.ready = time.perf_counter()
+            # Until the event is answered every poll gets it (a client may retry a poll).
+            if run.answered is None:
+                if run.ready is None:
+                    run.ready = time.perf_counter()
                 deadline = str(int(time.time() * 1000) + 30_000)
                 self.reply(200, EVENT, [
                     ("Lambda-Runtime-Aws-Request-Id", "bench-request-1"),

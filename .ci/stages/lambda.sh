@@ -6,7 +6,7 @@
 # hold one CloudWatch EMF line per request and the Lambda request id in its log lines.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 ensure_cargo cargo-lambda cargo-lambda # ~15 min on 2 cores, once
 
@@ -24,6 +24,7 @@ setsid cargo lambda watch \
   --env-var "ENVIRONMENT=local" --env-var "API_KEYS=$key" --env-var "LOG_LEVEL=info" \
   >"$watch_log" 2>&1 &
 watch_pid=$!
+# shellcheck disable=SC2317 # called from the EXIT trap
 stop_watch() {
   kill -- "-$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
