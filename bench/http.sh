@@ -179,7 +179,7 @@ compare() {
   local column
   for column in 1 2 3 4 5; do
     cut -d' ' -f"$column" "$rounds_file" | median
-  done | paste -sd' '
+  done | paste -sd' ' | awk '{ printf "%.0f %.2f %.0f %.2f %.2f\n", $1, $2, $3, $4, $5 }'
 }
 
 log "wrk -t$threads -c$connections -d${seconds}s --latency, $rounds rounds per route (after a 2 s warm-up)"
