@@ -36,9 +36,10 @@ impl Target {
 /// Route label for requests no route matched: keeps the label set bounded.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Latency buckets in seconds, from sub-millisecond reads to the request timeout.
+/// Latency buckets in seconds, from sub-millisecond reads to the request timeout. 0.3 is the
+/// latency SLO threshold (chart value slo.latency.thresholdSeconds): the SLI needs it as a bound.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 pub struct Metrics {
