@@ -22,7 +22,7 @@ CHART = ROOT / "charts" / "order-service"
 
 # CONTRACT.md: GitHub environments, and which repository variable holds which role of
 # the infra/aws output github_role_arns.
-ENVIRONMENTS = {"staging", "production", "preview"}
+ENVIRONMENTS = {"staging", "production", "preview", "infrastructure"}
 ROLE_VARIABLES = {
     "AWS_PLAN_ROLE_ARN": "plan",
     "AWS_APPLY_ROLE_ARN": "apply",
@@ -307,3 +307,38 @@ def test_previews_never_give_credentials_to_forks():
         perms = job.get("permissions", {})
         if perms.get("id-token") == "write" or perms.get("pull-requests") == "write":
             assert guarded(job_id), f"preview.yml:{job_id} holds credentials but may run for a fork"
+
+
+# --- job outputs never carry a secret ------------------------------------------------------
+
+SECRET_REF = re.compile(r"\$\{\{[^}]*\b(secrets\.\w+|secrets\[|github\.token)")
+OUTPUT_SOURCES = re.compile(r"\b(steps|needs)\.[\w-]+\.outputs\.[\w-]+|\b(vars|github|inputs|matrix)\.[\w.-]+")
+
+
+def all_jobs():
+    for path in WORKFLOWS:
+        doc = load(path)
+        for job_id, job in doc.get("jobs", {}).items():
+            yield path.name, doc, job_id, job
+
+
+def test_no_job_output_is_derived_from_a_secret():
+    # The runner masks every secret a job receives and drops any output that contains
+    # one ("Skip output 'x' since it may contain secret"): a registry user `acme` empties
+    # the output docker.io/acme/order-service. So a job with outputs receives no secret
+    # at all, and its outputs come only from vars, github, inputs, step or job outputs.
+    problems = []
+    for workflow, doc, job_id, job in all_jobs():
+        if not job.get("outputs"):
+            continue
+        for ref in sorted(set(SECRET_REF.findall(yaml.safe_dump(job)))):
+            problems.append(f"{workflow}:{job_id} has outputs and receives {ref}")
+        for ref in sorted(set(SECRET_REF.findall(yaml.safe_dump(doc.get("env", {}))))):
+            problems.append(f"{workflow}:{job_id} has outputs and the workflow env passes it {ref}")
+        for name, value in job["outputs"].items():
+            for expr in re.findall(r"\$\{\{(.*?)\}\}", str(value)):
+                rest = OUTPUT_SOURCES.sub("", expr)
+                # What is left may only be literals and operators.
+                if re.search(r"[A-Za-z_]\w*\s*\.", re.sub(r"'[^']*'", "", rest)):
+                    problems.append(f"{workflow}:{job_id} output {name} reads {expr.strip()!r}")
+    assert not problems, "\n".join(problems)
