@@ -197,6 +197,22 @@ def test_deliver_deploys_nothing_untested(event):
     assert ran(results) == set(), f"ran {sorted(ran(results))}"
 
 
+@pytest.mark.parametrize(
+    "event",
+    [push(), workflow_run("ci", "success"), dispatch(apply=False), dispatch(apply=True)],
+    ids=["push", "ci-passed", "manual", "manual-apply"],
+)
+def test_every_run_that_builds_an_image_and_reads_the_settings_deploys_it(event):
+    # Whatever the trigger: once the image is pushed and the settings are read, both
+    # environments get it (production behind its approval).
+    results = simulate("deliver.yml", event)
+    built = {"image", "settings"} <= ran(results)
+    if built:
+        assert {"staging/deploy", "production/deploy"} <= ran(results), (
+            f"image and settings succeeded but only {sorted(ran(results))} ran"
+        )
+
+
 def test_a_manual_run_without_apply_delivers_like_a_push():
     results = simulate("deliver.yml", dispatch(apply=False))
     assert ran(results) == BUILD | DEPLOYS
