@@ -8,6 +8,9 @@ command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH" >&2; e
 ensure_pip checkov checkov
 ensure_pip pytest pytest
 ensure_pip python-hcl2 hcl2tojson
+# moto runs in-process for the apply/plan/destroy rehearsals of infra/tests.
+ensure_pip "moto[server]" moto_server
+"$VENV/bin/python" -c "import boto3" 2>/dev/null || ensure_pip boto3
 "$VENV/bin/python" -c "import yaml" 2>/dev/null || ensure_pip pyyaml
 
 work="$(mktemp -d)"

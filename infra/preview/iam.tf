@@ -4,6 +4,12 @@ data "aws_secretsmanager_secret" "preview" {
   name = var.secret_name
 }
 
+locals {
+  ec2_arn_prefix      = "arn:${data.aws_partition.current.partition}:ec2:${var.region}:${data.aws_caller_identity.current.account_id}"
+  subnet_arns         = [for id in var.subnet_ids : "${local.ec2_arn_prefix}:subnet/${id}"]
+  security_group_arns = [for id in var.security_group_ids : "${local.ec2_arn_prefix}:security-group/${id}"]
+}
+
 resource "aws_iam_role" "function" {
   name                 = local.function_name
   description          = "Execution role of the preview of pull request ${var.pr_number}"
@@ -52,17 +58,25 @@ resource "aws_iam_role_policy" "function" {
         Action   = ["secretsmanager:GetSecretValue"]
         Resource = s.arn
       }],
-      length(var.subnet_ids) == 0 ? [] : [
+      [for s in [
         {
-          Sid    = "VpcNetworkInterfaces"
+          # Lambda creates the function's interfaces with this role: only in the
+          # given subnets and with the given security groups, never another one.
+          Sid      = "VpcNetworkInterfaces"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateNetworkInterface"]
+          Resource = concat(local.subnet_arns, local.security_group_arns, ["${local.ec2_arn_prefix}:network-interface/*"])
+        },
+        {
+          Sid    = "VpcNetworkInterfaceLifecycle"
           Effect = "Allow"
           Action = [
-            "ec2:CreateNetworkInterface",
             "ec2:DeleteNetworkInterface",
             "ec2:AssignPrivateIpAddresses",
             "ec2:UnassignPrivateIpAddresses",
           ]
-          Resource = "arn:${data.aws_partition.current.partition}:ec2:${var.region}:${data.aws_caller_identity.current.account_id}:*"
+          Resource  = "${local.ec2_arn_prefix}:network-interface/*"
+          Condition = { ArnEquals = { "ec2:Subnet" = local.subnet_arns } }
         },
         {
           Sid      = "VpcDescribe"
@@ -70,7 +84,7 @@ resource "aws_iam_role_policy" "function" {
           Action   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
           Resource = "*"
         },
-      ],
+      ] : s if length(var.subnet_ids) > 0],
     )
   })
 }

@@ -31,7 +31,7 @@ resource "aws_lambda_function" "preview" {
   memory_size      = var.memory_size_mb
   timeout          = var.timeout_seconds
 
-  reserved_concurrent_executions = var.reserved_concurrency
+  reserved_concurrent_executions = local.reserved_concurrency
 
   environment {
     variables = merge(
@@ -80,7 +80,9 @@ resource "aws_lambda_function_url" "preview" {
   invoke_mode        = "BUFFERED"
 }
 
-# The resource policy that lets anonymous callers use the URL (and only the URL).
+# The resource policy that lets anonymous callers use the URL. Since October 2025
+# a new Function URL answers 403 unless the policy allows both
+# lambda:InvokeFunctionUrl and lambda:InvokeFunction.
 resource "aws_lambda_permission" "function_url" {
   # checkov:skip=CKV_AWS_301: principal "*" is limited to lambda:InvokeFunctionUrl with auth type NONE, which is what a public preview URL is.
   statement_id           = "PublicFunctionUrl"
@@ -88,4 +90,18 @@ resource "aws_lambda_permission" "function_url" {
   function_name          = aws_lambda_function.preview.function_name
   principal              = "*"
   function_url_auth_type = "NONE"
+}
+
+# The second statement a public Function URL needs. AWS narrows it with the
+# condition lambda:InvokedViaFunctionUrl, which hashicorp/aws 5.100.0 cannot
+# write (invoked_via_function_url arrived in 6.x); the narrowest it allows is
+# this one unqualified function, for the same anonymous callers the URL already
+# serves. A direct Invoke reaches the same code as the URL, needs a signed
+# request from some AWS account, and is capped by the same reserved concurrency.
+resource "aws_lambda_permission" "function_url_invoke" {
+  # checkov:skip=CKV_AWS_301: a public Function URL needs lambda:InvokeFunction for principal "*" since October 2025; the provider pinned here cannot add the InvokedViaFunctionUrl condition, and the function serves the same public URL anyway.
+  statement_id  = "PublicFunctionUrlInvoke"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.preview.function_name
+  principal     = "*"
 }

@@ -136,12 +136,19 @@ variable "timeout_seconds" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrency: caps what one public preview can cost or do to a shared database."
+  description = "Reserved concurrency of a postgres preview: caps what one public preview can do to the shared database. A memory preview always runs with 1 (see locals in versions.tf); null takes the default of 5."
   type        = number
-  default     = 5
+  default     = null
 
   validation {
-    condition     = var.reserved_concurrency >= 1 && var.reserved_concurrency <= 50
+    condition     = var.reserved_concurrency == null || (coalesce(var.reserved_concurrency, 1) >= 1 && coalesce(var.reserved_concurrency, 1) <= 50)
     error_message = "reserved_concurrency must be between 1 and 50."
+  }
+
+  # Every sandbox of a memory preview has its own store: with two or more, a GET
+  # after a POST can 404, ids repeat and idempotency holds per sandbox.
+  validation {
+    condition     = var.store == "postgres" || var.reserved_concurrency == null || var.reserved_concurrency == 1
+    error_message = "reserved_concurrency above 1 needs store = postgres: each Lambda sandbox of a memory preview has its own store."
   }
 }

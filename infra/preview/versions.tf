@@ -34,6 +34,11 @@ locals {
   environment   = "preview-pr-${var.pr_number}"
   function_name = "${var.name}-${local.environment}"
 
+  # One sandbox, so one memory store: every request of a memory preview sees the
+  # same orders. A postgres preview shares state through its own schema and may
+  # run several sandboxes.
+  reserved_concurrency = var.store == "memory" ? 1 : coalesce(var.reserved_concurrency, 5)
+
   # infra/aws creates this boundary and lets the preview CI role create execution
   # roles only when it is attached (github_oidc.tf there).
   permissions_boundary_arn = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:policy/${var.name}-preview-boundary"

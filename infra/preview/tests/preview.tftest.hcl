@@ -68,8 +68,18 @@ run "public_memory_preview" {
   }
 
   assert {
-    condition     = aws_lambda_function.preview.tracing_config[0].mode == "Active" && aws_lambda_function.preview.reserved_concurrent_executions == 5
-    error_message = "The preview must be traced and capped by reserved concurrency."
+    condition     = aws_lambda_permission.function_url_invoke.action == "lambda:InvokeFunction" && aws_lambda_permission.function_url_invoke.principal == "*" && aws_lambda_permission.function_url_invoke.qualifier == null
+    error_message = "Since October 2025 a public Function URL also needs lambda:InvokeFunction for principal * on the function itself, or it answers 403."
+  }
+
+  assert {
+    condition     = aws_lambda_function.preview.tracing_config[0].mode == "Active"
+    error_message = "The preview must be traced."
+  }
+
+  assert {
+    condition     = aws_lambda_function.preview.reserved_concurrent_executions == 1
+    error_message = "A memory preview must run one sandbox: each sandbox has its own store."
   }
 
   assert {
@@ -147,6 +157,35 @@ run "postgres_preview_with_secret" {
     condition     = length(aws_lambda_function.preview.vpc_config) == 1
     error_message = "A postgres preview must join the VPC to reach the database."
   }
+
+  assert {
+    condition     = aws_lambda_function.preview.reserved_concurrent_executions == 5
+    error_message = "A postgres preview shares one schema between sandboxes and may run several."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_role_policy.function.policy).Statement : [
+        for r in flatten([s.Resource]) : r == "*" || !startswith(r, "arn:aws:ec2:")
+        || contains([
+          "arn:aws:ec2:eu-west-1:111122223333:subnet/subnet-0123456789abcdef0",
+          "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0123456789abcdef0",
+          "arn:aws:ec2:eu-west-1:111122223333:network-interface/*",
+        ], r)
+      ] if contains(s.Action, "ec2:CreateNetworkInterface")
+    ]))
+    error_message = "Network interfaces may only be created in the preview's own subnets and security groups."
+  }
+}
+
+run "memory_preview_refuses_more_than_one_sandbox" {
+  command = plan
+
+  variables {
+    reserved_concurrency = 5
+  }
+
+  expect_failures = [var.reserved_concurrency]
 }
 
 run "rejects_a_secret_outside_the_preview_prefix" {
