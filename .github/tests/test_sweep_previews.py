@@ -1,7 +1,8 @@
 """sweep-previews.sh destroys exactly the previews whose pull request is no longer open.
 
-aws, gh and the destroy script cannot reach anything from a test machine, so small
-stand-ins on PATH answer for them; the sweep script itself runs unchanged.
+The choice and the bookkeeping only: aws, gh and the destroy script are small stand-ins
+on PATH, so dry runs and failed destroys are quick to set up. test_sweep_terraform.py
+runs the same script with real terraform against moto.
 """
 
 from __future__ import annotations

@@ -1,0 +1,188 @@
+"""The nightly sweep with real terraform: previews applied to moto's S3 and Lambda, swept, the
+closed ones destroyed with their state objects, the open one kept.
+
+Each preview is applied the way preview.yml does it, from a fresh copy of the repository
+(one runner per pull request): tf-init.sh with the S3 backend, then terraform apply. The
+sweep then runs sweep-previews.sh unchanged in one more fresh copy, where it initialises
+the same directory once per preview, which is what "Backend configuration changed" broke.
+Only `gh` is a stand-in: GitHub's API cannot run here; it answers each pull request's state.
+
+Needs terraform, the provider mirror (TF_PROVIDER_MIRROR, default /opt/tf-plugins), the
+AWS CLI and moto; skipped when the mirror or terraform is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
+REGION = "eu-west-1"
+BUCKET = "order-service-tfstate"
+# pull request -> state GitHub reports for it
+PULL_REQUESTS = {"11": "OPEN", "12": "CLOSED", "13": "MERGED"}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("terraform") is None or not MIRROR.is_dir() or shutil.which("aws") is None,
+    reason="needs terraform, the provider mirror and the AWS CLI",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def client(endpoint: str, service: str):
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def checkout(base: Path, name: str) -> Path:
+    """A fresh copy of what the jobs use: infra/preview and .github/scripts."""
+    repo = base / name
+    (repo / "infra" / "preview").mkdir(parents=True)
+    for path in (ROOT / "infra" / "preview").glob("*.tf"):
+        shutil.copy(path, repo / "infra" / "preview")
+    shutil.copy(ROOT / "infra" / "preview" / ".terraform.lock.hcl", repo / "infra" / "preview")
+    shutil.copytree(ROOT / ".github" / "scripts", repo / ".github" / "scripts")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory, moto):
+    base = tmp_path_factory.mktemp("sweep")
+    (base / "terraformrc").write_text(
+        'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % MIRROR
+    )
+    # The S3 backend reaches moto by path-style URLs on loopback; the workflows pass only
+    # bucket, key and region, so the rest comes in through TF_CLI_ARGS_init.
+    (base / "moto.s3.tfbackend").write_text(
+        f'endpoints = {{ s3 = "{moto}" }}\n'
+        "use_path_style = true\n"
+        "skip_credentials_validation = true\n"
+        "skip_requesting_account_id = true\n"
+        "skip_metadata_api_check = true\n"
+    )
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    cases = "".join(f"  {pr}) echo {state};;\n" for pr, state in PULL_REQUESTS.items())
+    gh = bin_dir / "gh"
+    gh.write_text(f'#!/usr/bin/env bash\n# gh pr view N --repo R --json state --jq .state\ncase "$3" in\n{cases}  *) exit 1;;\nesac\n')
+    gh.chmod(0o755)
+    zip_path = base / "bootstrap.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "TF_CLI_CONFIG_FILE": str(base / "terraformrc"),
+        "TF_CLI_ARGS_init": f"-backend-config={base / 'moto.s3.tfbackend'}",
+        "TF_IN_AUTOMATION": "true",
+        "TF_INPUT": "false",
+        "TF_STATE_BUCKET": BUCKET,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "GH_REPO": "acme/order-service",
+        "GITHUB_STEP_SUMMARY": str(base / "summary.md"),
+    }
+    for name in ("AWS_PROFILE", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR"):
+        env.pop(name, None)
+    client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    # The boundary infra/aws creates; the preview roles must carry it.
+    client(moto, "iam").create_policy(
+        PolicyName="order-service-preview-boundary",
+        PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}',
+    )
+    return base, env, zip_path
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+def deploy_preview(base: Path, env: dict, zip_path: Path, pr: str) -> None:
+    """What preview.yml's deploy job runs, in a fresh checkout."""
+    repo = checkout(base, f"deploy-{pr}")
+    init = sh([".github/scripts/tf-init.sh", "infra/preview", f"preview/pr-{pr}.tfstate"], repo, env)
+    assert init.returncode == 0, init.stdout + init.stderr
+    apply = sh(
+        [
+            "terraform", "-chdir=infra/preview", "apply", "-auto-approve", "-no-color",
+            "-var", f"pr_number={pr}", "-var", f"region={REGION}", "-var", f"lambda_zip={zip_path}",
+        ],
+        repo,
+        env,
+    )
+    assert apply.returncode == 0, apply.stdout[-4000:] + apply.stderr[-4000:]
+
+
+def state_keys(endpoint: str) -> list[str]:
+    listing = client(endpoint, "s3").list_objects_v2(Bucket=BUCKET, Prefix="preview/")
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def functions(endpoint: str) -> list[str]:
+    return sorted(f["FunctionName"] for f in client(endpoint, "lambda").list_functions()["Functions"])
+
+
+def roles(endpoint: str) -> list[str]:
+    return sorted(r["RoleName"] for r in client(endpoint, "iam").list_roles()["Roles"])
+
+
+def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environment, moto):
+    base, env, zip_path = environment
+    for pr in PULL_REQUESTS:
+        deploy_preview(base, env, zip_path, pr)
+    names = {pr: f"order-service-preview-pr-{pr}" for pr in PULL_REQUESTS}
+    assert functions(moto) == sorted(names.values())
+    assert state_keys(moto) == sorted(f"preview/pr-{pr}.tfstate" for pr in PULL_REQUESTS)
+
+    repo = checkout(base, "sweep")
+    result = sh([".github/scripts/sweep-previews.sh"], repo, {**env, "DRY_RUN": "false"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "sweep: 2 destroyed, 0 failed" in result.stdout, output[-6000:]
+    assert "pr-11: open, kept" in result.stdout
+
+    # Gone from AWS and from the bucket; the open preview untouched.
+    assert functions(moto) == [names["11"]]
+    assert [r for r in roles(moto) if r.startswith("order-service-preview-")] == [names["11"]]
+    assert state_keys(moto) == ["preview/pr-11.tfstate"]
+    groups = client(moto, "logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/order-service-preview-")
+    assert [g["logGroupName"] for g in groups["logGroups"]] == [f"/aws/lambda/{names['11']}"]
+
+    # A second sweep has nothing left to do.
+    again = sh([".github/scripts/sweep-previews.sh"], repo, {**env, "DRY_RUN": "false"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "sweep: 0 destroyed, 0 failed" in again.stdout
