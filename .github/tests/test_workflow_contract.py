@@ -20,16 +20,6 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 SCRIPTS = sorted((ROOT / ".github" / "scripts").glob("*"))
 CHART = ROOT / "charts" / "order-service"
 
-# CONTRACT.md: GitHub environments, and which repository variable holds which role of
-# the infra/aws output github_role_arns.
-ENVIRONMENTS = {"staging", "production", "preview", "infrastructure"}
-ROLE_VARIABLES = {
-    "AWS_PLAN_ROLE_ARN": "plan",
-    "AWS_APPLY_ROLE_ARN": "apply",
-    "AWS_DEPLOY_STAGING_ROLE_ARN": "deploy_staging",
-    "AWS_DEPLOY_PRODUCTION_ROLE_ARN": "deploy_production",
-    "AWS_PREVIEW_ROLE_ARN": "preview",
-}
 # Helm -f file per environment, as deploy-environment.yml maps them.
 ENVIRONMENT_VALUES = {"staging": "values.staging.yaml", "production": "values.prod.yaml"}
 
@@ -40,6 +30,11 @@ def load(path: Path) -> dict:
     if True in doc:
         doc["on"] = doc.pop(True)
     return doc
+
+
+def triggers(doc: dict) -> set[str]:
+    on = doc["on"]
+    return set(on) if isinstance(on, (dict, list)) else {on}
 
 
 def texts() -> dict[Path, str]:
@@ -157,91 +152,7 @@ def test_every_repository_path_used_exists():
     assert not missing, "paths used by the workflows that do not exist:\n" + "\n".join(missing)
 
 
-# --- GitHub environments and the OIDC trust of the AWS roles --------------------------------
-
-
-def trusted_subjects() -> dict[str, set[str]]:
-    """github_roles in infra/aws: role key -> the `sub` suffixes after repo:<owner>/<name>:."""
-    files = list((ROOT / "infra" / "aws").glob("*.tf"))
-    text = "\n".join(f.read_text() for f in files)
-    block = re.search(r"github_roles\s*=\s*\{(.*?)\n\s*\}", text, flags=re.S)
-    assert block, "infra/aws declares no github_roles map of role -> trusted subjects"
-    roles = {}
-    for key, subjects in re.findall(r"^\s*(\w+)\s*=\s*\[(.*?)\]", block.group(1), flags=re.M):
-        roles[key] = set(re.findall(r'\}:([^"]+)"', subjects))
-    return roles
-
-
-def triggers(doc: dict) -> set[str]:
-    on = doc["on"]
-    return set(on) if isinstance(on, (dict, list)) else {on}
-
-
-def job_subjects(doc: dict, job: dict, environment: str | None) -> set[str]:
-    """The OIDC `sub` suffixes this job can present."""
-    if environment:
-        return {f"environment:{environment}"}
-    subjects = set()
-    for trigger in triggers(doc):
-        if trigger in {"push", "workflow_dispatch", "schedule"}:
-            subjects.add("ref:refs/heads/main")
-        elif trigger == "pull_request":
-            subjects.add("pull_request")
-    return subjects
-
-
-def role_assumptions():
-    """(workflow, job, role variable, environment, doc, job) for every role a job assumes."""
-    for path in WORKFLOWS:
-        doc = load(path)
-        for job_id, job in doc.get("jobs", {}).items():
-            env = job.get("environment")
-            env = env.get("name") if isinstance(env, dict) else env
-            if "uses" in job:  # a call of deploy-environment.yml
-                expr = str(job.get("with", {}).get("role-to-assume", ""))
-                env = job.get("with", {}).get("environment")
-                if expr:
-                    yield path.name, job_id, expr, env, doc, job
-                continue
-            for step in job.get("steps", []):
-                if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@"):
-                    yield path.name, job_id, str(step["with"]["role-to-assume"]), env, doc, job
-
-
-def test_environment_names_are_the_contract_ones():
-    used = set()
-    for path in WORKFLOWS:
-        for job in load(path).get("jobs", {}).values():
-            env = job.get("environment")
-            env = env.get("name") if isinstance(env, dict) else env
-            if env and "${{" not in env:
-                used.add(env)
-            if "uses" in job and "environment" in job.get("with", {}):
-                used.add(job["with"]["environment"])
-    assert used, "expected jobs bound to GitHub environments"
-    assert used <= ENVIRONMENTS, f"unknown environments: {sorted(used - ENVIRONMENTS)}"
-
-
-def test_every_assumed_role_trusts_the_job_that_assumes_it():
-    trust = trusted_subjects()
-    seen = 0
-    problems = []
-    for workflow, job_id, expr, env, doc, job in role_assumptions():
-        if expr.startswith("${{ inputs."):
-            continue  # inside deploy-environment.yml: checked at its callers
-        match = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}", expr)
-        assert match, f"{workflow}:{job_id}: role must come from a repository variable, got {expr}"
-        role = ROLE_VARIABLES.get(match.group(1))
-        assert role, f"{workflow}:{job_id}: {match.group(1)} is not one of {sorted(ROLE_VARIABLES)}"
-        assert role in trust, f"infra/aws github_roles has no {role!r}"
-        for subject in job_subjects(doc, job, env):
-            seen += 1
-            if subject not in trust[role]:
-                problems.append(
-                    f"{workflow}:{job_id} presents sub ...:{subject} but role {role} trusts {sorted(trust[role])}"
-                )
-    assert seen >= 6, "expected the plan, apply, deploy and preview jobs to assume roles"
-    assert not problems, "\n".join(problems)
+# GitHub environments, OIDC subjects and role trust: test_trust_contract.py.
 
 
 # --- rules every workflow keeps ------------------------------------------------------------
