@@ -79,11 +79,14 @@ resource "aws_eks_cluster" "this" {
   }
 
   vpc_config {
-    subnet_ids              = [for s in aws_subnet.private : s.id]
+    subnet_ids = [for s in aws_subnet.private : s.id]
+    # Nodes and pods use the private endpoint; the public one serves operators
+    # and GitHub-hosted runners, whose addresses cannot be listed (README,
+    # "Reaching the EKS API").
     endpoint_private_access = true
-    # checkov:skip=CKV_AWS_39: operators and GitHub-hosted runners reach the API over the internet; access is limited to cluster_endpoint_public_access_cidrs and to IAM principals with access entries.
+    # checkov:skip=CKV_AWS_39: GitHub-hosted runners and operators reach the API over the internet; every request is authenticated by IAM and authorised only through EKS access entries (authentication_mode API), so the endpoint admits no one without an access entry.
     endpoint_public_access = true
-    # checkov:skip=CKV_AWS_38: the CIDRs come from a required variable whose validation rejects 0.0.0.0/0.
+    # checkov:skip=CKV_AWS_38: the default source range is open because GitHub-hosted runners use thousands of ranges; authentication is IAM-only and authorisation is by access entry, and cluster_endpoint_public_access_cidrs narrows the range where every client has a fixed address.
     public_access_cidrs = var.cluster_endpoint_public_access_cidrs
   }
 
@@ -97,15 +100,26 @@ resource "aws_eks_cluster" "this" {
 # Managed add-ons, so upgrades of the networking pieces go through the EKS API
 # instead of drifting from the cluster version.
 resource "aws_eks_addon" "this" {
-  for_each = toset(["vpc-cni", "kube-proxy", "coredns"])
+  for_each = local.eks_addons
 
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.key
+  configuration_values        = each.value == null ? null : jsonencode(each.value)
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "PRESERVE"
 
   # CoreDNS pods need nodes to run on.
   depends_on = [aws_eks_node_group.default]
+}
+
+locals {
+  eks_addons = {
+    # The chart ships a NetworkPolicy; the VPC CNI ignores it unless its
+    # network policy agent is turned on.
+    vpc-cni    = { enableNetworkPolicy = "true" }
+    kube-proxy = null
+    coredns    = null
+  }
 }
 
 # --- IAM OIDC provider for IRSA -----------------------------------------------------
@@ -125,56 +139,53 @@ resource "aws_iam_openid_connect_provider" "eks" {
 # --- Access entries -----------------------------------------------------------------
 
 locals {
-  # principal => cluster-wide policy, or namespace-scoped policy when namespaces is set.
-  access_entries = {
-    admin = {
-      principal_arn = var.cluster_admin_role_arn
-      policy        = "AmazonEKSClusterAdminPolicy"
-      namespaces    = []
-    }
-    # infra/addons installs controllers into kube-system and monitoring.
-    github_apply = {
-      principal_arn = aws_iam_role.github["apply"].arn
-      policy        = "AmazonEKSClusterAdminPolicy"
-      namespaces    = []
-    }
-    # Plan of infra/addons reads Helm release Secrets, which the plain view policy hides.
-    github_plan = {
-      principal_arn = aws_iam_role.github["plan"].arn
-      policy        = "AmazonEKSAdminViewPolicy"
-      namespaces    = []
-    }
-    github_deploy_staging = {
-      principal_arn = aws_iam_role.github["deploy_staging"].arn
-      policy        = "AmazonEKSAdminPolicy"
-      namespaces    = [local.environments.staging.namespace]
-    }
-    github_deploy_production = {
-      principal_arn = aws_iam_role.github["deploy_production"].arn
-      policy        = "AmazonEKSAdminPolicy"
-      namespaces    = [local.environments.production.namespace]
+  # Cluster-wide admins: the operators, and terraform apply (infra/addons installs
+  # controllers into kube-system and monitoring and creates the app namespaces).
+  cluster_admins = {
+    admin        = var.cluster_admin_role_arn
+    github_apply = aws_iam_role.github["apply"].arn
+  }
+
+  # Deploy roles hold no EKS access policy (AmazonEKSAdminPolicy does not cover
+  # monitoring.coreos.com, and more than the chart needs): their access entries
+  # put them in a Kubernetes group that infra/addons binds to a Role in their
+  # own namespace, allowing exactly what the chart renders.
+  deploy_kubernetes_groups = {
+    for env, e in local.environments : env => "${var.name}-deploy-${e.namespace}"
+  }
+  deploy_access_entries = {
+    for env, group in local.deploy_kubernetes_groups : "github_deploy_${env}" => {
+      principal_arn = aws_iam_role.github["deploy_${env}"].arn
+      group         = group
     }
   }
+
+  # The plan role has no access entry: planning infra/addons reads Helm release
+  # Secrets, so that plan runs with the apply role in the infrastructure
+  # environment (README, "Access model").
 }
 
 resource "aws_eks_access_entry" "this" {
-  for_each = local.access_entries
+  for_each = merge(
+    { for k, arn in local.cluster_admins : k => { principal_arn = arn, groups = null } },
+    { for k, e in local.deploy_access_entries : k => { principal_arn = e.principal_arn, groups = [e.group] } },
+  )
 
-  cluster_name  = aws_eks_cluster.this.name
-  principal_arn = each.value.principal_arn
-  type          = "STANDARD"
+  cluster_name      = aws_eks_cluster.this.name
+  principal_arn     = each.value.principal_arn
+  kubernetes_groups = each.value.groups
+  type              = "STANDARD"
 }
 
 resource "aws_eks_access_policy_association" "this" {
-  for_each = local.access_entries
+  for_each = local.cluster_admins
 
   cluster_name  = aws_eks_cluster.this.name
   principal_arn = aws_eks_access_entry.this[each.key].principal_arn
-  policy_arn    = "arn:${local.partition}:eks::aws:cluster-access-policy/${each.value.policy}"
+  policy_arn    = "arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
   access_scope {
-    type       = length(each.value.namespaces) > 0 ? "namespace" : "cluster"
-    namespaces = length(each.value.namespaces) > 0 ? each.value.namespaces : null
+    type = "cluster"
   }
 }
 

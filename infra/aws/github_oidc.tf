@@ -14,21 +14,26 @@ locals {
   github_repo_sub          = "repo:${var.github_repository}"
 
   github_roles = {
-    # terraform plan and reading outputs, on pull requests and on main.
+    # terraform plan of infra/aws and reading its outputs, on pull requests and on main.
     plan = ["${local.github_repo_sub}:pull_request", "${local.github_repo_sub}:ref:refs/heads/main"]
-    # terraform apply runs in a job bound to the production environment, so its
-    # required reviewers approve every infrastructure change.
-    apply = ["${local.github_repo_sub}:environment:production"]
+    # terraform apply (and the plan of infra/addons, which reads Helm release
+    # Secrets) runs only in jobs bound to the `infrastructure` environment. No
+    # other job, a production deploy included, can take this administrator role.
+    apply = ["${local.github_repo_sub}:environment:infrastructure"]
     # helm upgrade, from jobs bound to the matching GitHub environment; the
     # production environment has required reviewers.
     deploy_staging    = ["${local.github_repo_sub}:environment:staging"]
     deploy_production = ["${local.github_repo_sub}:environment:production"]
     # Per-pull-request Lambda previews.
     preview = ["${local.github_repo_sub}:environment:preview"]
+    # Pushing the image built from main to ECR.
+    publish = ["${local.github_repo_sub}:ref:refs/heads/main"]
   }
 
   state_bucket_arn = "arn:${local.partition}:s3:::${var.state_bucket_name}"
   preview_prefix   = "${var.name}-preview-pr-"
+
+  preview_subnet_arns = [for s in aws_subnet.private : s.arn]
 }
 
 resource "aws_iam_role" "github" {
@@ -54,33 +59,174 @@ resource "aws_iam_role" "github" {
   })
 }
 
-# --- plan: read everything, write only the state lock -----------------------------
+# --- plan: exactly what `terraform plan` of infra/aws reads ---------------------
+# No ReadOnlyAccess: it would read every S3 object, SSM parameter and log of the
+# account. Plan reads the state of the infra roots, takes the lock, and describes
+# the resources infra/aws manages; it reads no secret value and has no access to
+# the cluster (eks.tf).
 
-resource "aws_iam_role_policy_attachment" "github_plan_read_only" {
-  role       = aws_iam_role.github["plan"].name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/ReadOnlyAccess"
+locals {
+  arn_prefix = {
+    for service in ["ec2", "kms", "secretsmanager", "logs", "rds", "ecr", "acm", "eks"] :
+    service => "arn:${local.partition}:${service}:${var.region}:${local.account_id}"
+  }
 }
 
-resource "aws_iam_role_policy" "github_plan_state" {
-  name = "terraform-state-lock"
+resource "aws_iam_role_policy" "github_plan" {
+  name = "terraform-plan"
   role = aws_iam_role.github["plan"].id
 
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      # S3-native locking writes and removes a .tflock object next to the state.
-      Sid      = "StateLock"
-      Effect   = "Allow"
-      Action   = ["s3:PutObject", "s3:DeleteObject"]
-      Resource = "${local.state_bucket_arn}/*.tflock"
-    }]
+    Statement = [
+      {
+        # infra/aws and infra/addons states; the preview states are the preview role's.
+        Sid      = "ReadInfraState"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject"]
+        Resource = "${local.state_bucket_arn}/infra/*"
+      },
+      {
+        Sid      = "ListInfraState"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = local.state_bucket_arn
+        Condition = {
+          StringLike = { "s3:prefix" = ["infra/*"] }
+        }
+      },
+      {
+        # S3-native locking writes and removes a .tflock object next to the state.
+        Sid      = "StateLock"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:DeleteObject"]
+        Resource = "${local.state_bucket_arn}/infra/*.tflock"
+      },
+      {
+        # Describe and List calls that IAM cannot scope to a resource.
+        Sid    = "DescribeUnscoped"
+        Effect = "Allow"
+        Action = [
+          "ec2:DescribeAddresses",
+          "ec2:DescribeAddressesAttribute",
+          "ec2:DescribeAvailabilityZones",
+          "ec2:DescribeFlowLogs",
+          "ec2:DescribeInternetGateways",
+          "ec2:DescribeLaunchTemplates",
+          "ec2:DescribeLaunchTemplateVersions",
+          "ec2:DescribeNatGateways",
+          "ec2:DescribeNetworkInterfaces",
+          "ec2:DescribeRouteTables",
+          "ec2:DescribeSecurityGroupRules",
+          "ec2:DescribeSecurityGroups",
+          "ec2:DescribeSubnets",
+          "ec2:DescribeTags",
+          "ec2:DescribeVpcAttribute",
+          "ec2:DescribeVpcs",
+          "kms:ListAliases",
+          "logs:DescribeLogGroups",
+          "rds:DescribeDBEngineVersions",
+        ]
+        Resource = "*"
+      },
+      {
+        Sid    = "ReadIam"
+        Effect = "Allow"
+        Action = [
+          "iam:GetRole",
+          "iam:GetRolePolicy",
+          "iam:ListRolePolicies",
+          "iam:ListAttachedRolePolicies",
+          "iam:GetPolicy",
+          "iam:GetPolicyVersion",
+          "iam:ListPolicyVersions",
+          "iam:GetOpenIDConnectProvider",
+        ]
+        Resource = [
+          "arn:${local.partition}:iam::${local.account_id}:role/${var.name}-*",
+          "arn:${local.partition}:iam::${local.account_id}:policy/${var.name}-*",
+          "arn:${local.partition}:iam::${local.account_id}:oidc-provider/*",
+        ]
+      },
+      {
+        Sid      = "ReadKeys"
+        Effect   = "Allow"
+        Action   = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"]
+        Resource = "${local.arn_prefix.kms}:key/*"
+      },
+      {
+        # Metadata only: GetSecretValue is deliberately absent.
+        Sid      = "DescribeSecrets"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
+        Resource = "${local.arn_prefix.secretsmanager}:secret:${var.name}/*"
+      },
+      {
+        Sid    = "DescribeCluster"
+        Effect = "Allow"
+        Action = [
+          "eks:DescribeCluster",
+          "eks:DescribeNodegroup",
+          "eks:DescribeAddon",
+          "eks:DescribeAccessEntry",
+          "eks:ListAssociatedAccessPolicies",
+          "eks:ListTagsForResource",
+        ]
+        Resource = [
+          "${local.arn_prefix.eks}:cluster/${var.name}",
+          "${local.arn_prefix.eks}:nodegroup/${var.name}/*",
+          "${local.arn_prefix.eks}:addon/${var.name}/*",
+          "${local.arn_prefix.eks}:access-entry/${var.name}/*",
+        ]
+      },
+      {
+        Sid      = "DescribeCertificates"
+        Effect   = "Allow"
+        Action   = ["acm:DescribeCertificate", "acm:ListTagsForCertificate"]
+        Resource = "${local.arn_prefix.acm}:certificate/*"
+      },
+      {
+        Sid      = "ReadZone"
+        Effect   = "Allow"
+        Action   = ["route53:GetHostedZone", "route53:ListResourceRecordSets", "route53:ListTagsForResource"]
+        Resource = "arn:${local.partition}:route53:::hostedzone/${var.hosted_zone_id}"
+      },
+      {
+        Sid      = "ReadLogGroupTags"
+        Effect   = "Allow"
+        Action   = ["logs:ListTagsForResource", "logs:ListTagsLogGroup"]
+        Resource = ["${local.arn_prefix.logs}:log-group:/aws/vpc/${var.name}/*", "${local.arn_prefix.logs}:log-group:/aws/eks/${var.name}/*"]
+      },
+      {
+        Sid    = "DescribeDatabase"
+        Effect = "Allow"
+        Action = [
+          "rds:DescribeDBInstances",
+          "rds:DescribeDBSubnetGroups",
+          "rds:DescribeDBParameterGroups",
+          "rds:DescribeDBParameters",
+          "rds:ListTagsForResource",
+        ]
+        Resource = [
+          "${local.arn_prefix.rds}:db:${var.name}",
+          "${local.arn_prefix.rds}:subgrp:${var.name}",
+          "${local.arn_prefix.rds}:pg:${var.name}-*",
+        ]
+      },
+      {
+        Sid      = "DescribeRegistry"
+        Effect   = "Allow"
+        Action   = ["ecr:DescribeRepositories", "ecr:GetLifecyclePolicy", "ecr:GetRepositoryPolicy", "ecr:ListTagsForResource"]
+        Resource = aws_ecr_repository.app.arn
+      },
+    ]
   })
 }
 
 # --- apply: manages the whole platform (VPC, EKS, IAM, KMS, RDS) ------------------
 
 resource "aws_iam_role_policy_attachment" "github_apply_admin" {
-  # checkov:skip=CKV_AWS_274: terraform apply creates IAM roles, KMS keys, VPC and EKS resources; no narrower managed policy covers that. Only jobs of one repository in its production environment, after review, can assume the role.
+  # checkov:skip=CKV_AWS_274: terraform apply creates IAM roles, KMS keys, VPC and EKS resources; no narrower managed policy covers that. Only jobs of one repository bound to its reviewed infrastructure environment can assume the role.
   role       = aws_iam_role.github["apply"].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AdministratorAccess"
 }
@@ -130,16 +276,24 @@ resource "aws_iam_policy" "preview_boundary" {
         Resource = "arn:${local.partition}:secretsmanager:${var.region}:${local.account_id}:secret:${var.name}/preview/*"
       },
       {
-        # Network interfaces of a function attached to the VPC (STORE=postgres).
-        Sid    = "VpcNetworkInterfaces"
+        # Network interfaces of a function attached to the VPC (store = postgres):
+        # only in the private subnets and with the preview security group, so a
+        # preview can never join the nodes' or the database's security group.
+        Sid      = "PreviewNetworkInterfaces"
+        Effect   = "Allow"
+        Action   = ["ec2:CreateNetworkInterface"]
+        Resource = concat(local.preview_subnet_arns, [aws_security_group.preview.arn, "${local.arn_prefix.ec2}:network-interface/*"])
+      },
+      {
+        Sid    = "PreviewNetworkInterfaceLifecycle"
         Effect = "Allow"
         Action = [
-          "ec2:CreateNetworkInterface",
           "ec2:DeleteNetworkInterface",
           "ec2:AssignPrivateIpAddresses",
           "ec2:UnassignPrivateIpAddresses",
         ]
-        Resource = "arn:${local.partition}:ec2:${var.region}:${local.account_id}:*"
+        Resource  = "${local.arn_prefix.ec2}:network-interface/*"
+        Condition = { ArnEquals = { "ec2:Subnet" = local.preview_subnet_arns } }
       },
       {
         # These actions do not support resource-level permissions.
@@ -276,6 +430,41 @@ resource "aws_iam_role_policy" "github_preview" {
         Effect   = "Allow"
         Action   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
         Resource = "${local.state_bucket_arn}/preview/*"
+      },
+    ]
+  })
+}
+
+# --- publish: push the image built from main to ECR -------------------------------
+
+resource "aws_iam_role_policy" "github_publish" {
+  name = "push-image"
+  role = aws_iam_role.github["publish"].id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        # GetAuthorizationToken has no resource-level permissions.
+        Sid      = "RegistryLogin"
+        Effect   = "Allow"
+        Action   = ["ecr:GetAuthorizationToken"]
+        Resource = "*"
+      },
+      {
+        Sid    = "PushAppImage"
+        Effect = "Allow"
+        Action = [
+          "ecr:BatchCheckLayerAvailability",
+          "ecr:BatchGetImage",
+          "ecr:CompleteLayerUpload",
+          "ecr:DescribeImages",
+          "ecr:GetDownloadUrlForLayer",
+          "ecr:InitiateLayerUpload",
+          "ecr:PutImage",
+          "ecr:UploadLayerPart",
+        ]
+        Resource = aws_ecr_repository.app.arn
       },
     ]
   })

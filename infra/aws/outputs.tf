@@ -66,7 +66,7 @@ output "hostnames" {
 }
 
 output "github_role_arns" {
-  description = "Role per GitHub Actions job kind: plan, apply, deploy_staging, deploy_production, preview."
+  description = "Role per GitHub Actions job kind: plan, apply, deploy_staging, deploy_production, preview, publish."
   value       = { for k, role in aws_iam_role.github : k => role.arn }
 }
 
@@ -81,8 +81,36 @@ output "monitoring_namespace" {
 }
 
 output "grafana_admin_username" {
-  description = "Grafana admin user; its password is the grafana_admin_password of infra/addons."
+  description = "Grafana admin user; its password is in the secret grafana_admin_secret_arn."
   value       = "admin"
+}
+
+output "grafana_admin_secret_arn" {
+  description = "Secrets Manager secret holding the Grafana admin password (infra/addons writes and reads it)."
+  value       = aws_secretsmanager_secret.grafana_admin.arn
+}
+
+output "ecr_repository_url" {
+  description = "ECR repository the pipeline pushes the app image to (chart value image.repository)."
+  value       = aws_ecr_repository.app.repository_url
+}
+
+output "deploy_kubernetes_groups" {
+  description = "Kubernetes group of each deploy role's access entry; infra/addons binds it to the deployer Role in that environment's namespace."
+  value       = local.deploy_kubernetes_groups
+}
+
+output "app_namespaces" {
+  description = "Namespace per environment; infra/addons creates them."
+  value       = { for env, e in local.environments : env => e.namespace }
+}
+
+output "preview_network" {
+  description = "Subnets and security group a preview Lambda may use (store = postgres); the preview permissions boundary allows no others."
+  value = {
+    subnet_ids         = [for s in aws_subnet.private : s.id]
+    security_group_ids = [aws_security_group.preview.id]
+  }
 }
 
 output "domain_name" {

@@ -130,12 +130,13 @@ variable "kubernetes_version" {
 }
 
 variable "cluster_endpoint_public_access_cidrs" {
-  description = "CIDR blocks allowed to reach the public EKS API endpoint (office VPN, CI runners). Never 0.0.0.0/0."
+  description = "Source ranges that may open a connection to the public EKS API endpoint. This is not the access control: every request is authenticated by IAM and authorised by an EKS access entry (authentication_mode API, no aws-auth ConfigMap, no anonymous access). The default admits everyone because GitHub-hosted runners come from thousands of ranges; narrow it only when every client (operators, self-hosted or static-IP runners) is inside the listed ranges."
   type        = list(string)
+  default     = ["0.0.0.0/0"]
 
   validation {
-    condition     = length(var.cluster_endpoint_public_access_cidrs) > 0 && alltrue([for c in var.cluster_endpoint_public_access_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
-    error_message = "cluster_endpoint_public_access_cidrs must hold at least one valid IPv4 CIDR and must not contain 0.0.0.0/0."
+    condition     = length(var.cluster_endpoint_public_access_cidrs) > 0 && alltrue([for c in var.cluster_endpoint_public_access_cidrs : can(cidrnetmask(c))])
+    error_message = "cluster_endpoint_public_access_cidrs must hold at least one valid IPv4 CIDR."
   }
 }
 
@@ -327,5 +328,18 @@ variable "state_bucket_name" {
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.state_bucket_name))
     error_message = "state_bucket_name must be a valid S3 bucket name."
+  }
+}
+
+# --- Container registry -------------------------------------------------------
+
+variable "ecr_keep_images" {
+  description = "Tagged images the ECR repository keeps (older ones expire); every deployed revision must stay pullable for a rollback."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.ecr_keep_images >= 20 && var.ecr_keep_images <= 10000
+    error_message = "ecr_keep_images must be between 20 and 10000."
   }
 }

@@ -85,12 +85,11 @@ override_resource {
 }
 
 variables {
-  domain_name                          = "example.com"
-  hosted_zone_id                       = "Z0123456789ABCDEFGHIJ"
-  cluster_endpoint_public_access_cidrs = ["203.0.113.0/24"]
-  cluster_admin_role_arn               = "arn:aws:iam::111122223333:role/platform-admin"
-  github_repository                    = "example-org/order-service"
-  state_bucket_name                    = "example-org-tfstate"
+  domain_name            = "example.com"
+  hosted_zone_id         = "Z0123456789ABCDEFGHIJ"
+  cluster_admin_role_arn = "arn:aws:iam::111122223333:role/platform-admin"
+  github_repository      = "example-org/order-service"
+  state_bucket_name      = "example-org-tfstate"
 }
 
 run "network_is_discoverable_by_the_load_balancer_controller" {
@@ -141,8 +140,8 @@ run "cluster_logs_everything_and_encrypts_secrets" {
   }
 
   assert {
-    condition     = aws_eks_cluster.this.vpc_config[0].public_access_cidrs == toset(["203.0.113.0/24"])
-    error_message = "The public API endpoint must be limited to the given CIDRs."
+    condition     = aws_eks_cluster.this.vpc_config[0].endpoint_private_access
+    error_message = "Nodes must reach the API through the private endpoint."
   }
 }
 
@@ -257,8 +256,16 @@ run "github_roles_trust_the_right_claims" {
   }
 
   assert {
-    condition     = jsondecode(aws_iam_role.github["apply"].assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == ["repo:example-org/order-service:environment:production"]
-    error_message = "terraform apply must run only in the reviewed production environment."
+    condition     = jsondecode(aws_iam_role.github["apply"].assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == ["repo:example-org/order-service:environment:infrastructure"]
+    error_message = "The administrator role must trust only the infrastructure environment."
+  }
+
+  assert {
+    condition = length(setintersection(
+      toset(jsondecode(aws_iam_role.github["apply"].assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"]),
+      toset(flatten([for k, r in aws_iam_role.github : jsondecode(r.assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] if k != "apply"])),
+    )) == 0
+    error_message = "No subject that another role trusts (a production deploy job, say) may take the administrator role."
   }
 
   assert {
@@ -272,8 +279,8 @@ run "github_roles_trust_the_right_claims" {
   }
 
   assert {
-    condition     = toset(keys(output.github_role_arns)) == toset(["plan", "apply", "deploy_staging", "deploy_production", "preview"])
-    error_message = "github_role_arns must list the five job roles."
+    condition     = toset(keys(output.github_role_arns)) == toset(["plan", "apply", "deploy_staging", "deploy_production", "preview", "publish"])
+    error_message = "github_role_arns must list the six job roles."
   }
 
   assert {
@@ -286,8 +293,105 @@ run "github_roles_trust_the_right_claims" {
   }
 
   assert {
-    condition     = aws_eks_access_policy_association.this["github_deploy_production"].access_scope[0].type == "namespace" && aws_eks_access_policy_association.this["github_deploy_production"].access_scope[0].namespaces == toset(["production"])
-    error_message = "The production deploy role must be limited to the production namespace in the cluster."
+    condition     = aws_eks_access_entry.this["github_deploy_production"].kubernetes_groups == toset(["order-service-deploy-production"]) && aws_eks_access_entry.this["github_deploy_staging"].kubernetes_groups == toset(["order-service-deploy-staging"])
+    error_message = "Each deploy role must enter the cluster as its own Kubernetes group, which infra/addons binds in its namespace only."
+  }
+
+  assert {
+    condition     = toset(keys(aws_eks_access_policy_association.this)) == toset(["admin", "github_apply"])
+    error_message = "Deploy roles must hold no EKS access policy (AmazonEKSAdminPolicy does not cover the chart's monitoring.coreos.com objects); only the admins get one."
+  }
+
+  assert {
+    condition     = output.deploy_kubernetes_groups == { staging = "order-service-deploy-staging", production = "order-service-deploy-production" }
+    error_message = "infra/addons binds the groups it reads from deploy_kubernetes_groups."
+  }
+}
+
+run "plan_role_reads_what_plan_needs_and_no_secret" {
+  command = apply
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_role_policy.github_plan.policy).Statement : [
+        for a in flatten([s.Action]) : !contains(["secretsmanager:GetSecretValue", "ssm:GetParameter", "ssm:GetParameters", "kms:Decrypt", "logs:GetLogEvents", "logs:FilterLogEvents"], a) && !endswith(a, "*")
+      ]
+    ]))
+    error_message = "The plan role must read no secret value, parameter, log event or decrypted data, and use no action wildcard."
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_role_policy.github_plan.policy).Statement : [
+        for r in flatten([s.Resource]) : startswith(r, "arn:aws:s3:::example-org-tfstate/infra/") || r == "arn:aws:s3:::example-org-tfstate"
+      ] if length([for a in flatten([s.Action]) : a if startswith(a, "s3:")]) > 0
+    ]))
+    error_message = "The plan role may read only the infra states, never the previews' or other objects."
+  }
+
+  assert {
+    condition     = !contains(keys(aws_eks_access_entry.this), "github_plan")
+    error_message = "The plan role must have no access to the cluster (EKS admin view would show every Secret)."
+  }
+}
+
+run "preview_boundary_confines_network_interfaces" {
+  command = apply
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_policy.preview_boundary.policy).Statement : [
+        for r in flatten([s.Resource]) :
+        contains([for sn in aws_subnet.private : sn.arn], r) || r == aws_security_group.preview.arn || r == "arn:aws:ec2:eu-west-1:111122223333:network-interface/*"
+      ] if length([for a in flatten([s.Action]) : a if contains(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses"], a)]) > 0
+    ]))
+    error_message = "The preview boundary may allow network interfaces only in the private subnets with the preview security group."
+  }
+
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_policy.preview_boundary.policy).Statement :
+      try(s.Condition.ArnEquals["ec2:Subnet"], null) == [for sn in aws_subnet.private : sn.arn]
+      if contains(flatten([s.Action]), "ec2:DeleteNetworkInterface")
+    ])
+    error_message = "Deleting or re-addressing interfaces must be limited to the preview subnets."
+  }
+}
+
+run "registry_is_ecr_with_immutable_scanned_tags" {
+  command = apply
+
+  assert {
+    condition     = aws_ecr_repository.app.image_tag_mutability == "IMMUTABLE" && aws_ecr_repository.app.image_scanning_configuration[0].scan_on_push
+    error_message = "The app repository must have immutable tags and scan on push."
+  }
+
+  assert {
+    condition     = [for r in jsondecode(aws_ecr_lifecycle_policy.app.policy).rules : r.selection.tagStatus] == ["untagged", "any"] && jsondecode(aws_ecr_lifecycle_policy.app.policy).rules[1].selection.countNumber >= 20
+    error_message = "The lifecycle policy must expire untagged layers and keep enough tagged images to roll back."
+  }
+
+  assert {
+    condition     = contains(flatten([for s in jsondecode(aws_iam_role_policy.github_publish.policy).Statement : s.Action]), "ecr:PutImage") && jsondecode(aws_iam_role.github["publish"].assume_role_policy).Statement[0].Condition.StringEquals["token.actions.githubusercontent.com:sub"] == ["repo:example-org/order-service:ref:refs/heads/main"]
+    error_message = "Only main may push images."
+  }
+}
+
+run "network_policy_is_enforced" {
+  command = plan
+
+  assert {
+    condition     = jsondecode(aws_eks_addon.this["vpc-cni"].configuration_values).enableNetworkPolicy == "true"
+    error_message = "The VPC CNI must enforce the chart's NetworkPolicy."
+  }
+}
+
+run "grafana_password_lives_in_secrets_manager" {
+  command = plan
+
+  assert {
+    condition     = aws_secretsmanager_secret.grafana_admin.name == "order-service/platform/grafana-admin" && aws_secretsmanager_secret.grafana_admin.kms_key_id != null
+    error_message = "The Grafana admin password needs its own encrypted secret, written by infra/addons."
   }
 }
 
@@ -355,11 +459,22 @@ run "no_database_by_default" {
   }
 }
 
-run "rejects_an_open_api_endpoint" {
+# GitHub-hosted runners come from thousands of ranges: by default the endpoint
+# admits any source and relies on IAM and access entries alone.
+run "api_endpoint_reachable_by_hosted_runners" {
+  command = plan
+
+  assert {
+    condition     = aws_eks_cluster.this.vpc_config[0].public_access_cidrs == toset(["0.0.0.0/0"]) && aws_eks_cluster.this.access_config[0].authentication_mode == "API" && !aws_eks_cluster.this.access_config[0].bootstrap_cluster_creator_admin_permissions
+    error_message = "By default any runner must reach the API, with authentication by IAM and access entries only."
+  }
+}
+
+run "rejects_an_invalid_endpoint_range" {
   command = plan
 
   variables {
-    cluster_endpoint_public_access_cidrs = ["0.0.0.0/0"]
+    cluster_endpoint_public_access_cidrs = ["10.0.0.0/33"]
   }
 
   expect_failures = [var.cluster_endpoint_public_access_cidrs]

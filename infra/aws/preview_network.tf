@@ -1,0 +1,42 @@
+# Where a preview Lambda may join the VPC (store = postgres): the private
+# subnets, with this security group only. The preview permissions boundary
+# (github_oidc.tf) allows network interfaces nowhere else, so a preview can never
+# be attached to the nodes' security group.
+resource "aws_security_group" "preview" {
+  # checkov:skip=CKV2_AWS_5: attached by the preview Lambda functions of infra/preview (another root, one state per pull request), which checkov cannot see from here.
+  name        = "${var.name}-preview"
+  description = "Preview Lambda functions: out to PostgreSQL in the VPC and HTTPS (Secrets Manager through NAT)"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-preview" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "preview_https" {
+  # checkov:skip=CKV_AWS_382: Secrets Manager is reached through the NAT gateways at addresses AWS does not publish per account; the egress is HTTPS only.
+  security_group_id = aws_security_group.preview.id
+  description       = "HTTPS to Secrets Manager through NAT"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "preview_postgres" {
+  security_group_id = aws_security_group.preview.id
+  description       = "PostgreSQL inside the VPC"
+  ip_protocol       = "tcp"
+  from_port         = 5432
+  to_port           = 5432
+  cidr_ipv4         = var.vpc_cidr
+}
+
+resource "aws_vpc_security_group_ingress_rule" "database_from_previews" {
+  count = local.database_count
+
+  security_group_id            = aws_security_group.database[0].id
+  description                  = "PostgreSQL from preview functions (each in its own schema)"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.preview.id
+}
