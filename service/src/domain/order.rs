@@ -185,11 +185,15 @@ pub fn total_of(items: &[OrderItem]) -> Option<Money> {
     })
 }
 
-/// A trimmed, non-empty text of bounded length.
+/// A trimmed, non-empty text of bounded length, free of control characters. PostgreSQL
+/// cannot store NUL in `text`, and the other controls (line breaks included) have no place
+/// in a name, an address or a tracking number: refusing them here keeps every store alike.
 fn text(errors: &mut ValidationErrors, field: &str, value: &str, max_chars: usize) -> String {
     let value = value.trim();
     if value.is_empty() {
         errors.add(field, "must not be empty");
+    } else if value.chars().any(char::is_control) {
+        errors.add(field, "must not contain control characters");
     } else if value.chars().count() > max_chars {
         errors.add(field, format!("must be at most {max_chars} characters"));
     }
@@ -273,6 +277,26 @@ mod tests {
             .0
             .iter()
             .any(|e| e.field == "items[0].price" || e.field == "items"));
+    }
+
+    #[test]
+    fn control_characters_are_field_errors() {
+        let nul = ItemInput {
+            name: "Lamp\u{0}".into(),
+            ..item(1.0, 1)
+        };
+        let errors = NewOrder::parse("Ada\u{7}", vec![nul], "1 Main St\r\nApt 2\u{9f}")
+            .expect_err("control characters");
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["customer_name", "shipping_address", "items[0].name"]
+        );
+        assert!(errors.0.iter().all(|e| e.message.contains("control")));
+        let errors = parse_tracking_number(Some("1Z\u{0}9")).expect_err("NUL");
+        assert_eq!(errors.0[0].field, "tracking_number");
+        // Surrounding whitespace is trimmed, not refused.
+        assert!(NewOrder::parse(" Ada\t", vec![item(1.0, 1)], "\n1 Main St ").is_ok());
     }
 
     #[test]

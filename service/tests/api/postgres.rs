@@ -577,3 +577,42 @@ async fn a_database_outage_answers_503_and_loses_no_acknowledged_order() {
         assert_eq!(order["customer_name"], outcome.customer.as_str());
     }
 }
+
+/// PostgreSQL cannot store NUL in text; the memory store could. Both must answer the same
+/// field-level 422, never a 500.
+#[tokio::test]
+async fn control_characters_are_422_on_both_stores() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let memory = router(support::state_with(&[]).await);
+    let postgres =
+        router(support::state_with(&[("STORE", "postgres"), ("DATABASE_URL", &url)]).await);
+    for app in [memory, postgres] {
+        let mut body = support::new_order("Nul\u{0}Byte");
+        body["items"][0]["name"] = json!("Lamp\u{1b}[31m");
+        let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
+        let problem = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .expect("field errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert_eq!(fields, ["customer_name", "items[0].name"], "{problem}");
+        let created = send(
+            &app,
+            request(
+                Method::POST,
+                "/orders",
+                &[],
+                Some(&support::new_order("Clean")),
+            ),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+        let patch = json!({"status": "PROCESSING", "tracking_number": "1Z\u{0}"});
+        let reply = send(&app, request(Method::PATCH, &path, &[], Some(&patch))).await;
+        reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
