@@ -42,8 +42,10 @@ pub enum SecretsError {
     },
     #[error("secret {name} has neither SecretString nor SecretBinary")]
     Empty { name: String },
-    #[error("secret {name} is not usable: {source}")]
-    Format { name: String, source: FormatError },
+    /// The cause is part of the message and deliberately not a `source`: the shells print
+    /// the whole chain, which would repeat it.
+    #[error("secret {name} is not usable: {cause}")]
+    Format { name: String, cause: FormatError },
 }
 
 /// How the cached value is kept fresh.
@@ -257,9 +259,9 @@ impl SecretsLoader {
                 .and_then(format::parse),
             (None, None) => return Err(SecretsError::Empty { name: name() }),
         };
-        let secret = parsed.map_err(|source| SecretsError::Format {
+        let secret = parsed.map_err(|cause| SecretsError::Format {
             name: name(),
-            source,
+            cause,
         })?;
         Ok((secret, output.version_id().map(str::to_owned)))
     }

@@ -37,19 +37,27 @@ const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// every request into a Secrets Manager call.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Each message carries its cause, which is therefore not also a `source`: the shells print
+/// the whole chain, and it would appear twice.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
     #[error("DB_SCHEMA {0:?} is not a lowercase SQL identifier")]
     InvalidSchema(String),
     /// The message of a URL parse error never contains the URL itself.
     #[error("the database URL is not a valid PostgreSQL URL: {0}")]
-    InvalidUrl(#[source] sqlx::Error),
+    InvalidUrl(sqlx::Error),
     #[error("cannot reach the database: {0}")]
-    Connect(#[source] sqlx::Error),
-    #[error("cannot create schema {schema}: {source}")]
-    CreateSchema { schema: String, source: sqlx::Error },
+    Connect(sqlx::Error),
+    #[error("cannot create schema {schema}: {cause}")]
+    CreateSchema { schema: String, cause: sqlx::Error },
     #[error("database migration failed: {0}")]
-    Migrate(#[from] MigrateError),
+    Migrate(MigrateError),
+}
+
+impl From<MigrateError> for PostgresError {
+    fn from(error: MigrateError) -> Self {
+        PostgresError::Migrate(error)
+    }
 }
 
 pub struct PostgresStore {
@@ -134,9 +142,9 @@ impl PostgresStore {
         sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
             .execute(&mut conn)
             .await
-            .map_err(|source| PostgresError::CreateSchema {
+            .map_err(|cause| PostgresError::CreateSchema {
                 schema: self.schema.clone(),
-                source,
+                cause,
             })?;
         MIGRATOR.run_direct(&mut conn).await?;
         // Closing ends the session and with it the advisory lock.

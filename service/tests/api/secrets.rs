@@ -443,6 +443,16 @@ async fn malformed_secrets_stop_start_up_naming_the_key() {
         assert!(!error.contains('\n'), "{error}");
         assert_no_secret_values(&error);
     }
+    // The shells print the whole chain (`{:#}`): the cause appears once.
+    for (name, _, expected) in &cases {
+        let error = state_for(&moto, name, Target::Container, None)
+            .await
+            .err()
+            .map(anyhow::Error::from)
+            .unwrap_or_else(|| panic!("{name} must not load"));
+        let line = format!("{error:#}");
+        assert_eq!(line.matches(expected).count(), 1, "{line}");
+    }
     logs.assert_no_secret_values();
 }
 
