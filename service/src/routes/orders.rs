@@ -165,7 +165,8 @@ where
     path = "/orders",
     tag = "orders",
     request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "Makes retries safe: 1 to 255 visible ASCII characters")),
     security(("bearer" = [])),
     responses(
         (status = 201, body = Order, headers(("location" = String, description = "URL of the order"))),
@@ -222,11 +223,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    match value.to_str() {
-        Ok(key) if !key.trim().is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_CHARS => {
-            Ok(Some(key.trim().to_owned()))
-        }
-        _ => Err(ApiError::Validation(ValidationErrors::single(
+    // Exactly the declared pattern `^[!-~]{1,255}$`: no spaces, nothing outside visible ASCII.
+    let key = value.as_bytes();
+    match key.len() <= MAX_IDEMPOTENCY_KEY_CHARS
+        && !key.is_empty()
+        && key.iter().all(|b| matches!(b, b'!'..=b'~'))
+    {
+        true => Ok(Some(String::from_utf8_lossy(key).into_owned())),
+        false => Err(ApiError::Validation(ValidationErrors::single(
             "Idempotency-Key",
             format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
         ))),

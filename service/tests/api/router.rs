@@ -452,3 +452,46 @@ async fn metrics_label_routes_by_template_and_are_not_on_the_api_router() {
     assert!(text.contains(r#"build_info{target="container",version=""#));
     get(&app, "/metrics").await.problem(StatusCode::NOT_FOUND);
 }
+
+/// The document declares the key's pattern, and the server accepts exactly that pattern:
+/// 1 to 255 characters from `!` to `~`.
+#[tokio::test]
+async fn idempotency_key_pattern_is_declared_and_enforced() {
+    let app = local_app().await;
+    let doc = get(&app, "/openapi.json").await.json();
+    let params = doc["paths"]["/orders"]["post"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .clone();
+    let key = params
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("Idempotency-Key declared");
+    assert_eq!(key["in"], "header");
+    assert_eq!(key["schema"]["pattern"], "^[!-~]{1,255}$", "{key}");
+    let longest = "k".repeat(255);
+    let too_long = "k".repeat(256);
+    for (value, accepted) in [
+        ("a", true),
+        ("!~{}[]", true),
+        (longest.as_str(), true),
+        (too_long.as_str(), false),
+        ("two words", false),
+        ("tab\tinside", false),
+        (" padded", false),
+    ] {
+        let headers = [("idempotency-key", value)];
+        let body = new_order(&format!("Key {}", value.len()));
+        let reply = send(
+            &app,
+            request(Method::POST, "/orders", &headers, Some(&body)),
+        )
+        .await;
+        match accepted {
+            true => assert_eq!(reply.status, StatusCode::CREATED, "{value:?}"),
+            false => {
+                reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+            }
+        }
+    }
+}
