@@ -1,4 +1,10 @@
 # Turns the chart's Ingress into an ALB with the ACM certificate.
+#
+# Order: after kube-prometheus-stack (its ServiceMonitor needs the
+# monitoring.coreos.com CRDs), and before every release that creates Services
+# or pods in a namespace its webhooks watch (external-dns, metrics-server,
+# prometheus-adapter depend on it), so those never meet a webhook whose pods are
+# still starting.
 resource "helm_release" "aws_load_balancer_controller" {
   name       = "aws-load-balancer-controller"
   namespace  = "kube-system"
@@ -24,4 +30,6 @@ resource "helm_release" "aws_load_balancer_controller" {
       }
     }),
   ]
+
+  depends_on = [helm_release.kube_prometheus_stack]
 }

@@ -28,6 +28,7 @@ resource "helm_release" "external_dns" {
     }),
   ]
 
-  # The ALB hostname an Ingress gets comes from the load balancer controller.
-  depends_on = [helm_release.aws_load_balancer_controller]
+  # The ALB hostname an Ingress gets comes from the load balancer controller;
+  # the ServiceMonitor needs the CRDs of kube-prometheus-stack.
+  depends_on = [helm_release.aws_load_balancer_controller, helm_release.kube_prometheus_stack]
 }

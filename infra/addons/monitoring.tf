@@ -2,15 +2,51 @@ resource "kubernetes_namespace_v1" "monitoring" {
   metadata {
     name = local.platform.monitoring_namespace
     labels = {
-      # node-exporter needs host access, so baseline rather than restricted.
+      # Prometheus, Alertmanager, Grafana, the operator and prometheus-adapter
+      # need no host access; node-exporter runs in its own namespace below.
       "pod-security.kubernetes.io/enforce" = "baseline"
+      "pod-security.kubernetes.io/warn"    = "restricted"
     }
   }
+}
+
+# node-exporter reads the node itself (hostNetwork, hostPID, hostPath), which
+# every Pod Security profile but privileged forbids: a DaemonSet that never
+# becomes ready would fail the whole kube-prometheus-stack release. It gets a
+# namespace of its own, so nothing else runs with that allowance.
+resource "kubernetes_namespace_v1" "node_exporter" {
+  metadata {
+    name = "${local.platform.monitoring_namespace}-node-exporter"
+    labels = {
+      "pod-security.kubernetes.io/enforce" = "privileged"
+      "pod-security.kubernetes.io/warn"    = "baseline"
+    }
+  }
+}
+
+# Grafana's admin user reads its password from this Secret. The value is the
+# one in Secrets Manager (grafana_admin.tf), written write-only: it is never in
+# this root's state or plan.
+resource "kubernetes_secret_v1" "grafana_admin" {
+  metadata {
+    name      = "grafana-admin"
+    namespace = kubernetes_namespace_v1.monitoring.metadata[0].name
+  }
+
+  data_wo = {
+    admin-user     = local.platform.grafana_admin_username
+    admin-password = ephemeral.aws_secretsmanager_secret_version.grafana_admin.secret_string
+  }
+  data_wo_revision = var.grafana_admin_password_version
 }
 
 # Prometheus, Alertmanager and Grafana. The release name is part of the contract:
 # Prometheus selects ServiceMonitors and PrometheusRules labelled
 # release=kube-prometheus-stack (values/kube-prometheus-stack.yaml).
+#
+# Installed first: it brings the monitoring.coreos.com CRDs that the other
+# releases' ServiceMonitors need, and it runs before the load balancer
+# controller exists, so no webhook of the controller can reject its Services.
 resource "helm_release" "kube_prometheus_stack" {
   name       = "kube-prometheus-stack"
   namespace  = kubernetes_namespace_v1.monitoring.metadata[0].name
@@ -23,18 +59,23 @@ resource "helm_release" "kube_prometheus_stack" {
   values = [
     file("${path.module}/values/kube-prometheus-stack.yaml"),
     yamlencode({
-      grafana = { adminUser = local.platform.grafana_admin_username }
+      grafana = {
+        admin = {
+          existingSecret = kubernetes_secret_v1.grafana_admin.metadata[0].name
+          userKey        = "admin-user"
+          passwordKey    = "admin-password"
+        }
+      }
+      prometheus-node-exporter = {
+        namespaceOverride = kubernetes_namespace_v1.node_exporter.metadata[0].name
+      }
     }),
   ]
-
-  set_sensitive = [{
-    name  = "grafana.adminPassword"
-    value = var.grafana_admin_password
-  }]
 }
 
 # Serves the custom metrics API the app's HPA scales on
-# (http_requests_per_second per pod, CONTRACT.md).
+# (http_requests_per_second per pod, CONTRACT.md). metrics-server serves the
+# resource metrics API (CPU and memory); the adapter must not register it too.
 resource "helm_release" "prometheus_adapter" {
   name       = "prometheus-adapter"
   namespace  = kubernetes_namespace_v1.monitoring.metadata[0].name
@@ -45,5 +86,5 @@ resource "helm_release" "prometheus_adapter" {
 
   values = [file("${path.module}/values/prometheus-adapter.yaml")]
 
-  depends_on = [helm_release.kube_prometheus_stack]
+  depends_on = [helm_release.kube_prometheus_stack, helm_release.aws_load_balancer_controller]
 }

@@ -20,14 +20,14 @@ variable "state_region" {
   default     = "eu-west-1"
 }
 
-variable "grafana_admin_password" {
-  description = "Password of Grafana's admin user (infra/aws output grafana_admin_username)."
-  type        = string
-  sensitive   = true
+variable "grafana_admin_password_version" {
+  description = "Generation of the Grafana admin password. Raising it generates a new password into Secrets Manager and writes it to Grafana's Secret (the only way to rotate it: the value itself never passes through Terraform's state)."
+  type        = number
+  default     = 1
 
   validation {
-    condition     = length(var.grafana_admin_password) >= 16
-    error_message = "grafana_admin_password must be at least 16 characters."
+    condition     = var.grafana_admin_password_version >= 1 && floor(var.grafana_admin_password_version) == var.grafana_admin_password_version
+    error_message = "grafana_admin_password_version must be a whole number of at least 1."
   }
 }
 
@@ -55,4 +55,10 @@ variable "prometheus_adapter_chart_version" {
   description = "Version of the prometheus-community prometheus-adapter chart."
   type        = string
   default     = "4.14.1"
+}
+
+variable "metrics_server_chart_version" {
+  description = "Version of the kubernetes-sigs metrics-server chart."
+  type        = string
+  default     = "3.12.2"
 }

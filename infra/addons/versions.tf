@@ -1,14 +1,20 @@
 terraform {
-  required_version = ">= 1.9"
+  # 1.11: write-only arguments keep the Grafana password out of the state.
+  required_version = ">= 1.11"
 
   required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.100, < 6.0"
+    }
     helm = {
       source  = "hashicorp/helm"
       version = "~> 3.0"
     }
     kubernetes = {
+      # 2.38: data_wo on kubernetes_secret_v1.
       source  = "hashicorp/kubernetes"
-      version = "~> 2.36"
+      version = "~> 2.38"
     }
   }
 
@@ -37,6 +43,19 @@ locals {
     api_version = "client.authentication.k8s.io/v1beta1"
     command     = "aws"
     args        = ["eks", "get-token", "--cluster-name", local.platform.cluster_name, "--region", local.platform.region]
+  }
+}
+
+# Secrets Manager only (the Grafana admin password), in the platform's region.
+provider "aws" {
+  region = local.platform.region
+
+  default_tags {
+    tags = {
+      Project   = "order-service"
+      ManagedBy = "terraform"
+      Stack     = "infra/addons"
+    }
   }
 }
 

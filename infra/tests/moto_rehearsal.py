@@ -84,15 +84,28 @@ class Moto:
 class Root:
     """One Terraform root copied to `workdir`, with a local backend, talking to moto."""
 
-    def __init__(self, source: pathlib.Path, workdir: pathlib.Path, moto: Moto) -> None:
+    def __init__(
+        self,
+        source: pathlib.Path,
+        workdir: pathlib.Path,
+        moto: Moto,
+        files: list[str] | None = None,
+        extra: str = "",
+    ) -> None:
+        """`files` picks some of the root's *.tf files (all by default); `extra` is more HCL
+        written next to them, such as the stand-ins for what the picked files refer to."""
         self.dir = workdir / source.name
         self.dir.mkdir(parents=True)
         for path in source.glob("*.tf"):
-            shutil.copy(path, self.dir)
+            if files is None or path.name in files:
+                shutil.copy(path, self.dir)
+        if extra:
+            (self.dir / "rehearsal.tf").write_text(extra)
         for sub in ("policies",):
             if (source / sub).is_dir():
                 shutil.copytree(source / sub, self.dir / sub)
-        shutil.copy(source / ".terraform.lock.hcl", self.dir)
+        if files is None:
+            shutil.copy(source / ".terraform.lock.hcl", self.dir)
         # Replaces the partial S3 backend: the state stays in the temporary directory.
         (self.dir / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
         rc = workdir / "terraformrc"
@@ -131,7 +144,8 @@ class Root:
         return result
 
     def init(self) -> None:
-        self.run("init", "-lockfile=readonly")
+        readonly = ("-lockfile=readonly",) if (self.dir / ".terraform.lock.hcl").exists() else ()
+        self.run("init", *readonly)
 
     def apply(self, *flags: str) -> None:
         self.run("apply", "-auto-approve", "-parallelism=20", *flags)
@@ -152,6 +166,9 @@ class Root:
     def state(self) -> list[str]:
         result = self.run("state", "list", ok=(0, 1))
         return [line for line in result.stdout.splitlines() if line.strip()]
+
+    def state_text(self) -> str:
+        return (self.dir / "terraform.tfstate").read_text()
 
     def outputs(self) -> dict[str, Any]:
         raw = json.loads(self.run("output", "-json").stdout)
