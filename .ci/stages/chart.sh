@@ -29,9 +29,8 @@ hadolint "$ROOT/Dockerfile"
 log "checkov: Dockerfile"
 checkov_scan -f "$ROOT/Dockerfile" --framework dockerfile
 
-log "promtool: alert rules and their unit tests"
-promtool check rules "$CHART/files/alerts.yaml"
-promtool test rules "$TESTS/alerts.test.yaml"
+log "promtool: alert rules as rendered for each release, and their unit tests"
+python "$TESTS/rules.py"
 
 log "checkov: rendered manifests (default, staging, production)"
 rendered="$(mktemp -d)"
