@@ -243,12 +243,32 @@ resource "aws_iam_role_policy" "github_deploy" {
 
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Sid      = "DescribeCluster"
-      Effect   = "Allow"
-      Action   = ["eks:DescribeCluster"]
-      Resource = aws_eks_cluster.this.arn
-    }]
+    Statement = [
+      {
+        Sid      = "DescribeCluster"
+        Effect   = "Allow"
+        Action   = ["eks:DescribeCluster"]
+        Resource = aws_eks_cluster.this.arn
+      },
+      {
+        # The deploy preflight (.github/scripts/check-secret-shape.py) checks the key
+        # names of its own environment's runtime secret before the first rollout. No new
+        # reach: as admin of the namespace the role can already run pods as the app.
+        Sid      = "PreflightReadOwnAppSecret"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = aws_secretsmanager_secret.app[trimprefix(each.key, "deploy_")].arn
+      },
+      {
+        Sid      = "DecryptOwnAppSecret"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = aws_kms_key.app[trimprefix(each.key, "deploy_")].arn
+        Condition = {
+          StringEquals = { "kms:ViaService" = "secretsmanager.${var.region}.amazonaws.com" }
+        }
+      },
+    ]
   })
 }
 
