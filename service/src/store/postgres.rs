@@ -130,7 +130,14 @@ impl PostgresStore {
         // with a unique violation), so starters queue on this lock. sqlx's migrator takes its
         // own lock too, but only after it has created its table in our schema.
         // "already exists, skipping" notices on every start are noise in the logs.
+        // Waiting for another replica's migration, and a long migration itself, are not the
+        // runaway queries `statement_timeout` guards against: without this a replica queued
+        // behind a slow migration is cancelled after the timeout and crash-loops.
         sqlx::query("SET client_min_messages = warning")
+            .execute(&mut conn)
+            .await
+            .map_err(PostgresError::Connect)?;
+        sqlx::query("SET statement_timeout = 0")
             .execute(&mut conn)
             .await
             .map_err(PostgresError::Connect)?;
@@ -150,6 +157,11 @@ impl PostgresStore {
         // Closing ends the session and with it the advisory lock.
         let _ = conn.close().await;
         Ok(())
+    }
+
+    /// The connection pool, for checks outside the store's operations.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Points new connections at a rotated URL, when the database rejected the current one.

@@ -616,3 +616,42 @@ async fn control_characters_are_422_on_both_stores() {
         reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
     }
 }
+
+/// A replica that starts while another holds the migration lock for longer than the statement
+/// timeout waits for it instead of being cancelled (and crash-looping).
+#[tokio::test]
+async fn a_starter_waits_on_the_migration_lock_beyond_the_statement_timeout() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    // The lock a slow migration of another replica would hold (STARTUP_LOCK_ID).
+    let mut holder = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("connect");
+    sqlx::query("SELECT pg_advisory_lock(122537101324915)")
+        .execute(&mut holder)
+        .await
+        .expect("take the lock");
+    let mut config = support::postgres::database_config("slow_start");
+    config.statement_timeout = Duration::from_millis(500);
+    let url = SecretString::from(db.url());
+    let starter = tokio::spawn(async move {
+        order_service::store::PostgresStore::connect(&config, url, None).await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!starter.is_finished(), "the starter must still be waiting");
+    sqlx::query("SELECT pg_advisory_unlock(122537101324915)")
+        .execute(&mut holder)
+        .await
+        .expect("release the lock");
+    let store = starter
+        .await
+        .expect("task")
+        .expect("starts once the lock is free");
+    assert_eq!(tables_in(&db, "slow_start").await, TABLES);
+    // Requests still run under the statement timeout.
+    let error = sqlx::query("SELECT pg_sleep(2)")
+        .execute(store.pool())
+        .await
+        .expect_err("cancelled by statement_timeout");
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+}
