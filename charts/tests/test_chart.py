@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -273,3 +274,292 @@ def test_selectors_match_only_the_app_pods(objects: list[dict[str, Any]]) -> Non
     for selector in selectors:
         assert selector.items() <= app_labels.items()
         assert not selector.items() <= test_labels.items()
+
+
+# --- Pod Security Standards ----------------------------------------------------------------
+# The application namespaces enforce the profile infra/addons labels them with. Each rule of
+# the Pod Security Standards (Kubernetes 1.31) is a separate check over every pod the chart
+# renders, so a change that breaks one names the rule admission would cite.
+
+ADDONS_NAMESPACES = Path(__file__).resolve().parents[2] / "infra" / "addons" / "namespaces.tf"
+
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}  # fmt: skip
+SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+
+
+def all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        c
+        for key in ("initContainers", "containers", "ephemeralContainers")
+        for c in pod.get(key) or []
+    ]
+
+
+def contexts(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c.get("securityContext") or {} for c in all_containers(pod)]
+
+
+def _host_process(pod, meta):
+    sc = [pod.get("securityContext") or {}] + contexts(pod)
+    return [s for s in sc if (s.get("windowsOptions") or {}).get("hostProcess")]
+
+
+def _host_namespaces(pod, meta):
+    return [k for k in ("hostNetwork", "hostPID", "hostIPC") if pod.get(k)]
+
+
+def _privileged(pod, meta):
+    return [s for s in contexts(pod) if s.get("privileged")]
+
+
+def _baseline_capabilities(pod, meta):
+    return [
+        cap
+        for s in contexts(pod)
+        for cap in (s.get("capabilities") or {}).get("add") or []
+        if cap not in BASELINE_CAPABILITIES
+    ]
+
+
+def _host_path_volumes(pod, meta):
+    return [v["name"] for v in pod.get("volumes") or [] if "hostPath" in v]
+
+
+def _host_ports(pod, meta):
+    return [
+        p for c in all_containers(pod) for p in c.get("ports") or [] if p.get("hostPort", 0) != 0
+    ]
+
+
+def _apparmor(pod, meta):
+    profiles = [
+        (s.get("appArmorProfile") or {}).get("type")
+        for s in [pod.get("securityContext") or {}] + contexts(pod)
+    ]
+    bad = [p for p in profiles if p not in (None, "RuntimeDefault", "Localhost")]
+    annotations = (meta or {}).get("annotations") or {}
+    bad += [
+        v
+        for k, v in annotations.items()
+        if k.startswith("container.apparmor.security.beta.kubernetes.io/")
+        and not (v == "runtime/default" or v.startswith("localhost/"))
+    ]
+    return bad
+
+
+def _selinux(pod, meta):
+    options = [
+        s.get("seLinuxOptions") or {} for s in [pod.get("securityContext") or {}] + contexts(pod)
+    ]
+    return [
+        o
+        for o in options
+        if o.get("type", "") not in SELINUX_TYPES or o.get("user") or o.get("role")
+    ]
+
+
+def _proc_mount(pod, meta):
+    return [s for s in contexts(pod) if s.get("procMount", "Default") != "Default"]
+
+
+def _seccomp_baseline(pod, meta):
+    profiles = [
+        (s.get("seccompProfile") or {}).get("type")
+        for s in [pod.get("securityContext") or {}] + contexts(pod)
+    ]
+    return [p for p in profiles if p == "Unconfined"]
+
+
+def _sysctls(pod, meta):
+    return [
+        s["name"]
+        for s in (pod.get("securityContext") or {}).get("sysctls") or []
+        if s["name"] not in SAFE_SYSCTLS
+    ]
+
+
+def _volume_types(pod, meta):
+    return [
+        v["name"] for v in pod.get("volumes") or [] if not set(v) - {"name"} <= RESTRICTED_VOLUMES
+    ]
+
+
+def _privilege_escalation(pod, meta):
+    return [
+        c["name"]
+        for c in all_containers(pod)
+        if (c.get("securityContext") or {}).get("allowPrivilegeEscalation") is not False
+    ]
+
+
+def _run_as_non_root(pod, meta):
+    pod_level = (pod.get("securityContext") or {}).get("runAsNonRoot")
+    bad = []
+    for c in all_containers(pod):
+        own = (c.get("securityContext") or {}).get("runAsNonRoot")
+        if own is False or (own is None and pod_level is not True):
+            bad.append(c["name"])
+    return bad
+
+
+def _run_as_user(pod, meta):
+    users = [(pod.get("securityContext") or {}).get("runAsUser")] + [
+        s.get("runAsUser") for s in contexts(pod)
+    ]
+    return [u for u in users if u == 0]
+
+
+def _seccomp_restricted(pod, meta):
+    pod_type = ((pod.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+    bad = []
+    for c in all_containers(pod):
+        own = ((c.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+        effective = own or pod_type
+        if effective not in ("RuntimeDefault", "Localhost"):
+            bad.append(c["name"])
+    return bad
+
+
+def _capabilities_restricted(pod, meta):
+    bad = []
+    for c in all_containers(pod):
+        caps = (c.get("securityContext") or {}).get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []) or set(caps.get("add") or []) - {
+            "NET_BIND_SERVICE"
+        }:
+            bad.append(c["name"])
+    return bad
+
+
+BASELINE_RULES = {
+    "hostProcess": _host_process,
+    "host namespaces": _host_namespaces,
+    "privileged containers": _privileged,
+    "capabilities (baseline)": _baseline_capabilities,
+    "hostPath volumes": _host_path_volumes,
+    "host ports": _host_ports,
+    "AppArmor": _apparmor,
+    "SELinux": _selinux,
+    "/proc mount type": _proc_mount,
+    "seccomp (baseline)": _seccomp_baseline,
+    "sysctls": _sysctls,
+}
+RESTRICTED_RULES = {
+    **BASELINE_RULES,
+    "volume types": _volume_types,
+    "privilege escalation": _privilege_escalation,
+    "running as non-root": _run_as_non_root,
+    "running as non-root user": _run_as_user,
+    "seccomp (restricted)": _seccomp_restricted,
+    "capabilities (restricted)": _capabilities_restricted,
+}
+
+# A pod that breaks exactly one rule each: the checks must be able to fail.
+VIOLATIONS = {
+    "hostProcess": lambda p: p["securityContext"].update(windowsOptions={"hostProcess": True}),
+    "host namespaces": lambda p: p.update(hostPID=True),
+    "privileged containers": lambda p: p["containers"][0]["securityContext"].update(privileged=True),
+    "capabilities (baseline)": lambda p: p["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]),
+    "hostPath volumes": lambda p: p.setdefault("volumes", []).append({"name": "h", "hostPath": {"path": "/"}}),
+    "host ports": lambda p: p["containers"][0]["ports"].append({"containerPort": 1, "hostPort": 1}),
+    "AppArmor": lambda p: p["securityContext"].update(appArmorProfile={"type": "Unconfined"}),
+    "SELinux": lambda p: p["securityContext"].update(seLinuxOptions={"type": "spc_t"}),
+    "/proc mount type": lambda p: p["containers"][0]["securityContext"].update(procMount="Unmasked"),
+    "seccomp (baseline)": lambda p: p["containers"][0]["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+    "sysctls": lambda p: p["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
+    "volume types": lambda p: p.setdefault("volumes", []).append({"name": "n", "nfs": {"server": "x", "path": "/"}}),
+    "privilege escalation": lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+    "running as non-root": lambda p: p["containers"][0]["securityContext"].update(runAsNonRoot=False),
+    "running as non-root user": lambda p: p["containers"][0]["securityContext"].update(runAsUser=0),
+    "seccomp (restricted)": lambda p: [p["securityContext"].pop("seccompProfile", None), p["containers"][0]["securityContext"].pop("seccompProfile", None)],
+    "capabilities (restricted)": lambda p: p["containers"][0]["securityContext"]["capabilities"].update(add=["CHOWN"]),
+}  # fmt: skip
+
+
+def enforced_profile() -> str:
+    """The Pod Security profile infra/addons enforces on the application namespaces."""
+    import hcl2
+
+    with ADDONS_NAMESPACES.open() as f:
+        document = hcl2.load(f)
+    for block in document.get("resource", []):
+        namespace = block.get("kubernetes_namespace_v1", {}).get("app")
+        if namespace:
+            labels = namespace["metadata"][0]["labels"][0]
+            return str(labels["pod-security.kubernetes.io/enforce"])
+    raise AssertionError("infra/addons defines no kubernetes_namespace_v1.app")
+
+
+def rendered_pods(
+    objects: list[dict[str, Any]],
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    pods = []
+    for obj in objects:
+        if obj["kind"] == "Pod":
+            pods.append((f"Pod {obj['metadata']['name']}", obj["spec"], obj["metadata"]))
+        elif "template" in obj.get("spec", {}):
+            template = obj["spec"]["template"]
+            pods.append(
+                (
+                    f"{obj['kind']} {obj['metadata']['name']}",
+                    template["spec"],
+                    template.get("metadata"),
+                )
+            )
+    return pods
+
+
+def test_app_namespaces_enforce_restricted() -> None:
+    assert enforced_profile() == "restricted"
+
+
+@pytest.mark.parametrize("rule", list(RESTRICTED_RULES))
+def test_pods_meet_pod_security_restricted(rule: str, objects: list[dict[str, Any]]) -> None:
+    pods = rendered_pods(objects)
+    assert len(pods) >= 2, "the Deployment and the helm test pod"
+    for name, spec, meta in pods:
+        assert RESTRICTED_RULES[rule](spec, meta) == [], f"{name} breaks the {rule!r} rule"
+
+
+@pytest.mark.parametrize("rule", list(RESTRICTED_RULES))
+def test_each_pod_security_rule_catches_its_violation(rule: str) -> None:
+    spec = copy.deepcopy(find(render.render("staging"), "Deployment")["spec"]["template"]["spec"])
+    assert RESTRICTED_RULES[rule](spec, {}) == []
+    VIOLATIONS[rule](spec)
+    assert RESTRICTED_RULES[rule](spec, {}) != []
+
+
+def test_registry_credentials_reach_every_pod() -> None:
+    """Docker Hub stays an option: a pull secret must reach the app and the helm test pod."""
+    secrets = [{"name": "dockerhub"}]
+    objects = render.render(
+        "staging",
+        {
+            "image": {"repository": "docker.io/example-org/order-service"},
+            "imagePullSecrets": secrets,
+        },
+    )
+    for name, spec, _ in rendered_pods(objects):
+        assert spec.get("imagePullSecrets") == secrets, f"{name} cannot pull a private image"
+
+
+def test_default_registry_needs_no_pull_secret(
+    environment: str, objects: list[dict[str, Any]]
+) -> None:
+    for name, spec, _ in rendered_pods(objects):
+        assert "imagePullSecrets" not in spec, f"{name}: ECR is read with the node role"
+    if environment != "default":
+        assert ".dkr.ecr." in app_container(objects)["image"]

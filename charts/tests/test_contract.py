@@ -333,3 +333,95 @@ def test_staging_env_serves_from_the_secret_and_postgres(
         created = json.loads(body)
         status, body, _ = request("GET", f"{base}/orders/{created['id']}")
         assert status == 200 and json.loads(body)["customer_name"] == "Ada Lovelace"
+
+
+# --- the deploy roles' Kubernetes permissions (infra/addons) ---------------------------------
+
+ADDONS = Path(__file__).resolve().parents[2] / "infra" / "addons"
+
+
+def deployer_rules() -> list[dict[str, list[str]]]:
+    """The rules of the Role the deploy roles get in their namespace, as Terraform defines
+    it (kubernetes_role_v1.deployer in infra/addons): the one list of what a deploy may do."""
+    import hcl2
+
+    rules = []
+    for path in sorted(ADDONS.glob("*.tf")):
+        with path.open() as f:
+            document = hcl2.load(f)
+        for block in document.get("resource", []):
+            role = block.get("kubernetes_role_v1", {}).get("deployer")
+            if not role:
+                continue
+            for rule in role["rule"]:
+                rules.append(
+                    {
+                        key: [item for item in rule[key][0]]
+                        for key in ("api_groups", "resources", "verbs")
+                    }
+                )
+    assert rules, "infra/addons defines no kubernetes_role_v1.deployer"
+    return rules
+
+
+def resource_of(kind: str) -> str:
+    """The plural resource name the API server (and RBAC) uses for a kind."""
+    lower = kind.lower()
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    if lower.endswith("s"):
+        return lower + "es"
+    return lower + "s"
+
+
+def allowed(rules: list[dict[str, list[str]]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["api_groups"] and resource in r["resources"] and verb in r["verbs"]
+        for r in rules
+    )
+
+
+HELM_VERBS = ("get", "list", "create", "update", "patch", "delete")
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_deployer_role_allows_every_object_the_chart_renders(environment: str) -> None:
+    """helm --atomic rolls the whole deploy back when one object is forbidden."""
+    rules = deployer_rules()
+    _, namespace = render.ENVIRONMENTS[environment]
+    for obj in render.render(environment):
+        api_version = obj["apiVersion"]
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        resource = resource_of(obj["kind"])
+        assert obj["metadata"].get("namespace", namespace) == namespace, (
+            f"{obj['kind']} {obj['metadata']['name']} leaves the release namespace; the deployer "
+            "Role is namespaced"
+        )
+        for verb in HELM_VERBS:
+            assert allowed(rules, group, resource, verb), (
+                f"the deployer Role does not allow {verb} on {resource}.{group or 'core'} "
+                f"({obj['kind']} {obj['metadata']['name']})"
+            )
+
+
+def test_deployer_role_lets_helm_keep_its_history_and_run_tests() -> None:
+    rules = deployer_rules()
+    for verb in HELM_VERBS:
+        assert allowed(rules, "", "secrets", verb), "helm stores releases as Secrets"
+    assert allowed(rules, "", "pods/log", "get"), "helm test prints the test pod's log"
+    assert allowed(rules, "apps", "replicasets", "watch"), "helm --wait follows ReplicaSets"
+
+
+def test_deployer_role_grants_nothing_cluster_wide_or_wildcarded() -> None:
+    for rule in deployer_rules():
+        for key in ("api_groups", "resources", "verbs"):
+            assert "*" not in rule[key], f"wildcard in {key}: {rule}"
+        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+        assert not {"roles", "rolebindings", "namespaces"} & set(rule["resources"])
+
+
+def test_resource_names_follow_the_api() -> None:
+    assert [
+        resource_of(k)
+        for k in ("NetworkPolicy", "Ingress", "HorizontalPodAutoscaler", "ConfigMap", "Pod")
+    ] == ["networkpolicies", "ingresses", "horizontalpodautoscalers", "configmaps", "pods"]
