@@ -16,6 +16,8 @@ ensure_pip pytest pytest
 "$VENV/bin/python" -c 'import helm_python' 2>/dev/null || ensure_pip helm-python-sdk
 "$VENV/bin/python" -c 'import yaml' 2>/dev/null || ensure_pip pyyaml
 ensure_pip jsonschema
+# The deployer Role and the namespaces' Pod Security profile are read from infra/addons.
+"$VENV/bin/python" -c 'import hcl2' 2>/dev/null || ensure_pip python-hcl2
 ensure_pip boto3
 ensure_apt promtool prometheus
 
