@@ -85,6 +85,15 @@ if ! python3 .github/scripts/smoke-test.py "http://127.0.0.1:$port" \
   exit 1
 fi
 
+# As the deploy job calls it: a host name that is in no DNS, reached through --resolve.
+log "smoke test through --resolve (host name not in DNS)"
+if ! python3 .github/scripts/smoke-test.py "http://staging.order-service.test:$port" \
+  --resolve "staging.order-service.test:$port:127.0.0.1" --environment local --deadline 10; then
+  echo "--- order-service log"
+  tail -n 50 "$service_log"
+  exit 1
+fi
+
 log "smoke test against cargo lambda watch"
 if ! command -v cargo-lambda >/dev/null 2>&1; then
   echo "skipped: cargo-lambda is not installed (cargo install --locked cargo-lambda)"

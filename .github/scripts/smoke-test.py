@@ -3,6 +3,7 @@
 
 Usage:
   smoke-test.py BASE_URL [--api-key KEY] [--no-expect-sample-data] [--environment NAME]
+                [--resolve HOST:PORT:ADDRESS]
 
 BASE_URL may carry a path prefix, e.g. a `cargo lambda watch` Function URL:
   http://127.0.0.1:9000/lambda-url/order-service-lambda
@@ -12,6 +13,11 @@ off with --no-expect-sample-data, which is what deployments backed by Postgres u
 API key is given (--api-key or $SMOKE_API_KEY, the latter keeps it off the command line),
 the test also checks that an unauthenticated write is refused, creates one order with the
 key and reads it back. Production runs without a key, so the test never writes there.
+
+--resolve works like curl's: connections to HOST:PORT go to ADDRESS (an IP or another
+name, e.g. the ALB's own DNS name) while TLS (SNI and the certificate check) and the Host
+header keep using HOST. A first deploy is then tested through its load balancer at once,
+without waiting for external-dns to publish HOST or for a cached negative DNS answer.
 
 A freshly deployed target may take a while to answer: the test first waits for
 GET /ready to return 200 (up to --deadline seconds), then runs each check once, retrying
@@ -26,8 +32,10 @@ Python 3 standard library only, so it runs anywhere a runner has python3.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
@@ -60,12 +68,53 @@ class CheckFailed(Exception):
     """A check's expectation did not hold; the message says what was seen."""
 
 
+def resolving_opener(resolve: dict[tuple[str, int], str]) -> urllib.request.OpenerDirector:
+    """An opener that connects to resolve[(host, port)] instead of looking the host up.
+
+    Only the TCP connection changes: http.client still sends Host: <host>, and for HTTPS
+    wraps the socket with server_hostname=<host>, so SNI and the certificate check are
+    those of the real name.
+    """
+
+    def create_connection(address, *args, **kwargs):
+        host, port = address
+        return socket.create_connection((resolve.get((host.lower(), port), host), port), *args, **kwargs)
+
+    class HTTPConnection(http.client.HTTPConnection):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._create_connection = create_connection
+
+    class HTTPSConnection(http.client.HTTPSConnection):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._create_connection = create_connection
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(HTTPConnection, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(HTTPSConnection, req, context=self._context)
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+def parse_resolve(value: str) -> tuple[tuple[str, int], str]:
+    host, port, address = value.rsplit(":", 2) if value.count(":") >= 2 else ("", "", "")
+    if not host or not port.isdigit() or not address:
+        raise argparse.ArgumentTypeError(f"--resolve wants HOST:PORT:ADDRESS, got {value!r}")
+    return (host.lower(), int(port)), address
+
+
 @dataclass
 class Client:
     base_url: str
     timeout: float
     deadline: float
     retry_pause: float = 2.0
+    opener: urllib.request.OpenerDirector = field(default_factory=urllib.request.build_opener)
 
     def request(self, method: str, path: str, body=None, headers=None) -> Response:
         """One HTTP request; retries transport errors and gateway errors until the deadline."""
@@ -78,7 +127,7 @@ class Client:
         while True:
             req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with self.opener.open(req, timeout=self.timeout) as resp:
                     result = Response(resp.status, _lower(resp.headers), resp.read())
             except urllib.error.HTTPError as err:
                 result = Response(err.code, _lower(err.headers), err.read())
@@ -294,6 +343,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--deadline", type=float, default=180.0, help="seconds to wait for the target to become ready (default 180)"
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    parser.add_argument(
+        "--resolve",
+        type=parse_resolve,
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDRESS",
+        help="connect to ADDRESS for HOST:PORT, keeping HOST for TLS and the Host header (like curl)",
+    )
     args = parser.parse_args(argv)
     if not args.base_url.startswith(("http://", "https://")):
         parser.error("BASE_URL must start with http:// or https://")
@@ -306,9 +363,11 @@ def main(argv: list[str]) -> int:
         base_url=args.base_url.rstrip("/"),
         timeout=args.timeout,
         deadline=time.monotonic() + args.deadline,
+        opener=resolving_opener(dict(args.resolve)),
     )
     smoke = Smoke(client, args.environment, args.expect_sample_data, args.api_key)
-    print(f"smoke: testing {client.base_url}", flush=True)
+    via = "".join(f" via {address} for {host}:{port}" for (host, port), address in args.resolve)
+    print(f"smoke: testing {client.base_url}{via}", flush=True)
     smoke.run()
     failed = sum(1 for _, err in smoke.results if err)
     print(f"smoke: {len(smoke.results) - failed} passed, {failed} failed")
