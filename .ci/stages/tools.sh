@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One version of each tool: the versions ./.ci/test installs (.ci/tools.txt) are the ones the
+# workflows pin, and what is installed in the cache is what .ci/tools.txt says
+# (.ci/tools_test.py). Runs last, after the other stages have installed their tools.
+# shellcheck source=.ci/lib.sh
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+
+"$VENV/bin/python" -c "import yaml" 2>/dev/null || ensure_pip pyyaml
+log "tool versions: .ci/tools.txt, the workflows, the installed tools"
+"$VENV/bin/python" .ci/tools_test.py "$ROOT"
