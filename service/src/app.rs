@@ -2,10 +2,15 @@
 
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
-use axum::http::{Response, StatusCode};
+use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::BoxError;
 use axum::Router;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -14,16 +19,16 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
-use crate::error::{problem_for_bare_errors, ErrorCause};
+use crate::error::{problem, problem_for_bare_errors, ErrorCause};
 use crate::metrics::{self, UNMATCHED_ROUTE};
 use crate::routes;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
-    // Outermost first. `Router::layer` wraps each route, so the route template
-    // (`MatchedPath`) is known to the access log and the metrics.
-    let layers = ServiceBuilder::new()
+    // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
+    // access log and the metrics. Each stack lists its layers outermost first.
+    let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -33,7 +38,9 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(from_fn_with_state(state.clone(), metrics::track_http))
+        .layer(from_fn_with_state(state.clone(), metrics::track_http));
+    // Shed requests are logged and counted by `outer`, and cost nothing of `inner`.
+    let inner = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), refresh_stale_secret))
         .layer(from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::new())
@@ -43,13 +50,15 @@ pub fn router(state: AppState) -> Router {
             config.request_timeout,
         ));
 
-    Router::new()
+    let routes = Router::new()
         .merge(routes::meta::router())
         .merge(routes::orders::router())
         .merge(routes::docs::router())
         // Bare 404; `problem_for_bare_errors` gives it the problem shape.
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(layers)
+        .layer(inner);
+    shed_load(routes, config.connections.max_in_flight)
+        .layer(outer)
         .with_state(state)
 }
 
@@ -66,11 +75,59 @@ async fn refresh_stale_secret(
     next.run(request).await
 }
 
-/// The router of the metrics port: `/metrics` only.
+/// The router of the metrics port: `/metrics` only, with its own small in-flight bound so a
+/// flood of scrapes cannot take the API's CPU.
 pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", axum::routing::get(metrics::exposition))
-        .with_state(state)
+    let router = Router::new().route("/metrics", axum::routing::get(metrics::exposition));
+    shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(state)
+}
+
+/// Concurrent scrapes the metrics port serves; Prometheus scrapes once per interval per replica.
+const METRICS_MAX_IN_FLIGHT: usize = 8;
+
+/// Seconds a shed client is asked to wait: long enough to let the burst pass, short enough
+/// that a retry lands on a recovered pod.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// At most `max` requests in flight, shared by every route; above it the answer is an
+/// immediate 503 with `Retry-After` rather than a place in a queue that ends in a timeout.
+fn shed_load<S: Clone + Send + Sync + 'static>(router: Router<S>, max: usize) -> Router<S> {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+                overloaded_response(max, &error)
+            }))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(max)),
+    )
+}
+
+fn overloaded_response(max: usize, error: &BoxError) -> axum::response::Response {
+    if !error.is::<Overloaded>() {
+        // The layers below never fail; kept total rather than unreachable.
+        let mut response = problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error".to_owned(),
+            Vec::new(),
+        );
+        response
+            .extensions_mut()
+            .insert(ErrorCause(error.to_string()));
+        return response;
+    }
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the service is at capacity; retry later".to_owned(),
+        Vec::new(),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response.extensions_mut().insert(ErrorCause(format!(
+        "load shed: {max} requests already in flight"
+    )));
+    response
 }
 
 /// One span per request, carrying what every log line of that request should show.

@@ -78,6 +78,21 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub shutdown_drain: Duration,
     pub shutdown_grace: Duration,
+    /// Connection limits of both ports (container only).
+    pub connections: ConnectionLimits,
+}
+
+/// How long a client may take and how much it may ask for at once (container ports).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// `HEADER_READ_TIMEOUT_MS`: a new request's header must be complete this long after its
+    /// first byte (or after accept, for a connection's first request).
+    pub header_read_timeout: Duration,
+    /// `KEEP_ALIVE_TIMEOUT_SECONDS`: an idle keep-alive connection is closed after this long;
+    /// longer than the load balancer's idle timeout, so the balancer always closes first.
+    pub keep_alive_timeout: Duration,
+    /// `MAX_IN_FLIGHT_REQUESTS`: above this the API answers 503 with `Retry-After` at once.
+    pub max_in_flight: usize,
 }
 
 impl Config {
@@ -213,6 +228,21 @@ impl Config {
                 "a number of seconds > 0",
                 |s| *s > 0,
             )?),
+            connections: ConnectionLimits {
+                header_read_timeout: env.millis("HEADER_READ_TIMEOUT_MS", 5_000)?,
+                keep_alive_timeout: Duration::from_secs(env.parse(
+                    "KEEP_ALIVE_TIMEOUT_SECONDS",
+                    75_u64,
+                    "a number of seconds > 0",
+                    |s| *s > 0,
+                )?),
+                max_in_flight: env.parse(
+                    "MAX_IN_FLIGHT_REQUESTS",
+                    128_usize,
+                    "a number 1-100000",
+                    |n| (1..=100_000).contains(n),
+                )?,
+            },
             environment,
         };
         Ok(config)

@@ -1,19 +1,31 @@
 //! The container's serving loop: API and metrics ports, and the shutdown sequence
 //! (not ready → drain → stop accepting → finish in-flight → exit).
+//!
+//! Connections are served by hyper directly rather than `axum::serve`, for the limits a pod
+//! reached without a load balancer in front needs: a header read timeout, a keep-alive idle
+//! timeout longer than the load balancer's, and `Connection: close` while draining.
+
+mod connection;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
+use crate::config::ConnectionLimits;
+use crate::state::{AppState, Readiness};
 use crate::{metrics_router, router};
+
+use connection::{Activity, HeadTimer, Tracked};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -34,12 +46,26 @@ pub async fn serve(state: AppState) -> Result<(), ServeError> {
 
     let api = bind(config.host, config.port).await?;
     let api_addr = api.local_addr()?;
-    let mut servers = vec![spawn(api, router(state.clone()), stopped.clone())];
+    let limits = config.connections;
+    let readiness = Arc::clone(&state.readiness);
+    let mut servers = vec![spawn(
+        api,
+        router(state.clone()),
+        limits,
+        Arc::clone(&readiness),
+        stopped.clone(),
+    )];
     let metrics_addr = match config.enable_metrics {
         true => {
             let listener = bind(config.host, config.metrics_port).await?;
             let addr = listener.local_addr()?;
-            servers.push(spawn(listener, metrics_router(state.clone()), stopped));
+            servers.push(spawn(
+                listener,
+                metrics_router(state.clone()),
+                limits,
+                readiness,
+                stopped,
+            ));
             Some(addr)
         }
         false => None,
@@ -77,15 +103,85 @@ async fn bind(host: IpAddr, port: u16) -> Result<TcpListener, ServeError> {
 fn spawn(
     listener: TcpListener,
     app: Router,
-    mut stopped: watch::Receiver<bool>,
+    limits: ConnectionLimits,
+    readiness: Arc<Readiness>,
+    stopped: watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-    })
+    tokio::spawn(accept_loop(listener, app, limits, readiness, stopped))
+}
+
+/// Accepts until `stopped`, then closes the listener (new connections are refused) and waits
+/// for every open connection to finish its request and close.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    readiness: Arc<Readiness>,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // While draining, each answer closes its connection, so keep-alive clients reconnect
+    // (to another pod, once the load balancer has noticed) rather than hold this one.
+    let app = tower::ServiceBuilder::new()
+        .map_response(move |mut response: axum::response::Response| {
+            if readiness.is_draining() {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        })
+        .service(app);
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
+    let connections = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    pause_after_accept_error(error).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(HeadTimer::new(Arc::clone(&activity), limits))
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(
+                TokioIo::new(Tracked::new(stream, activity)),
+                TowerToHyperService::new(app.clone()),
+            );
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // Timeouts and clients that hang up end here; neither is the server's failure.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Per-connection errors (the client reset before accept) are routine; anything else, such
+/// as running out of file descriptors, gets a pause so the loop does not spin.
+async fn pause_after_accept_error(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept failed; pausing for 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 async fn futures_join(servers: Vec<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {

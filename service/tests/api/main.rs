@@ -1,6 +1,7 @@
 //! Integration tests, compiled into one binary.
 
 mod binary;
+mod connections;
 mod postgres;
 mod router;
 mod secrets;

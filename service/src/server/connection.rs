@@ -1,0 +1,191 @@
+//! One HTTP/1 connection with bounded patience.
+//!
+//! hyper's `header_read_timeout` starts when a connection begins to wait for a request head,
+//! so on its own it also closes idle keep-alive connections after a few seconds: behind a load
+//! balancer that reuses connections for 60 s, that races its next request into a 502. Here the
+//! timer hyper asks for knows whether the client has started sending: until the first byte of
+//! the next request it runs to the keep-alive idle timeout, from that byte to the header timeout.
+//! A connection's first request gets the header timeout from accept on: a client that connects
+//! and sends nothing holds no socket for long.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::rt::{Sleep, Timer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::config::ConnectionLimits;
+
+/// Reads and writes that moved bytes on one connection.
+#[derive(Debug, Default)]
+pub struct Activity {
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Activity {
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    fn has_written(&self) -> bool {
+        self.writes.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A socket that counts its reads and writes into an [`Activity`].
+pub struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.count_write(&result);
+        result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.count_write(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S> Tracked<S> {
+    fn count_write(&self, result: &Poll<io::Result<usize>>) {
+        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The timer hyper uses for its header read timeout, per connection.
+#[derive(Clone)]
+pub struct HeadTimer {
+    activity: Arc<Activity>,
+    limits: ConnectionLimits,
+}
+
+impl HeadTimer {
+    pub fn new(activity: Arc<Activity>, limits: ConnectionLimits) -> Self {
+        Self { activity, limits }
+    }
+}
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(Plain(Box::pin(tokio::time::sleep(duration))))
+    }
+
+    /// hyper calls this when the connection starts waiting for a request head, with
+    /// `deadline` = now + header timeout.
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        let deadline = match self.activity.has_written() {
+            // An answered connection is idle now: it may stay so up to the keep-alive timeout.
+            true => Instant::now() + self.limits.keep_alive_timeout,
+            false => deadline,
+        };
+        Box::pin(HeadDeadline {
+            activity: Arc::clone(&self.activity),
+            reads_at_start: self.activity.reads(),
+            header_timeout: self.limits.header_read_timeout,
+            started_sending: false,
+            deadline,
+            sleep: Box::pin(tokio::time::sleep_until(deadline.into())),
+        })
+    }
+}
+
+/// Fires at the idle deadline, or `header_timeout` after the client's first byte if sooner.
+struct HeadDeadline {
+    activity: Arc<Activity>,
+    reads_at_start: u64,
+    header_timeout: Duration,
+    started_sending: bool,
+    deadline: Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Future for HeadDeadline {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        // hyper polls this right after each read that left the head incomplete, so "now" is
+        // within a poll of the first byte.
+        if !this.started_sending && this.activity.reads() != this.reads_at_start {
+            this.started_sending = true;
+            let by_header = Instant::now() + this.header_timeout;
+            if by_header < this.deadline {
+                this.deadline = by_header;
+                this.sleep.as_mut().reset(by_header.into());
+            }
+        }
+        this.sleep.as_mut().poll(cx)
+    }
+}
+
+/// A plain sleep, for any other timeout hyper might ask for.
+struct Plain(Pin<Box<tokio::time::Sleep>>);
+
+impl Future for Plain {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Sleep for HeadDeadline {}
+impl Sleep for Plain {}

@@ -1,0 +1,249 @@
+//! Connection hygiene of the real binary: slow headers, idle keep-alive, load shedding.
+//! Bounds are generous on purpose: the machine running them may be busy.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::binary::Service;
+
+fn addr(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection (EOF or reset); returns how long that took,
+/// or `None` if it stayed open for `limit`.
+async fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0_u8; 4096];
+    loop {
+        let left = limit.checked_sub(started.elapsed())?;
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The first log line containing `needle`, waiting for the reader to catch up.
+pub async fn wait_for_line(service: &Service, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = service.find_line(needle) {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no log line with {needle:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads one response with a `Content-Length` body; returns its head.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("response within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed before a full response");
+        received.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&received).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().expect("length"))
+                })
+                .expect("content-length");
+            if body.len() >= length {
+                return head.to_owned();
+            }
+        }
+    }
+}
+
+/// Hundreds of clients that never finish their request head are all disconnected once the
+/// header timeout passes, on both ports, while ordinary requests keep being answered.
+#[tokio::test]
+async fn slow_header_clients_are_closed_while_others_are_served() {
+    let service = Service::start(&[("HEADER_READ_TIMEOUT_MS", "1000")]);
+    let metrics = service.metrics.clone().expect("metrics port");
+    let mut slow = Vec::new();
+    for i in 0..400 {
+        let target = match i % 8 {
+            0 => addr(&metrics),
+            _ => addr(&service.api),
+        };
+        let mut stream = TcpStream::connect(&target).await.expect("connect");
+        stream
+            .write_all(b"GET /orders/1 HTTP/1.1\r\nHost: example\r\n")
+            .await
+            .expect("partial head");
+        slow.push(tokio::spawn(async move {
+            time_until_closed(&mut stream, Duration::from_secs(30)).await
+        }));
+    }
+
+    let http = reqwest::Client::new();
+    let mut served = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let reply = http
+            .get(service.url("/orders/1"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("ordinary request answered");
+        assert_eq!(reply.status(), 200);
+        served += 1;
+    }
+    assert!(served > 0);
+
+    for (i, client) in slow.into_iter().enumerate() {
+        let closed = client.await.expect("reader");
+        let closed = closed.unwrap_or_else(|| panic!("slow client {i} still open after 30 s"));
+        // Never before the timeout: it is the timeout that closed it, not a refusal.
+        assert!(
+            closed >= Duration::from_millis(900),
+            "client {i}: {closed:?}"
+        );
+    }
+}
+
+/// An idle keep-alive connection outlives the header timeout (a load balancer reusing it
+/// must not race a close), and is closed once the idle timeout passes.
+#[tokio::test]
+async fn idle_keep_alive_closes_after_the_idle_timeout_and_not_before() {
+    let service = Service::start(&[
+        ("HEADER_READ_TIMEOUT_MS", "500"),
+        ("KEEP_ALIVE_TIMEOUT_SECONDS", "4"),
+    ]);
+    let mut stream = TcpStream::connect(addr(&service.api))
+        .await
+        .expect("connect");
+    let request = b"GET /health HTTP/1.1\r\nHost: example\r\n\r\n";
+    stream.write_all(request).await.expect("request");
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+
+    // Well past the header timeout, well before the idle timeout: still open and usable.
+    assert_eq!(
+        time_until_closed(&mut stream, Duration::from_secs(2)).await,
+        None,
+        "closed while idle for less than the idle timeout"
+    );
+    stream.write_all(request).await.expect("second request");
+    assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+
+    let closed = time_until_closed(&mut stream, Duration::from_secs(30))
+        .await
+        .expect("idle connection closed within 30 s");
+    let idle = answered.elapsed().max(closed);
+    assert!(idle >= Duration::from_millis(3900), "closed after {idle:?}");
+}
+
+/// Above the in-flight bound a request is answered 503 with `Retry-After` at once, as a
+/// problem; once the load is gone requests succeed again.
+#[tokio::test]
+async fn requests_above_the_in_flight_bound_are_shed_at_once() {
+    let service = Service::start(&[("MAX_IN_FLIGHT_REQUESTS", "2")]);
+    let http = reqwest::Client::new();
+    let metrics_url = format!("{}/metrics", service.metrics.as_deref().expect("metrics"));
+
+    // Two uploads that never finish their body hold both slots.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr(&service.api))
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                b"POST /orders HTTP/1.1\r\nHost: example\r\nContent-Type: application/json\r\n\
+                  Content-Length: 500\r\n\r\n{\"customer_name\": ",
+            )
+            .await
+            .expect("partial body");
+        holders.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.lines().any(|l| l == "http_requests_in_flight 2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploads never in flight:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let asked = Instant::now();
+    let shed = http
+        .get(service.url("/orders/1"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("answered");
+    assert!(asked.elapsed() < Duration::from_secs(5), "not at once");
+    assert_eq!(shed.status(), 503);
+    assert_eq!(
+        shed.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert_eq!(
+        shed.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: serde_json::Value = shed.json().await.expect("problem");
+    assert_eq!(body["status"], 503);
+
+    drop(holders);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = http
+            .get(service.url("/orders/1"))
+            .send()
+            .await
+            .expect("answered")
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after the load left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = http
+        .get(&metrics_url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/orders/{id}",status="503"} 1"#),
+        "{text}"
+    );
+    let line = wait_for_line(&service, "load shed").await;
+    assert!(line.contains(r#""level":"ERROR""#), "{line}");
+}
