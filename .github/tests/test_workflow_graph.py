@@ -146,6 +146,21 @@ def test_unknown_inputs_of_a_reusable_workflow_are_an_error(tmp_path):
         Evaluator(tmp_path).run(path, push())
 
 
+def test_reading_a_job_that_is_not_needed_is_an_error(tmp_path):
+    path = write(
+        tmp_path,
+        "w.yml",
+        """
+        on: push
+        jobs:
+          a: {runs-on: x, steps: []}
+          b: {if: "needs.a.result == 'success'", runs-on: x, steps: []}
+        """,
+    )
+    with pytest.raises(ValueError, match="reads needs.a but does not need it"):
+        Evaluator(tmp_path).run(path, push())
+
+
 def test_trigger_filters(tmp_path):
     path = write(
         tmp_path,

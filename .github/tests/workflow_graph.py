@@ -14,7 +14,8 @@ Rules followed (docs.github.com, "Using conditions to control job execution",
   through other jobs, succeeded: a job skipped anywhere upstream makes it false even
   when the jobs in between ran. `failure()` is true when any upstream job failed;
   `cancelled()` when the run was cancelled; `always()` is always true.
-- A job whose condition is false is skipped; its outputs are empty strings.
+- A job whose condition is false is skipped; its outputs are empty strings. A job may
+  read `needs.<x>` only when it lists x in `needs:` (GitHub rejects the file otherwise).
 - A job that calls a reusable workflow (`uses: ./.github/workflows/x.yml`) runs the
   called workflow's jobs with `inputs` taken from `with:` (and the input defaults),
   under the caller's `github` context; the calling job fails when one of them fails.
@@ -577,6 +578,10 @@ class Evaluator:
         results: dict[str, JobRun] = {}
         for job_id in _order(jobs):
             job = jobs[job_id]
+            # GitHub rejects the workflow when a job reads needs.<x> without needing x.
+            unknown = set(re.findall(r"\bneeds\.([\w-]+)", yaml.safe_dump(job))) - set(_needs(job))
+            if unknown:
+                raise ExpressionError(f"{prefix}{job_id} reads needs.{sorted(unknown)[0]} but does not need it")
             context = {
                 "github": event.github(),
                 "inputs": inputs,
