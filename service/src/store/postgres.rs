@@ -30,6 +30,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// any constant shared by every instance of this service works.
 const STARTUP_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
 
+/// First half of the two-part advisory lock that puts creates in commit order; the second
+/// half is the schema's hash, so schemas (previews) do not wait for each other.
+const CREATE_LOCK_CLASS: i32 = 0x6f72_6473; // "ords"
+
 /// A pooled connection idle this long is pinged before use.
 const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
@@ -209,10 +213,17 @@ impl PostgresStore {
     ) -> Result<i64, sqlx::Error> {
         let items = ItemColumns::of(&order.items)?;
         let total = order.total().unwrap_or_default();
+        // Ids are given in commit order: the insert takes a transaction-level lock before the
+        // identity default draws the next id, and holds it until commit. So no order with a
+        // smaller id can commit after one with a larger id, and a cursor (the last id a page
+        // served) never passes an order that is still to commit. The price is that creates
+        // commit one at a time, per schema.
         sqlx::query_scalar(
-            "WITH new_order AS (
+            "WITH serialised AS (
+                 SELECT pg_advisory_xact_lock($11, hashtext(current_schema()))
+             ), new_order AS (
                  INSERT INTO orders (customer_name, order_date, total_amount, status, shipping_address)
-                 VALUES ($1, $2, $3, 'PENDING', $4)
+                 SELECT $1, $2, $3, 'PENDING', $4 FROM serialised
                  RETURNING seq
              ), new_items AS (
                  INSERT INTO order_items (order_seq, position, product_id, name, quantity, price)
@@ -236,6 +247,7 @@ impl PostgresStore {
         .bind(&items.prices)
         .bind(idempotency.map(|i| &i.key))
         .bind(idempotency.map(|i| &i.fingerprint))
+        .bind(CREATE_LOCK_CLASS)
         .fetch_one(&self.pool)
         .await
     }

@@ -655,3 +655,77 @@ async fn a_starter_waits_on_the_migration_lock_beyond_the_statement_timeout() {
         .expect_err("cancelled by statement_timeout");
     assert!(error.to_string().contains("statement timeout"), "{error}");
 }
+
+/// Ids are given in commit order: a pager that follows its cursor (the id of the last order it
+/// saw) while slow and fast creates race sees every committed order exactly once. With ids
+/// taken from a plain sequence, a fast create commits past a slow one that took a smaller id
+/// earlier, the pager moves beyond both, and the slow order is never listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() {
+    let db = TestDb::new().await;
+    let store: Arc<dyn OrderStore> = Arc::new(db.store("public").await);
+    // Slow creates hold their transaction open after taking an id, like a slow disk would.
+    db.execute(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep(0.15); END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+    )
+    .await;
+    let created = Arc::new(Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for (prefix, tasks, each) in [("Slow", 2, 5), ("Fast", 3, 20)] {
+        for task in 0..tasks {
+            let (store, created) = (Arc::clone(&store), Arc::clone(&created));
+            writers.push(tokio::spawn(async move {
+                for n in 0..each {
+                    let order = new_order(&format!("{prefix} {task}-{n}"));
+                    let id = store.create(order, None).await.expect("create").order.id;
+                    created.lock().expect("lock").push(id);
+                }
+            }));
+        }
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pager = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut seen: Vec<String> = Vec::new();
+            let mut after = None;
+            loop {
+                // Read the flag first: a page read after it was set sees every order.
+                let last_pass = done.load(Ordering::SeqCst);
+                let page = store
+                    .list(PageRequest { limit: 3, after })
+                    .await
+                    .expect("list");
+                if let Some(last) = page.orders.last() {
+                    after = last.id.parse().ok();
+                }
+                let full = page.orders.len() == 3;
+                seen.extend(page.orders.iter().map(|o| o.id.clone()));
+                if !full {
+                    if last_pass {
+                        return seen;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        })
+    };
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = pager.await.expect("pager");
+    let mut created = created.lock().expect("lock").clone();
+    created.sort_by_key(|id| id.parse::<u64>().unwrap_or_default());
+    assert_eq!(created.len(), 70);
+    assert_eq!(
+        seen, created,
+        "the pager must see each order once, in id order"
+    );
+}
