@@ -242,10 +242,12 @@ def test_image_digest_wins_over_tag() -> None:
 
 
 def test_dashboard_config_map_is_picked_up_by_grafana(objects: list[dict[str, Any]]) -> None:
-    config_map = find(objects, "ConfigMap", "order-service-dashboard")
+    # Release and namespace in every name: releases share Grafana (test_observability.py).
+    namespace = find(objects, "Deployment")["metadata"]["namespace"]
+    config_map = find(objects, "ConfigMap", f"order-service-{namespace}-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
-    dashboard = json.loads(config_map["data"]["order-service.json"])
-    assert dashboard["uid"] == "order-service"
+    dashboard = json.loads(config_map["data"][f"order-service-{namespace}.json"])
+    assert dashboard["uid"] == f"order-service-{namespace}"
 
 
 def test_schema_has_every_value_the_workflows_set() -> None:

@@ -280,17 +280,173 @@ def dashboard_queries(node: Any) -> Iterator[str]:
             yield from dashboard_queries(item)
 
 
-def test_dashboard_uses_only_exported_metrics() -> None:
-    dashboard = json.loads((FILES / "dashboard.json").read_text())
+def rendered_dashboard(
+    environment: str, overrides: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """(ConfigMap, file name, dashboard) as the chart renders them for an environment."""
+    (config_map,) = [
+        o
+        for o in render.render(environment, overrides)
+        if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    ((file_name, text),) = config_map["data"].items()
+    return config_map, file_name, json.loads(text)
+
+
+def variables(dashboard: dict[str, Any]) -> dict[str, Any]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def recorded_names() -> set[str]:
+    groups = rules.rule_groups("production")["groups"]
+    return {r["record"] for g in groups for r in g["rules"] if "record" in r}
+
+
+def test_dashboard_uses_only_exported_or_recorded_metrics() -> None:
+    _, _, dashboard = rendered_dashboard("production")
     queries = list(dashboard_queries(dashboard))
     assert len(queries) >= 10
     exported = contract_metric_names()
     used = set().union(*(metric_names(q) for q in queries))
-    assert {n for n in used if not allowed(n, exported)} == set()
-    # The panels the service is operated by: requests, errors, latency, in-flight, pods.
+    assert {n for n in used if not allowed(n, exported, recorded_names())} == set()
+    # The panels the service is operated by: budget and burn, requests, errors, latency,
+    # in-flight, pods.
     assert {
+        "namespace:order_service_slo_errors:ratio_rate30d",
+        "namespace:order_service_slo_errors:ratio_rate1h",
+        "namespace:order_service_slo_objective:ratio",
         "http_requests_total",
         "http_request_duration_seconds_bucket",
         "http_requests_in_flight",
         "kube_deployment_status_replicas_available",
     } <= used
+
+
+@pytest.mark.parametrize("dashboard_namespace", ["", "monitoring"])
+def test_dashboards_of_both_releases_coexist(dashboard_namespace: str) -> None:
+    """Grafana's sidecar writes every dashboard file into one folder and Grafana keeps one
+    dashboard per uid: the releases' file names, uids and titles must differ, and so must the
+    ConfigMaps when both go to one namespace (#11)."""
+    rendered = [
+        rendered_dashboard(env, {"dashboard": {"namespace": dashboard_namespace}})
+        for env in RELEASES
+    ]
+    where = {(c["metadata"]["namespace"], c["metadata"]["name"]) for c, _, _ in rendered}
+    assert len(where) == len(RELEASES)
+    assert len({file_name for _, file_name, _ in rendered}) == len(RELEASES)
+    assert len({d["uid"] for _, _, d in rendered}) == len(RELEASES)
+    assert len({d["title"] for _, _, d in rendered}) == len(RELEASES)
+    for _, _, dashboard in rendered:
+        assert len(dashboard["uid"]) <= 40  # Grafana's limit
+
+
+def test_a_long_release_name_keeps_uids_unique_and_short() -> None:
+    long_name = {"fullnameOverride": "order-service-with-a-rather-long-release-name"}
+    uids = {rendered_dashboard(env, long_name)[2]["uid"] for env in RELEASES}
+    assert len(uids) == len(RELEASES)
+    assert all(len(uid) <= 40 for uid in uids)
+
+
+@pytest.mark.parametrize("environment", RELEASES)
+def test_each_dashboard_shows_its_own_release(environment: str) -> None:
+    _, namespace = render.ENVIRONMENTS[environment]
+    _, _, dashboard = rendered_dashboard(environment)
+    fixed = variables(dashboard)
+    assert fixed["namespace"]["query"] == namespace
+    assert fixed["namespace"]["type"] == "constant"
+    assert fixed["deployment"]["query"] == "order-service"
+    # The threshold the slow-request panel uses is the one the latency SLI uses.
+    groups = rules.rule_groups(environment)["groups"]
+    exprs = "\n".join(r["expr"] for g in groups for r in g["rules"])
+    assert {fixed["latency_threshold"]["query"]} == set(re.findall(r'le="([^"]+)"', exprs))
+    for query in dashboard_queries(dashboard):
+        for name, matchers in selectors(query):
+            if name != "up" or "job=" in matchers:
+                assert re.search(r'namespace=~?"\$namespace"', matchers), f"{name} in {query}"
+
+
+def grafana_to_promql(expr: str, fixed: dict[str, Any], range_: str) -> str:
+    """What Grafana sends to Prometheus for an instant query over the time range `range_`."""
+    for name, variable in fixed.items():
+        expr = expr.replace(f"${name}", str(variable["query"]))
+    return expr.replace("$__range", range_).replace("$__rate_interval", "5m")
+
+
+def test_slo_panels_answer_from_the_rendered_rules(tmp_path: Path) -> None:
+    """Prometheus's own engine (promtool) evaluates the SLO panels' queries over a day of
+    traffic, on production's rendered rules: 0.025 % errors and 0.25 % slow requests burn both
+    budgets at 0.25×, leaving 75 %; the tables name the routes and statuses that spent it."""
+    rules.write_rule_files(tmp_path)
+    _, _, dashboard = rendered_dashboard("production")
+    fixed = variables(dashboard)
+    panels = {p["title"]: p for p in dashboard["panels"]}
+
+    def query(title: str, ref: str = "A") -> str:
+        target = next(t for t in panels[title]["targets"] if t["refId"] == ref)
+        return grafana_to_promql(target["expr"], fixed, "1d")
+
+    base = 'job="order-service",namespace="production",pod="order-service-a",method="GET"'
+    steps = 150  # 10-minute samples: a day and an hour
+    series = {
+        # route: (requests, errors with status, slow requests) per 10 minutes
+        "/orders": (10000, ("500", 3), 50),
+        "/orders/{id}": (10000, ("503", 2), 0),
+    }
+    input_series = []
+    for route, (total, (status, errors), slow) in series.items():
+        labels = f'{base},route="{route}"'
+        input_series += [
+            {"series": f'http_requests_total{{{labels},status="200"}}',
+             "values": f"0+{total - errors}x{steps}"},
+            {"series": f'http_requests_total{{{labels},status="{status}"}}',
+             "values": f"0+{errors}x{steps}"},
+            {"series": f'http_request_duration_seconds_bucket{{{labels},le="0.3"}}',
+             "values": f"0+{total - slow}x{steps}"},
+            {"series": f"http_request_duration_seconds_count{{{labels}}}",
+             "values": f"0+{total}x{steps}"},
+        ]
+    # Probes failing and slow, which must not count.
+    ready = f'{base},route="/ready"'
+    input_series += [
+        {"series": f'http_requests_total{{{ready},status="503"}}', "values": f"0+5000x{steps}"},
+        {"series": f"http_request_duration_seconds_count{{{ready}}}", "values": f"0+5000x{steps}"},
+    ]
+    slo = {"namespace": "production"}
+    cases = [
+        # Ratios are rounded here: floating point leaves 0.7500000000000002.
+        (f'round({query("Error budget left (30 days)")}, 0.0001)', [
+            ({**slo, "slo": "availability"}, 0.75), ({**slo, "slo": "latency"}, 0.75)]),
+        (f'round({query("Burn rate by alert window", "A")}, 0.0001)', [
+            ({**slo, "slo": "availability"}, 0.25), ({**slo, "slo": "latency"}, 0.25)]),
+        (query("5xx answers that spent the availability budget, by route and status"), [
+            ({"route": "/orders", "status": "500"}, 3 * 144),
+            ({"route": "/orders/{id}", "status": "503"}, 2 * 144)]),
+        (query("Requests that spent the latency budget (slower than the threshold), by route"), [
+            ({"method": "GET", "route": "/orders"}, 50 * 144),
+            ({"method": "GET", "route": "/orders/{id}"}, 0)]),
+    ]
+    test = {
+        "rule_files": ["production.rules.yaml"],
+        "evaluation_interval": "5m",
+        "group_eval_order": ["order-service.slo.ratios", "order-service.slo.budget"],
+        "tests": [{
+            "interval": "10m",
+            "input_series": input_series,
+            "promql_expr_test": [
+                {
+                    "expr": expr,
+                    "eval_time": "1d",
+                    "exp_samples": [
+                        {"labels": "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}",
+                         "value": value}
+                        for labels, value in samples
+                    ],
+                }
+                for expr, samples in cases
+            ],
+        }],
+    }
+    path = tmp_path / "dashboard.test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = rules.promtool("test", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
