@@ -14,8 +14,9 @@ locals {
   github_repo_sub          = "repo:${var.github_repository}"
 
   github_roles = {
-    # terraform plan of infra/aws and reading its outputs, on pull requests and on main.
-    plan = ["${local.github_repo_sub}:pull_request", "${local.github_repo_sub}:ref:refs/heads/main"]
+    # terraform plan of infra/aws and reading its outputs, in deliver.yml on main only:
+    # no pull request job plans, so no pull request branch may take this role.
+    plan = ["${local.github_repo_sub}:ref:refs/heads/main"]
     # terraform apply (and the plan of infra/addons, which reads Helm release
     # Secrets) runs only in jobs bound to the `infrastructure` environment. No
     # other job, a production deploy included, can take this administrator role.
