@@ -19,7 +19,7 @@ ensure_pip pytest pytest
 # The sweep test applies and destroys previews with real terraform against moto's S3,
 # Lambda and IAM, and the sweep script lists and removes state objects with the AWS CLI;
 # the contract tests read infra/aws with python-hcl2.
-"$VENV/bin/python" -c "import moto.server" 2>/dev/null || { log "installing moto[server]"; "$VENV/bin/pip" install -q "moto[server]"; }
+ensure_pip "moto[server]" moto_server
 command -v aws >/dev/null 2>&1 || ensure_pip awscli aws
 ensure_pip python-hcl2 hcl2tojson
 
