@@ -271,9 +271,15 @@ def test_ci_runs_every_check(event):
     assert ran(simulate("ci.yml", event)) == CI_JOBS
 
 
-def test_ci_does_not_run_for_pushes_to_other_branches():
-    # Their pull request runs it instead.
+def test_ci_does_not_run_for_pushes_to_other_branches_or_closed_pull_requests():
+    # A branch's pull request runs it instead; a closed one has nothing left to test.
     assert simulate("ci.yml", push("topic")) == {}
+    assert simulate("ci.yml", pull_request("closed")) == {}
+
+
+def test_other_pull_request_activity_starts_no_preview():
+    assert simulate("preview.yml", pull_request("edited")) == {}
+    assert simulate("preview.yml", push()) == {}
 
 
 @pytest.mark.parametrize("action", ["opened", "synchronize", "reopened"])
