@@ -1,7 +1,11 @@
 //! The real container binary: ports, probes, metrics port, graceful shutdown.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::connections::read_response;
 use crate::support::binary::Service;
 
 fn client() -> reqwest::Client {
@@ -156,4 +160,65 @@ async fn sigterm_drains_without_failing_a_request() {
     let status = service.wait(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}");
     assert!(service.find_line("draining").is_some());
+}
+
+/// The drain window as a load balancer sees it: `/ready` fails from the signal on, while the
+/// API keeps answering 200 on new connections, each answer closing its connection so
+/// keep-alive clients move on; once the window is over, connections are refused.
+#[tokio::test]
+async fn drain_window_serves_the_api_while_ready_fails_then_refuses_connections() {
+    let mut service = Service::start(&[
+        ("SHUTDOWN_DRAIN_SECONDS", "4"),
+        ("SHUTDOWN_GRACE_SECONDS", "10"),
+    ]);
+    let addr = service.api.trim_start_matches("http://").to_owned();
+    let ask = |path: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let mut stream = TcpStream::connect(&addr).await.expect("accepted");
+            let request = format!("GET {path} HTTP/1.1\r\nHost: example\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.expect("sent");
+            read_response(&mut stream).await.to_ascii_lowercase()
+        }
+    };
+    assert!(ask("/ready").await.starts_with("http/1.1 200"));
+
+    service.terminate();
+    let signalled = Instant::now();
+    let deadline = signalled + Duration::from_secs(20);
+    while !ask("/ready").await.starts_with("http/1.1 503") {
+        assert!(Instant::now() < deadline, "/ready never failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The window lasts 4 s from the signal's arrival, which is after `signalled`.
+    let mut served = 0;
+    while signalled.elapsed() < Duration::from_millis(2500) {
+        let head = ask("/orders/1").await;
+        assert!(head.starts_with("http/1.1 200"), "during the drain: {head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        assert!(ask("/ready").await.starts_with("http/1.1 503"));
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        served >= 5,
+        "only {served} requests during the drain window"
+    );
+
+    loop {
+        match TcpStream::connect(&addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Err(e) => panic!("unexpected connect error: {e}"),
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "still accepting after the drain");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(3900),
+        "refused before the drain window ended"
+    );
+    let status = service.wait(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
 }
