@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -45,12 +46,15 @@ impl WriteAuth {
         }
     }
 
-    /// Accepts `Authorization: Bearer <key>` matching any configured key.
-    pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), ApiError> {
+    /// Accepts `Authorization: Bearer <key>` matching any configured key, and names the
+    /// credential the request wrote with.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<WriteAccess, ApiError> {
         let secret_keys = self.secret_keys();
         if self.static_keys.is_empty() && secret_keys.is_empty() {
             return match self.open_without_keys {
-                true => Ok(()),
+                true => Ok(WriteAccess {
+                    credential: OPEN_WRITES.to_owned(),
+                }),
                 false => Err(ApiError::Unauthorized),
             };
         }
@@ -64,7 +68,9 @@ impl WriteAuth {
             matched |= key.expose_secret().as_bytes().ct_eq(presented);
         }
         match bool::from(matched) {
-            true => Ok(()),
+            true => Ok(WriteAccess {
+                credential: credential_id(presented),
+            }),
             false => Err(ApiError::Unauthorized),
         }
     }
@@ -75,15 +81,30 @@ fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
     (scheme.eq_ignore_ascii_case(b"bearer ") && !token.is_empty()).then_some(token)
 }
 
-/// Extractor that admits a request to a write handler.
-pub struct WriteAccess;
+/// The credential of requests admitted without a key (`ENVIRONMENT=local`, no key set).
+const OPEN_WRITES: &str = "open";
+
+/// A stable, non-reversible name for a key: what idempotency keys are scoped by. Never the
+/// key itself, which must not be stored.
+fn credential_id(key: &[u8]) -> String {
+    let digest = Sha256::digest(key);
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("key:{hex}")
+}
+
+/// Extractor that admits a request to a write handler. `credential` names the key it used
+/// (a digest), so that what one client writes (idempotency keys) is kept apart from another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteAccess {
+    pub credential: String,
+}
 
 impl FromRequestParts<AppState> for WriteAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-        state.auth.check(authorization).map(|()| WriteAccess)
+        state.auth.check(authorization)
     }
 }
 
@@ -106,6 +127,16 @@ mod tests {
         assert!(auth.check(Some(b"Basic k1")).is_err());
         assert!(auth.check(Some(b"Bearer ")).is_err());
         assert!(auth.check(None).is_err());
+    }
+
+    #[test]
+    fn each_key_is_its_own_credential() {
+        let auth = WriteAuth::new(keys(&["k1", "k2"]), false);
+        let one = auth.check(Some(b"Bearer k1")).expect("k1");
+        let two = auth.check(Some(b"Bearer k2")).expect("k2");
+        assert_ne!(one, two);
+        assert_eq!(one, auth.check(Some(b"bearer k1")).expect("k1 again"));
+        assert!(!one.credential.contains("k1"));
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct Config {
     pub metrics_port: u16,
     pub store: StoreKind,
     pub seed_sample_data: bool,
+    /// `MEMORY_MAX_ORDERS`: the memory store refuses creates beyond this many orders.
+    pub memory_max_orders: usize,
+    /// `IDEMPOTENCY_TTL_SECONDS`: how long an `Idempotency-Key` replays its first response.
+    pub idempotency_ttl: Duration,
     pub database: DatabaseConfig,
     pub secrets: Option<SecretsConfig>,
     /// `API_KEYS`: bearer keys for writes, merged with the runtime secret's `api_keys`.
@@ -207,6 +211,18 @@ impl Config {
             metrics_port,
             store,
             seed_sample_data: env.bool("SEED_SAMPLE_DATA", seed_default)?,
+            memory_max_orders: env.parse(
+                "MEMORY_MAX_ORDERS",
+                crate::store::DEFAULT_MAX_ORDERS,
+                "a number of orders > 0",
+                |n| *n > 0,
+            )?,
+            idempotency_ttl: Duration::from_secs(env.parse(
+                "IDEMPOTENCY_TTL_SECONDS",
+                crate::store::DEFAULT_IDEMPOTENCY_TTL.as_secs(),
+                "a number of seconds > 0",
+                |s| *s > 0,
+            )?),
             database,
             secrets,
             api_keys: env

@@ -31,6 +31,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("cannot change status from {} to {}", .from.as_str(), .to.as_str())]
     IllegalTransition { from: OrderStatus, to: OrderStatus },
+    #[error("the order has changed since the version named in If-Match; read it again")]
+    PreconditionFailed,
+    #[error("the order store is full; no more orders can be created")]
+    StoreFull,
     #[error("the service is not ready")]
     NotReady,
     #[error("the order store is unavailable, retry later")]
@@ -73,6 +77,8 @@ impl ApiError {
             ApiError::IllegalTransition { .. } | ApiError::IdempotencyMismatch => {
                 StatusCode::CONFLICT
             }
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::NotReady | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +90,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::NotFound("Order not found"),
             StoreError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
+            StoreError::Full { .. } => ApiError::StoreFull,
             StoreError::Unavailable(_) => ApiError::StoreUnavailable(error),
             // A lost compare-and-set is mapped by the handler, which knows the target status.
             StoreError::StatusConflict { .. } | StoreError::Internal(_) => {

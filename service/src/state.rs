@@ -106,7 +106,11 @@ pub async fn build_state_with_aws(
         None => None,
     };
     let store: Arc<dyn OrderStore> = match config.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Memory => Arc::new(
+            MemoryStore::new()
+                .with_max_orders(config.memory_max_orders)
+                .with_idempotency_ttl(config.idempotency_ttl),
+        ),
         StoreKind::Postgres => {
             // DATABASE_URL wins; a URL from the runtime secret is re-read when rejected.
             let (url, refresher) = match (&config.database.url, &secrets) {
@@ -119,7 +123,11 @@ pub async fn build_state_with_aws(
                 ),
                 (None, None) => return Err(StartupError::DatabaseUrlMissing),
             };
-            Arc::new(PostgresStore::connect(&config.database, url, refresher).await?)
+            Arc::new(
+                PostgresStore::connect(&config.database, url, refresher)
+                    .await?
+                    .with_idempotency_ttl(config.idempotency_ttl),
+            )
         }
     };
     if config.seed_sample_data {

@@ -4,11 +4,17 @@ mod memory;
 mod postgres;
 mod sample;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::domain::{NewOrder, Order, OrderStatus};
 
-pub use memory::MemoryStore;
+/// How long an idempotency key is remembered unless configured otherwise.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub use memory::{MemoryStore, DEFAULT_MAX_ORDERS};
 pub use postgres::{PostgresError, PostgresStore};
 pub use sample::sample_orders;
 
@@ -24,6 +30,9 @@ pub enum StoreError {
     StatusConflict { current: OrderStatus },
     #[error("idempotency key was already used for a different request")]
     IdempotencyMismatch,
+    /// The store holds as many orders as it is allowed to (memory store).
+    #[error("the order store is full ({limit} orders)")]
+    Full { limit: usize },
     /// The backend cannot be reached or timed out; the request may be retried.
     #[error("order store unavailable")]
     Unavailable(#[source] BoxError),
@@ -33,15 +42,19 @@ pub enum StoreError {
 }
 
 /// The result of a create: the order, and whether it is the replay of an earlier request.
+/// A replay carries the order as the first response showed it (just created), not as it is
+/// now, so a retry receives exactly the answer it missed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {
-    pub order: Order,
+    pub order: Arc<Order>,
     pub replayed: bool,
 }
 
-/// Idempotency key and the fingerprint of the request it was sent with.
+/// Idempotency key, the credential it belongs to, and the fingerprint of the request it was
+/// sent with. Keys of different credentials never meet: `scope` is part of the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
+    pub scope: String,
     pub key: String,
     pub fingerprint: String,
 }
@@ -55,7 +68,7 @@ pub struct PageRequest {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    pub orders: Vec<Order>,
+    pub orders: Vec<Arc<Order>>,
     /// Where the next page starts, when there is one.
     pub next_after: Option<u64>,
 }
@@ -68,23 +81,26 @@ pub struct StatusChange {
     pub tracking_number: Option<String>,
 }
 
-/// Orders are listed in creation order; ids are the decimal form of a per-store sequence.
+/// Orders are listed in id order, and ids are given in commit order: an order that is not yet
+/// visible always gets a larger id than every visible one, so a cursor never passes it.
+/// Orders are shared (`Arc`): reads hand out the stored value without copying it.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
-    /// Stores a new order. With an idempotency key seen before, returns the first order
-    /// (`replayed`) when the fingerprint matches, and `IdempotencyMismatch` otherwise.
+    /// Stores a new order. With an idempotency key seen before (same scope, not expired),
+    /// returns the first response's order (`replayed`) when the fingerprint matches, and
+    /// `IdempotencyMismatch` otherwise.
     async fn create(
         &self,
         order: NewOrder,
         idempotency: Option<Idempotency>,
     ) -> Result<Created, StoreError>;
 
-    async fn get(&self, id: &str) -> Result<Option<Order>, StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError>;
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError>;
 
     /// Applies `change` atomically; `StatusConflict` when the status is no longer `from`.
-    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Order, StoreError>;
+    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError>;
 
     /// Inserts the given orders, ids included, when the store holds no orders yet.
     async fn seed(&self, orders: Vec<Order>) -> Result<(), StoreError>;

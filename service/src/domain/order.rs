@@ -33,6 +33,28 @@ pub struct Order {
     pub tracking_number: Option<String>,
 }
 
+impl Order {
+    /// The order as the create that made it answered: status and tracking number are the only
+    /// fields that ever change, and they start as PENDING and none. An idempotent replay
+    /// answers with this, so a retry gets the first response, not today's state.
+    pub fn as_created(&self) -> Order {
+        Order {
+            status: OrderStatus::Pending,
+            tracking_number: None,
+            ..self.clone()
+        }
+    }
+
+    /// Strong entity tag of this representation: a digest of its JSON. Any change to what a
+    /// client sees changes the tag.
+    pub fn etag(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&json);
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("\"{hex}\"")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct OrderItem {
     pub product_id: i64,

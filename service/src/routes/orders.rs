@@ -158,8 +158,10 @@ where
     })
 }
 
-/// Creates an order. With `Idempotency-Key`, a retry of the same request returns the first
-/// order (header `Idempotent-Replayed: true`); the same key with another body is a 409.
+/// Creates an order. With `Idempotency-Key`, a retry of the same request by the same
+/// credential within the key's time to live (24 h by default) answers as the first did: 201
+/// and the order as it was created, with `Idempotent-Replayed: true`. The same key with
+/// another body is a 409. Keys of different credentials are independent.
 #[utoipa::path(
     post,
     path = "/orders",
@@ -169,7 +171,9 @@ where
         description = "Makes retries safe: 1 to 255 visible ASCII characters")),
     security(("bearer" = [])),
     responses(
-        (status = 201, body = Order, headers(("location" = String, description = "URL of the order"))),
+        (status = 201, body = Order, headers(
+            ("location" = String, description = "URL of the order"),
+            ("etag" = String, description = "Version of the order, for If-Match"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with another body", body = Problem,
@@ -178,11 +182,13 @@ where
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds its maximum number of orders", body = Problem,
+            content_type = "application/problem+json"),
     )
 )]
 pub async fn create_order(
     State(state): State<AppState>,
-    _write: WriteAccess,
+    write: WriteAccess,
     headers: HeaderMap,
     Json(request): Json<CreateOrderRequest>,
 ) -> Result<Response, ApiError> {
@@ -200,6 +206,7 @@ pub async fn create_order(
     let order = NewOrder::parse(&request.customer_name, items, &request.shipping_address)
         .map_err(ApiError::Validation)?;
     let idempotency = key.map(|key| Idempotency {
+        scope: write.credential,
         key,
         fingerprint: order.fingerprint(),
     });
@@ -207,7 +214,7 @@ pub async fn create_order(
     if !created.replayed {
         state.metrics.orders_created.inc();
     }
-    let mut response = (StatusCode::CREATED, axum::Json(&created.order)).into_response();
+    let mut response = with_etag(&created.order, StatusCode::CREATED);
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", created.order.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -244,7 +251,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     tag = "orders",
     params(("id" = String, Path, description = "Order id")),
     responses(
-        (status = 200, body = Order),
+        (status = 200, body = Order, headers(("etag" = String, description = "Version of the order, for If-Match"))),
         (status = 404, description = "`detail` is \"Order not found\"", body = Problem,
             content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -253,11 +260,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 pub async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Order>, ApiError> {
+) -> Result<Response, ApiError> {
     let order = state.store.get(&id).await?;
     order
-        .map(axum::Json)
+        .map(|order| with_etag(&order, StatusCode::OK))
         .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))
+}
+
+/// The order as JSON with its `ETag`.
+fn with_etag(order: &Order, status: StatusCode) -> Response {
+    let mut response = (status, axum::Json(order)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&order.etag()) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
 }
 
 /// A status change; `tracking_number` may be set with it.
@@ -269,20 +285,29 @@ pub struct UpdateStatusRequest {
 }
 
 /// Moves an order along PENDING → PROCESSING → SHIPPED → DELIVERED, or cancels it while
-/// PENDING or PROCESSING. Any other change is a 409.
+/// PENDING or PROCESSING. Any other change is a 409. Repeating the change that already
+/// happened (the order has the requested status, and the tracking number if one is given)
+/// answers 200 with the order, so a retried PATCH succeeds. With `If-Match`, the change applies
+/// only to that version of the order (its `ETag`), else 412.
 #[utoipa::path(
     patch,
     path = "/orders/{id}",
     tag = "orders",
-    params(("id" = String, Path, description = "Order id")),
+    params(
+        ("id" = String, Path, description = "Order id"),
+        ("If-Match" = Option<String>, Header,
+            description = "ETag of the version the change is meant for, or `*`"),
+    ),
     request_body = UpdateStatusRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Order),
+        (status = 200, body = Order, headers(("etag" = String, description = "Version of the order, for If-Match"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Illegal transition", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 412, description = "The order no longer matches If-Match", body = Problem,
             content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
@@ -294,30 +319,63 @@ pub async fn update_order_status(
     State(state): State<AppState>,
     _write: WriteAccess,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Json(request): Json<UpdateStatusRequest>,
-) -> Result<axum::Json<Order>, ApiError> {
+) -> Result<Response, ApiError> {
     let tracking_number =
         parse_tracking_number(request.tracking_number.as_deref()).map_err(ApiError::Validation)?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let to = request.status;
+    // Statuses only move forward, so each lost compare-and-set means real progress elsewhere;
+    // this bound is never reached in practice.
+    for _ in 0..OrderStatus::ALL.len() {
+        let current = state
+            .store
+            .get(&id)
+            .await?
+            .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
+        if let Some(if_match) = &if_match {
+            if !etag_matches(if_match, &current.etag()) {
+                return Err(ApiError::PreconditionFailed);
+            }
+        }
+        let from = current.status;
+        if from == to && (tracking_number.is_none() || tracking_number == current.tracking_number) {
+            return Ok(with_etag(&current, StatusCode::OK));
+        }
+        if !can_transition(from, to) {
+            return Err(ApiError::IllegalTransition { from, to });
+        }
+        let change = StatusChange {
+            from,
+            to,
+            tracking_number: tracking_number.clone(),
+        };
+        match state.store.set_status(&id, change).await {
+            Ok(order) => return Ok(with_etag(&order, StatusCode::OK)),
+            // Another request changed the status between our read and our write: decide
+            // again on what the order is now.
+            Err(StoreError::StatusConflict { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
     let current = state
         .store
         .get(&id)
         .await?
         .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
-    let (from, to) = (current.status, request.status);
-    if !can_transition(from, to) {
-        return Err(ApiError::IllegalTransition { from, to });
-    }
-    let change = StatusChange {
-        from,
+    Err(ApiError::IllegalTransition {
+        from: current.status,
         to,
-        tracking_number,
-    };
-    match state.store.set_status(&id, change).await {
-        Ok(order) => Ok(axum::Json(order)),
-        // Another request changed the status between our read and our write.
-        Err(StoreError::StatusConflict { current }) => {
-            Err(ApiError::IllegalTransition { from: current, to })
-        }
-        Err(error) => Err(error.into()),
-    }
+    })
+}
+
+/// `If-Match`: `*`, or a list of entity tags compared strongly (a weak tag never matches).
+fn etag_matches(if_match: &str, etag: &str) -> bool {
+    if_match
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate == etag)
 }

@@ -1,41 +1,99 @@
 //! The embedded default store: everything in one process, lost on restart.
+//!
+//! Orders are kept as `Arc<Order>`: a read clones pointers under the lock and the response is
+//! serialised after the lock is released, so a large page costs the other requests little.
+//! The store is bounded: at most `max_orders` orders, and idempotency keys are forgotten after
+//! their time to live (there is at most one key per order, so keys are bounded too).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
 
 use super::{
     id_sequence, to_micros, Created, Idempotency, OrderStore, Page, PageRequest, StatusChange,
-    StoreError,
+    StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
 use crate::domain::{NewOrder, Order};
 
-#[derive(Default)]
+/// Orders a memory store holds unless configured otherwise (`MEMORY_MAX_ORDERS`).
+pub const DEFAULT_MAX_ORDERS: usize = 100_000;
+
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    max_orders: usize,
+    idempotency_ttl: Duration,
 }
+
+/// (credential scope, key)
+type KeyId = (String, String);
 
 #[derive(Default)]
 struct Inner {
-    orders: BTreeMap<u64, Order>,
-    /// Idempotency key → (request fingerprint, order sequence).
-    idempotency: HashMap<String, (String, u64)>,
+    orders: BTreeMap<u64, Arc<Order>>,
+    /// Idempotency key → (request fingerprint, order sequence, when first used).
+    idempotency: HashMap<KeyId, (String, u64, Instant)>,
+    /// Keys in the order they were first used, to forget expired ones cheaply.
+    key_ages: VecDeque<(Instant, KeyId)>,
     last_sequence: u64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_orders: DEFAULT_MAX_ORDERS,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+        }
+    }
+
+    /// At most `max_orders` orders; a create beyond answers `StoreError::Full`.
+    pub fn with_max_orders(mut self, max_orders: usize) -> Self {
+        self.max_orders = max_orders;
+        self
+    }
+
+    /// How long an idempotency key replays its first response.
+    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave an order half-written: every change
-        // below is a single insert or field assignment, so the data stays usable.
+        // below is a single insert or replacement, so the data stays usable.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    /// Forgets keys used longer than `ttl` ago.
+    fn expire_keys(&mut self, ttl: Duration, now: Instant) {
+        while let Some((used, _)) = self.key_ages.front() {
+            if now.duration_since(*used) < ttl {
+                break;
+            }
+            if let Some((_, id)) = self.key_ages.pop_front() {
+                // The same key may have been used again since; keep that newer entry.
+                if self
+                    .idempotency
+                    .get(&id)
+                    .is_some_and(|(_, _, at)| now.duration_since(*at) >= ttl)
+                {
+                    self.idempotency.remove(&id);
+                }
+            }
+        }
     }
 }
 
@@ -46,29 +104,38 @@ impl OrderStore for MemoryStore {
         order: NewOrder,
         idempotency: Option<Idempotency>,
     ) -> Result<Created, StoreError> {
+        let now = Instant::now();
         let mut inner = self.lock();
-        if let Some(Idempotency { key, fingerprint }) = &idempotency {
-            if let Some((first_fingerprint, sequence)) = inner.idempotency.get(key) {
-                if first_fingerprint != fingerprint {
+        inner.expire_keys(self.idempotency_ttl, now);
+        let key_id = idempotency
+            .as_ref()
+            .map(|i| (i.scope.clone(), i.key.clone()));
+        if let (Some(id), Some(idempotency)) = (&key_id, &idempotency) {
+            if let Some((first_fingerprint, sequence, _)) = inner.idempotency.get(id) {
+                if *first_fingerprint != idempotency.fingerprint {
                     return Err(StoreError::IdempotencyMismatch);
                 }
-                let order = inner
-                    .orders
-                    .get(sequence)
-                    .cloned()
-                    .ok_or(StoreError::NotFound)?;
+                let order = inner.orders.get(sequence).ok_or(StoreError::NotFound)?;
                 return Ok(Created {
-                    order,
+                    order: Arc::new(order.as_created()),
                     replayed: true,
                 });
             }
         }
+        if inner.orders.len() >= self.max_orders {
+            return Err(StoreError::Full {
+                limit: self.max_orders,
+            });
+        }
         inner.last_sequence += 1;
         let sequence = inner.last_sequence;
-        let order = order.into_order(sequence.to_string(), to_micros(Utc::now()));
-        inner.orders.insert(sequence, order.clone());
-        if let Some(Idempotency { key, fingerprint }) = idempotency {
-            inner.idempotency.insert(key, (fingerprint, sequence));
+        let order = Arc::new(order.into_order(sequence.to_string(), to_micros(Utc::now())));
+        inner.orders.insert(sequence, Arc::clone(&order));
+        if let (Some(id), Some(idempotency)) = (key_id, idempotency) {
+            inner.key_ages.push_back((now, id.clone()));
+            inner
+                .idempotency
+                .insert(id, (idempotency.fingerprint, sequence, now));
         }
         Ok(Created {
             order,
@@ -76,7 +143,7 @@ impl OrderStore for MemoryStore {
         })
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Order>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError> {
         let Some(sequence) = id_sequence(id) else {
             return Ok(None);
         };
@@ -84,16 +151,18 @@ impl OrderStore for MemoryStore {
     }
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError> {
-        let inner = self.lock();
         let start = page.after.map_or(0, |after| after.saturating_add(1));
-        let mut orders: Vec<Order> = inner
-            .orders
-            .range(start..)
-            .take(page.limit as usize + 1)
-            .map(|(_, order)| order.clone())
-            .collect();
-        let next_after = if orders.len() > page.limit as usize {
-            orders.truncate(page.limit as usize);
+        let limit = page.limit as usize;
+        let mut orders: Vec<Arc<Order>> = Vec::with_capacity(limit + 1);
+        orders.extend(
+            self.lock()
+                .orders
+                .range(start..)
+                .take(limit + 1)
+                .map(|(_, order)| Arc::clone(order)),
+        );
+        let next_after = if orders.len() > limit {
+            orders.truncate(limit);
             orders.last().and_then(|o| id_sequence(&o.id))
         } else {
             None
@@ -101,23 +170,25 @@ impl OrderStore for MemoryStore {
         Ok(Page { orders, next_after })
     }
 
-    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Order, StoreError> {
+    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError> {
         let sequence = id_sequence(id).ok_or(StoreError::NotFound)?;
         let mut inner = self.lock();
-        let order = inner
+        let stored = inner
             .orders
             .get_mut(&sequence)
             .ok_or(StoreError::NotFound)?;
-        if order.status != change.from {
+        if stored.status != change.from {
             return Err(StoreError::StatusConflict {
-                current: order.status,
+                current: stored.status,
             });
         }
+        // Copy on write: readers holding the previous version keep it unchanged.
+        let order = Arc::make_mut(stored);
         order.status = change.to;
         if change.tracking_number.is_some() {
             order.tracking_number = change.tracking_number;
         }
-        Ok(order.clone())
+        Ok(Arc::clone(stored))
     }
 
     async fn seed(&self, orders: Vec<Order>) -> Result<(), StoreError> {
@@ -129,12 +200,105 @@ impl OrderStore for MemoryStore {
             let sequence = id_sequence(&order.id)
                 .ok_or_else(|| StoreError::Internal(format!("bad seed id {}", order.id).into()))?;
             inner.last_sequence = inner.last_sequence.max(sequence);
-            inner.orders.insert(sequence, order);
+            inner.orders.insert(sequence, Arc::new(order));
         }
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ItemInput, OrderStatus};
+
+    fn new_order(name: &str) -> NewOrder {
+        let item = ItemInput {
+            product_id: 1,
+            name: "Lamp".into(),
+            quantity: 1,
+            price: 1.0,
+        };
+        NewOrder::parse(name, vec![item], "1 Main St").expect("valid")
+    }
+
+    #[tokio::test]
+    async fn reads_share_the_stored_order_instead_of_copying_it() {
+        let store = MemoryStore::new();
+        let created = store.create(new_order("Ada"), None).await.expect("create");
+        let read = store
+            .get(&created.order.id)
+            .await
+            .expect("get")
+            .expect("exists");
+        let page = store
+            .list(PageRequest {
+                limit: 10,
+                after: None,
+            })
+            .await
+            .expect("list");
+        assert!(Arc::ptr_eq(&created.order, &read));
+        assert!(Arc::ptr_eq(&read, &page.orders[0]));
+        // A change does not alter what an earlier reader holds.
+        let change = StatusChange {
+            from: OrderStatus::Pending,
+            to: OrderStatus::Processing,
+            tracking_number: None,
+        };
+        let changed = store.set_status(&read.id, change).await.expect("change");
+        assert_eq!(read.status, OrderStatus::Pending);
+        assert_eq!(changed.status, OrderStatus::Processing);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_new_orders_but_still_replays() {
+        let store = MemoryStore::new().with_max_orders(2);
+        let key = |key: &str| {
+            Some(Idempotency {
+                scope: "client".into(),
+                key: key.into(),
+                fingerprint: new_order("A").fingerprint(),
+            })
+        };
+        store
+            .create(new_order("A"), key("k1"))
+            .await
+            .expect("first");
+        store.create(new_order("B"), None).await.expect("second");
+        let full = store.create(new_order("C"), None).await;
+        assert!(
+            matches!(full, Err(StoreError::Full { limit: 2 })),
+            "{full:?}"
+        );
+        let replay = store
+            .create(new_order("A"), key("k1"))
+            .await
+            .expect("replay");
+        assert!(replay.replayed);
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_forgotten() {
+        let store = MemoryStore::new().with_idempotency_ttl(Duration::from_millis(50));
+        let key = Some(Idempotency {
+            scope: "client".into(),
+            key: "k".into(),
+            fingerprint: new_order("A").fingerprint(),
+        });
+        store
+            .create(new_order("A"), key.clone())
+            .await
+            .expect("first");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // Another create expires the key and its entry is gone.
+        store.create(new_order("B"), None).await.expect("other");
+        assert!(store.lock().idempotency.is_empty());
+        assert!(store.lock().key_ages.is_empty());
+        let again = store.create(new_order("A"), key).await.expect("again");
+        assert!(!again.replayed);
     }
 }

@@ -19,7 +19,7 @@ use sqlx::{Connection, Row};
 
 use super::{
     id_sequence, to_micros, Created, CredentialRefresher, Idempotency, OrderStore, Page,
-    PageRequest, StatusChange, StoreError,
+    PageRequest, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
 use crate::config::DatabaseConfig;
 use crate::domain::{Money, NewOrder, Order, OrderItem, OrderStatus};
@@ -69,6 +69,7 @@ pub struct PostgresStore {
     schema: String,
     statement_timeout: Duration,
     rotation: Option<Rotation>,
+    idempotency_ttl: Duration,
 }
 
 /// Where fresh credentials come from when the database rejects the current ones.
@@ -116,6 +117,7 @@ impl PostgresStore {
                 refresher,
                 last_attempt: tokio::sync::Mutex::new(None),
             }),
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
         };
         store.prepare_schema().await?;
         Ok(store)
@@ -161,6 +163,12 @@ impl PostgresStore {
         // Closing ends the session and with it the advisory lock.
         let _ = conn.close().await;
         Ok(())
+    }
+
+    /// How long an idempotency key replays its first response.
+    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl;
+        self
     }
 
     /// The connection pool, for checks outside the store's operations.
@@ -232,8 +240,8 @@ impl PostgresStore {
                       UNNEST($5::bigint[], $6::text[], $7::int[], $8::numeric[]) WITH ORDINALITY
                           AS item (product_id, name, quantity, price, position)
              ), new_key AS (
-                 INSERT INTO idempotency_keys (key, fingerprint, order_seq)
-                 SELECT $9, $10, new_order.seq FROM new_order WHERE $9::text IS NOT NULL
+                 INSERT INTO idempotency_keys (scope, key, fingerprint, order_seq)
+                 SELECT $12, $9, $10, new_order.seq FROM new_order WHERE $9::text IS NOT NULL
              )
              SELECT seq FROM new_order",
         )
@@ -248,18 +256,33 @@ impl PostgresStore {
         .bind(idempotency.map(|i| &i.key))
         .bind(idempotency.map(|i| &i.fingerprint))
         .bind(CREATE_LOCK_CLASS)
+        .bind(idempotency.map(|i| &i.scope))
         .fetch_one(&self.pool)
         .await
     }
 
-    /// The order a key was first used for, when the fingerprint matches.
+    /// Deletes keys older than the time to live, so they neither replay nor pile up. Runs
+    /// before a create with a key; the index on `created_at` keeps it cheap.
+    async fn expire_keys(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval")
+            .bind(interval(self.idempotency_ttl))
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// The first response for a key, when the fingerprint matches: the order as created.
     async fn replay(&self, idempotency: &Idempotency) -> Result<Created, StoreError> {
-        let first: Option<(String, i64)> =
-            sqlx::query_as("SELECT fingerprint, order_seq FROM idempotency_keys WHERE key = $1")
-                .bind(&idempotency.key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+        let first: Option<(String, i64)> = sqlx::query_as(
+            "SELECT fingerprint, order_seq FROM idempotency_keys
+             WHERE scope = $1 AND key = $2 AND created_at >= now() - $3::interval",
+        )
+        .bind(&idempotency.scope)
+        .bind(&idempotency.key)
+        .bind(interval(self.idempotency_ttl))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
         let (fingerprint, seq) = first.ok_or_else(|| {
             StoreError::Internal("idempotency key vanished after a conflict".into())
         })?;
@@ -268,7 +291,7 @@ impl PostgresStore {
         }
         let order = self.fetch(seq).await?.ok_or(StoreError::NotFound)?;
         Ok(Created {
-            order,
+            order: Arc::new(order.as_created()),
             replayed: true,
         })
     }
@@ -338,7 +361,8 @@ impl PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        let mut orders = orders_from_rows(&rows)?;
+        let mut orders: Vec<Arc<Order>> =
+            orders_from_rows(&rows)?.into_iter().map(Arc::new).collect();
         let next_after = if orders.len() > page.limit as usize {
             orders.truncate(page.limit as usize);
             orders.last().and_then(|o| id_sequence(&o.id))
@@ -417,9 +441,14 @@ impl OrderStore for PostgresStore {
         idempotency: Option<Idempotency>,
     ) -> Result<Created, StoreError> {
         let order_date = to_micros(Utc::now());
+        if idempotency.is_some() {
+            if let Err(error) = self.expire_keys().await {
+                return self.checked(Err(classify(error))).await;
+            }
+        }
         let result = match self.insert(&order, order_date, idempotency.as_ref()).await {
             Ok(seq) => Ok(Created {
-                order: order.into_order(seq.to_string(), order_date),
+                order: Arc::new(order.into_order(seq.to_string(), order_date)),
                 replayed: false,
             }),
             // The key was committed by another request first: answer as it did.
@@ -432,11 +461,11 @@ impl OrderStore for PostgresStore {
         self.checked(result).await
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Order>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError> {
         let Some(seq) = id_sequence(id).and_then(|s| i64::try_from(s).ok()) else {
             return Ok(None);
         };
-        let result = self.fetch(seq).await;
+        let result = self.fetch(seq).await.map(|order| order.map(Arc::new));
         self.checked(result).await
     }
 
@@ -445,11 +474,11 @@ impl OrderStore for PostgresStore {
         self.checked(result).await
     }
 
-    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Order, StoreError> {
+    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError> {
         let seq = id_sequence(id)
             .and_then(|s| i64::try_from(s).ok())
             .ok_or(StoreError::NotFound)?;
-        let result = self.try_set_status(seq, &change).await;
+        let result = self.try_set_status(seq, &change).await.map(Arc::new);
         self.checked(result).await
     }
 
@@ -597,6 +626,11 @@ fn orders_from_rows(rows: &[PgRow]) -> Result<Vec<Order>, StoreError> {
         }
     }
     Ok(orders)
+}
+
+/// A duration as a PostgreSQL interval literal.
+fn interval(duration: Duration) -> String {
+    format!("{} milliseconds", duration.as_millis())
 }
 
 fn money(value: Decimal) -> Result<Money, StoreError> {

@@ -49,16 +49,21 @@ async fn migrations_applied_twice_change_nothing() {
         .await
         .expect("create")
         .order
-        .id;
+        .id
+        .clone();
     let second = db.store("public").await;
     assert_eq!(
-        second.get(&id).await.expect("get").map(|o| o.customer_name),
+        second
+            .get(&id)
+            .await
+            .expect("get")
+            .map(|o| o.customer_name.clone()),
         Some("Before".to_owned())
     );
     let applied = db
         .column("SELECT version::text FROM _sqlx_migrations WHERE success")
         .await;
-    assert_eq!(applied, ["1"]);
+    assert_eq!(applied, ["1", "2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,7 +92,8 @@ async fn concurrent_starters_all_migrate_one_fresh_schema() {
         .await
         .expect("create")
         .order
-        .id;
+        .id
+        .clone();
     for store in &stores {
         assert!(store.get(&id).await.expect("get").is_some());
     }
@@ -132,6 +138,7 @@ async fn one_idempotency_key_creates_one_order_under_concurrency() {
             let (store, order) = (Arc::clone(&store), order.clone());
             tokio::spawn(async move {
                 let idempotency = Idempotency {
+                    scope: "client-a".into(),
                     key: "same-key".into(),
                     fingerprint: order.fingerprint(),
                 };
@@ -144,7 +151,7 @@ async fn one_idempotency_key_creates_one_order_under_concurrency() {
     for create in creates {
         let created = create.await.expect("task").expect("create or replay");
         fresh += usize::from(!created.replayed);
-        ids.push(created.order.id);
+        ids.push(created.order.id.clone());
     }
     assert_eq!(fresh, 1, "exactly one request created the order");
     ids.dedup();
@@ -162,7 +169,8 @@ async fn racing_status_changes_have_exactly_one_winner() {
             .await
             .expect("create")
             .order
-            .id;
+            .id
+            .clone();
         let change = |to| {
             let (store, id) = (Arc::clone(&store), id.clone());
             tokio::spawn(async move {
@@ -287,7 +295,8 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
         .await
         .expect("create")
         .order
-        .id;
+        .id
+        .clone();
 
     // The secret rotates: the old password stops working and open sessions end.
     db.execute(
@@ -306,7 +315,10 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
             Err(other) => panic!("{other:?} after {failures:?}"),
         }
     };
-    assert_eq!(order.map(|o| o.customer_name), Some("Rotation".to_owned()));
+    assert_eq!(
+        order.map(|o| o.customer_name.clone()),
+        Some("Rotation".to_owned())
+    );
     assert!(!failures.is_empty(), "the old password was rejected first");
     assert_eq!(rotated.calls.load(Ordering::SeqCst), 1, "{failures:?}");
 }
@@ -683,7 +695,13 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
             writers.push(tokio::spawn(async move {
                 for n in 0..each {
                     let order = new_order(&format!("{prefix} {task}-{n}"));
-                    let id = store.create(order, None).await.expect("create").order.id;
+                    let id = store
+                        .create(order, None)
+                        .await
+                        .expect("create")
+                        .order
+                        .id
+                        .clone();
                     created.lock().expect("lock").push(id);
                 }
             }));
@@ -728,4 +746,37 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
         seen, created,
         "the pager must see each order once, in id order"
     );
+}
+
+/// Two clients (or one client and its retry) asking for the same change at the same moment
+/// both get 200: the change they asked for happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_identical_patches_both_answer_200() {
+    let db = TestDb::new().await;
+    let url = db.url();
+    let app = router(support::state_with(&[("STORE", "postgres"), ("DATABASE_URL", &url)]).await);
+    for round in 0..5 {
+        let body = support::new_order(&format!("Twin {round}"));
+        let created = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
+        let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+        let patches: Vec<_> = (0..4)
+            .map(|_| {
+                let (app, path) = (app.clone(), path.clone());
+                let body = json!({"status": "PROCESSING"});
+                tokio::spawn(async move {
+                    send(&app, request(Method::PATCH, &path, &[], Some(&body))).await
+                })
+            })
+            .collect();
+        for patch in patches {
+            let reply = patch.await.expect("task");
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{:?}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            assert_eq!(reply.json()["status"], "PROCESSING");
+        }
+    }
 }

@@ -495,3 +495,152 @@ async fn idempotency_key_pattern_is_declared_and_enforced() {
         }
     }
 }
+
+#[tokio::test]
+async fn patch_honours_if_match_and_repeats_answer_200() {
+    let app = local_app().await;
+    // Order 3 is PENDING.
+    let read = get(&app, "/orders/3").await;
+    let etag = read.header("etag").expect("GET carries an ETag").to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let send_patch = |if_match: Option<&str>, body: Value| {
+        let if_match = if_match.map(str::to_owned);
+        let app = app.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                if_match.iter().map(|v| ("if-match", v.as_str())).collect();
+            send(
+                &app,
+                request(Method::PATCH, "/orders/3", &headers, Some(&body)),
+            )
+            .await
+        }
+    };
+    let processing = send_patch(Some(&etag), json!({"status": "PROCESSING"})).await;
+    assert_eq!(processing.status, StatusCode::OK);
+    let new_etag = processing
+        .header("etag")
+        .expect("PATCH carries an ETag")
+        .to_owned();
+    assert_ne!(new_etag, etag);
+    assert_eq!(
+        get(&app, "/orders/3").await.header("etag"),
+        Some(new_etag.as_str())
+    );
+
+    // The same change again (a retry whose first answer was lost): 200 and the order.
+    let repeat = send_patch(None, json!({"status": "PROCESSING"})).await;
+    assert_eq!(repeat.status, StatusCode::OK);
+    assert_eq!(repeat.json(), processing.json());
+    // A stale version is refused before anything is decided, even for a repeat.
+    let stale = send_patch(Some(&etag), json!({"status": "SHIPPED"})).await;
+    let problem = stale.problem(StatusCode::PRECONDITION_FAILED);
+    assert!(problem["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("If-Match")));
+    assert_eq!(get(&app, "/orders/3").await.json()["status"], "PROCESSING");
+    // A weak tag never matches; `*` and a list containing the current tag do.
+    let weak = format!("W/{new_etag}");
+    send_patch(Some(&weak), json!({"status": "SHIPPED"}))
+        .await
+        .problem(StatusCode::PRECONDITION_FAILED);
+    let list = format!("\"other\", {new_etag}");
+    let shipped = send_patch(
+        Some(&list),
+        json!({"status": "SHIPPED", "tracking_number": "TRK-9"}),
+    )
+    .await;
+    assert_eq!(shipped.status, StatusCode::OK);
+    // Repeating with the tracking number it already has is the same change ...
+    let repeat = send_patch(
+        Some("*"),
+        json!({"status": "SHIPPED", "tracking_number": "TRK-9"}),
+    )
+    .await;
+    assert_eq!(repeat.status, StatusCode::OK);
+    // ... another tracking number is a different change, which SHIPPED → SHIPPED is not.
+    let other = send_patch(
+        None,
+        json!({"status": "SHIPPED", "tracking_number": "TRK-10"}),
+    )
+    .await;
+    other.problem(StatusCode::CONFLICT);
+    send_patch(Some("*"), json!({"status": "PROCESSING"}))
+        .await
+        .problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_the_credential_and_replay_the_first_answer() {
+    let app = router(state_with(&[("ENVIRONMENT", "staging"), ("API_KEYS", "k-one,k-two")]).await);
+    let post = |auth: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let headers = [("authorization", auth), ("idempotency-key", "order-42")];
+            send(
+                &app,
+                request(Method::POST, "/orders", &headers, Some(&body)),
+            )
+            .await
+        }
+    };
+    let one = post("Bearer k-one", new_order("Client One")).await;
+    let two = post("Bearer k-two", new_order("Client Two")).await;
+    assert_eq!(
+        (one.status, two.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_ne!(
+        one.json()["id"],
+        two.json()["id"],
+        "two clients, two orders"
+    );
+    assert_eq!(two.header("idempotent-replayed"), None);
+
+    // The order moves on; a retry still gets the first answer, byte for byte.
+    let path = one.header("location").expect("location").to_owned();
+    let headers = [("authorization", "Bearer k-one")];
+    let change = json!({"status": "PROCESSING"});
+    let changed = send(&app, request(Method::PATCH, &path, &headers, Some(&change))).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    let retry = post("Bearer k-one", new_order("Client One")).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, one.body);
+    assert_eq!(retry.header("location"), Some(path.as_str()));
+}
+
+#[tokio::test]
+async fn a_full_memory_store_answers_a_clear_problem() {
+    let app = router(state_with(&[("MEMORY_MAX_ORDERS", "4")]).await);
+    let post = |name: &str| {
+        let (app, body) = (app.clone(), new_order(name));
+        async move { send(&app, request(Method::POST, "/orders", &[], Some(&body))).await }
+    };
+    // Three sample orders and one more fill it.
+    assert_eq!(post("Fourth").await.status, StatusCode::CREATED);
+    let full = post("Fifth").await;
+    let problem = full.problem(StatusCode::INSUFFICIENT_STORAGE);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("full")),
+        "{problem}"
+    );
+    // Reads and status changes go on.
+    assert_eq!(
+        get(&app, "/orders?limit=500")
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    let change = json!({"status": "PROCESSING"});
+    let reply = send(
+        &app,
+        request(Method::PATCH, "/orders/3", &[], Some(&change)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}

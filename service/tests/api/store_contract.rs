@@ -14,7 +14,9 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(&order_service::store::MemoryStore::new()).await;
+                    let store = order_service::store::MemoryStore::new()
+                        .with_idempotency_ttl(super::KEY_TTL);
+                    super::$case(&store).await;
                 }
             )*
         }
@@ -23,7 +25,8 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $case() {
                     let db = crate::support::postgres::TestDb::new().await;
-                    super::$case(&db.store("public").await).await;
+                    let store = db.store("public").await.with_idempotency_ttl(super::KEY_TTL);
+                    super::$case(&store).await;
                 }
             )*
         }
@@ -41,7 +44,13 @@ contract!(
     seeding_keeps_ids_and_order_and_new_ids_follow,
     seeding_leaves_a_store_with_orders_alone,
     ping_answers,
+    a_replay_answers_the_order_as_first_created,
+    idempotency_keys_are_scoped_per_credential,
+    an_expired_key_creates_a_new_order,
 );
+
+/// Idempotency keys of the contract stores live this long.
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub fn new_order(customer: &str) -> NewOrder {
     NewOrder::parse(
@@ -67,6 +76,7 @@ fn item(product_id: i64, name: &str, quantity: u32, price: f64) -> ItemInput {
 
 fn key(key: &str, order: &NewOrder) -> Option<Idempotency> {
     Some(Idempotency {
+        scope: "client-a".into(),
         key: key.to_owned(),
         fingerprint: order.fingerprint(),
     })
@@ -98,7 +108,8 @@ async fn ids_are_ascending_digit_strings(store: &dyn OrderStore) {
             .await
             .expect("create")
             .order
-            .id;
+            .id
+            .clone();
         assert!(id.bytes().all(|b| b.is_ascii_digit()), "{id}");
         let sequence: u64 = id.parse().expect("digits");
         assert!(sequence > previous, "{sequence} after {previous}");
@@ -113,7 +124,7 @@ async fn lists_pages_in_creation_order(store: &dyn OrderStore) {
             .create(new_order(&format!("Customer {n}")), None)
             .await
             .expect("create");
-        ids.push(created.order.id);
+        ids.push(created.order.id.clone());
     }
     let mut seen = Vec::new();
     let mut page = first_page(2);
@@ -174,6 +185,7 @@ async fn a_key_reused_for_another_request_is_rejected(store: &dyn OrderStore) {
         .create(
             other.clone(),
             Some(Idempotency {
+                scope: "client-a".into(),
                 key: "key-2".into(),
                 fingerprint: other.fingerprint(),
             }),
@@ -193,7 +205,8 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
         .await
         .expect("create")
         .order
-        .id;
+        .id
+        .clone();
     let change = |from, to, tracking: Option<&str>| StatusChange {
         from,
         to,
@@ -274,7 +287,8 @@ async fn seeding_keeps_ids_and_order_and_new_ids_follow(store: &dyn OrderStore) 
     // Seeding again changes nothing.
     store.seed(samples.clone()).await.expect("seed again");
     let listed = store.list(first_page(10)).await.expect("list");
-    assert_eq!(listed.orders, samples);
+    let listed_orders: Vec<_> = listed.orders.iter().map(|o| (**o).clone()).collect();
+    assert_eq!(listed_orders, samples);
     let ids: Vec<&str> = listed.orders.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids, ["1", "2", "3"]);
     let next = store
@@ -298,4 +312,80 @@ async fn seeding_leaves_a_store_with_orders_alone(store: &dyn OrderStore) {
 
 async fn ping_answers(store: &dyn OrderStore) {
     store.ping().await.expect("ping");
+}
+
+async fn a_replay_answers_the_order_as_first_created(store: &dyn OrderStore) {
+    let order = new_order("Replay Rita");
+    let first = store
+        .create(order.clone(), key("key-3", &order))
+        .await
+        .expect("first");
+    let change = StatusChange {
+        from: OrderStatus::Pending,
+        to: OrderStatus::Processing,
+        tracking_number: Some("TRACK-1".into()),
+    };
+    let changed = store
+        .set_status(&first.order.id, change)
+        .await
+        .expect("change");
+    assert_eq!(changed.status, OrderStatus::Processing);
+    let retry = store
+        .create(order.clone(), key("key-3", &order))
+        .await
+        .expect("retry");
+    assert!(retry.replayed);
+    // The first response, not today's order.
+    assert_eq!(retry.order, first.order);
+    assert_eq!(retry.order.status, OrderStatus::Pending);
+    assert_eq!(retry.order.tracking_number, None);
+}
+
+async fn idempotency_keys_are_scoped_per_credential(store: &dyn OrderStore) {
+    let scoped = |scope: &str, order: &NewOrder| {
+        Some(Idempotency {
+            scope: scope.into(),
+            key: "shared-key".into(),
+            fingerprint: order.fingerprint(),
+        })
+    };
+    let (a, b) = (new_order("Client A"), new_order("Client B"));
+    let first_a = store.create(a.clone(), scoped("a", &a)).await.expect("a");
+    // Another credential with the same key and another body: its own order, no conflict.
+    let first_b = store.create(b.clone(), scoped("b", &b)).await.expect("b");
+    assert!(!first_b.replayed);
+    assert_ne!(first_a.order.id, first_b.order.id);
+    let retry_a = store
+        .create(a.clone(), scoped("a", &a))
+        .await
+        .expect("a again");
+    let retry_b = store
+        .create(b.clone(), scoped("b", &b))
+        .await
+        .expect("b again");
+    assert!(retry_a.replayed && retry_b.replayed);
+    assert_eq!(retry_a.order.id, first_a.order.id);
+    assert_eq!(retry_b.order.id, first_b.order.id);
+}
+
+async fn an_expired_key_creates_a_new_order(store: &dyn OrderStore) {
+    let order = new_order("Late Larry");
+    let first = store
+        .create(order.clone(), key("key-4", &order))
+        .await
+        .expect("first");
+    tokio::time::sleep(KEY_TTL + std::time::Duration::from_millis(300)).await;
+    let late = store
+        .create(order.clone(), key("key-4", &order))
+        .await
+        .expect("after expiry");
+    assert!(!late.replayed);
+    assert_ne!(late.order.id, first.order.id);
+    // And the new use of the key replays from now on.
+    let retry = store
+        .create(order.clone(), key("key-4", &order))
+        .await
+        .expect("retry");
+    assert!(retry.replayed);
+    assert_eq!(retry.order.id, late.order.id);
 }
