@@ -3,7 +3,9 @@
 //! Parsing is hand-written on purpose: each bad value must stop start-up with exactly one
 //! line naming the variable and what it accepts, and secret values must never be echoed.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -60,8 +62,11 @@ pub struct SecretsConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `ENVIRONMENT`: shown in the welcome message; `local` opens writes when no key is set.
+    /// `ENVIRONMENT`: shown in the welcome message (`local` when unset). Only an explicit
+    /// `ENVIRONMENT=local` opens writes when no key is set.
     pub environment: String,
+    /// Whether `ENVIRONMENT` was set, rather than defaulted to `local`.
+    pub environment_explicit: bool,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
     pub enable_metrics: bool,
@@ -106,14 +111,62 @@ impl Config {
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
-            Err(e) => return Err(ConfigError::new("(.env file)", e.to_string())),
+            Err(e) => return Err(ConfigError::new(".env", dotenv_problem(&e))),
         }
-        Self::from_vars(&std::env::vars().collect())
+        Self::from_os_vars(std::env::vars_os())
+    }
+
+    /// Parses variables as the OS hands them over. A value that is not UTF-8 stops start-up
+    /// naming the variable when the service reads it, and is ignored otherwise.
+    pub fn from_os_vars(
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Self, ConfigError> {
+        let mut text = HashMap::new();
+        let mut not_utf8 = HashSet::new();
+        for (name, value) in vars {
+            // A name that is not UTF-8 cannot be one the service reads.
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => {
+                    text.insert(name, value);
+                }
+                Err(_) => {
+                    not_utf8.insert(name);
+                }
+            }
+        }
+        Self::from_parts(&text, &not_utf8)
     }
 
     /// Parses a given set of variables: what tests and `check-config` use.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let env = Env(vars);
+        Self::from_parts(vars, &HashSet::new())
+    }
+
+    fn from_parts(
+        vars: &HashMap<String, String>,
+        not_utf8: &HashSet<String>,
+    ) -> Result<Self, ConfigError> {
+        let env = Env {
+            vars,
+            not_utf8,
+            unreadable: Cell::new(None),
+        };
+        let result = Self::read(&env);
+        // The unreadable variable is the first problem to report: the others may follow from it.
+        match env.unreadable.get() {
+            Some(var) => Err(ConfigError::new(
+                var,
+                "the value is not valid UTF-8 (not shown)",
+            )),
+            None => result,
+        }
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let environment_explicit = env.optional("ENVIRONMENT").is_some();
         let environment = env.string("ENVIRONMENT", "local");
         if environment.is_empty()
             || !environment
@@ -260,13 +313,15 @@ impl Config {
                 )?,
             },
             environment,
+            environment_explicit,
         };
         Ok(config)
     }
 
-    /// Writes are open without a key only on a developer's machine.
+    /// Writes are open without a key only on a developer's machine, and only when it says so:
+    /// a deployment that forgot `ENVIRONMENT` must not accept anonymous writes.
     pub fn is_local(&self) -> bool {
-        self.environment == "local"
+        self.environment == "local" && self.environment_explicit
     }
 }
 
@@ -286,22 +341,52 @@ fn is_sql_identifier(s: &str) -> bool {
         && s.len() <= 63
 }
 
-/// Typed access to a variable map; empty values count as unset.
-struct Env<'a>(&'a HashMap<String, String>);
+/// What went wrong in `.env`, without quoting it: the parser's own message repeats the whole
+/// line, which may hold a password.
+fn dotenv_problem(error: &dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, index) => {
+            // The parser does not say which line; find it in ./.env when that is the file.
+            let number = std::fs::read_to_string(".env").ok().and_then(|text| {
+                text.lines()
+                    .position(|l| l.trim_end() == line.trim_end())
+                    .map(|n| n + 1)
+            });
+            let place = number.map_or(String::new(), |n| format!("line {n}, "));
+            format!(
+                "cannot parse {place}character {}; the line is not shown, it may hold a secret",
+                index + 1
+            )
+        }
+        dotenvy::Error::Io(e) => format!("cannot be read: {}", e.kind()),
+        _ => "cannot be loaded (a value is not valid UTF-8)".to_owned(),
+    }
+}
+
+/// Typed access to a variable map; empty values count as unset. A variable whose value is
+/// not UTF-8 reads as unset and is remembered, so that start-up stops naming it.
+struct Env<'a> {
+    vars: &'a HashMap<String, String>,
+    not_utf8: &'a HashSet<String>,
+    unreadable: Cell<Option<&'static str>>,
+}
 
 impl Env<'_> {
-    fn optional(&self, var: &str) -> Option<String> {
-        self.0
+    fn optional(&self, var: &'static str) -> Option<String> {
+        if self.not_utf8.contains(var) && self.unreadable.get().is_none() {
+            self.unreadable.set(Some(var));
+        }
+        self.vars
             .get(var)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     }
 
-    fn string(&self, var: &str, default: &str) -> String {
+    fn string(&self, var: &'static str, default: &str) -> String {
         self.optional(var).unwrap_or_else(|| default.to_owned())
     }
 
-    fn secret(&self, var: &str) -> Option<SecretString> {
+    fn secret(&self, var: &'static str) -> Option<SecretString> {
         self.optional(var).map(SecretString::from)
     }
 
@@ -394,6 +479,43 @@ mod tests {
             );
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn only_an_explicit_local_environment_opens_writes() {
+        let unset = parse(&[]).expect("valid");
+        assert_eq!(unset.environment, "local");
+        assert!(
+            !unset.is_local(),
+            "a forgotten ENVIRONMENT must not open writes"
+        );
+        assert!(parse(&[("ENVIRONMENT", "local")])
+            .expect("valid")
+            .is_local());
+        assert!(!parse(&[("ENVIRONMENT", "staging")])
+            .expect("valid")
+            .is_local());
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_named_not_a_panic() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b's', 0xff, b'x']);
+        let err = Config::from_os_vars([
+            ("AWS_SECRET_NAME".into(), bad.clone()),
+            ("SECRETS_MANAGER_ENABLED".into(), "true".into()),
+        ])
+        .expect_err("unreadable secret name");
+        assert_eq!(err.var, "AWS_SECRET_NAME");
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        // Variables the service does not read may hold anything.
+        let config = Config::from_os_vars([
+            ("UNRELATED".into(), bad.clone()),
+            (OsString::from_vec(vec![0xfe]), bad),
+            ("ENVIRONMENT".into(), "staging".into()),
+        ])
+        .expect("valid");
+        assert_eq!(config.environment, "staging");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Integration tests, compiled into one binary.
 
 mod binary;
+mod config;
 mod connections;
 mod postgres;
 mod router;

@@ -15,11 +15,14 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 /// State built exactly as the shells build it, from the given variables.
+/// Unless the test says otherwise, it plays a developer's machine (`ENVIRONMENT=local`).
 pub async fn state_with(vars: &[(&str, &str)]) -> AppState {
-    let vars: HashMap<String, String> = vars
+    let mut vars: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    vars.entry("ENVIRONMENT".into())
+        .or_insert_with(|| "local".into());
     let config = Config::from_vars(&vars).expect("test config is valid");
     build_state(config, Target::Container)
         .await

@@ -24,6 +24,8 @@ impl Service {
             .env("PORT", "0")
             .env("METRICS_PORT", "0")
             .env("LOG_FORMAT", "json")
+            // A developer's machine unless the test says otherwise.
+            .env("ENVIRONMENT", "local")
             .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
