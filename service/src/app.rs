@@ -19,7 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
-use crate::error::{problem, problem_for_bare_errors, ErrorCause};
+use crate::error::{panic_response, problem, problem_for_bare_errors, ErrorCause};
 use crate::metrics::{self, UNMATCHED_ROUTE};
 use crate::routes;
 use crate::state::AppState;
@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
     let inner = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), refresh_stale_secret))
         .layer(from_fn(problem_for_bare_errors))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
@@ -112,7 +112,7 @@ fn overloaded_response(max: usize, error: &BoxError) -> axum::response::Response
         );
         response
             .extensions_mut()
-            .insert(ErrorCause(error.to_string()));
+            .insert(ErrorCause::from_error(error.as_ref()));
         return response;
     }
     let mut response = problem(
@@ -124,7 +124,7 @@ fn overloaded_response(max: usize, error: &BoxError) -> axum::response::Response
         header::RETRY_AFTER,
         HeaderValue::from_static(RETRY_AFTER_SECONDS),
     );
-    response.extensions_mut().insert(ErrorCause(format!(
+    response.extensions_mut().insert(ErrorCause::new(format!(
         "load shed: {max} requests already in flight"
     )));
     response
@@ -145,7 +145,12 @@ impl<B> MakeSpan<B> for AccessSpan {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        tracing::info_span!("request", method = %request.method(), route, request_id)
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route,
+            request_id
+        )
     }
 }
 
@@ -158,11 +163,15 @@ impl<B> OnResponse<B> for AccessLog {
     fn on_response(self, response: &Response<B>, latency: Duration, _span: &Span) {
         let status = response.status().as_u16();
         let latency_ms = latency.as_secs_f64() * 1000.0;
-        match response.extensions().get::<ErrorCause>() {
-            Some(ErrorCause(cause)) => {
-                tracing::error!(status, latency_ms, cause = %cause, "request failed")
-            }
-            None => tracing::info!(status, latency_ms, "request"),
+        // Every server error at ERROR with what caused it; the client saw a generic problem.
+        if response.status().is_server_error() {
+            let cause = response
+                .extensions()
+                .get::<ErrorCause>()
+                .map_or("no cause recorded", |c| c.0.as_str());
+            tracing::error!(status, latency_ms, cause, "request failed");
+        } else {
+            tracing::info!(status, latency_ms, "request");
         }
     }
 }

@@ -65,6 +65,47 @@ pub struct Problem {
 #[derive(Debug, Clone)]
 pub struct ErrorCause(pub String);
 
+impl ErrorCause {
+    /// `error` and each of its sources, joined by ": ", with any URL credentials masked (a
+    /// driver error may quote a connection string).
+    pub fn from_error(error: &dyn std::error::Error) -> Self {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::new(text)
+    }
+
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(redact_url_credentials(&text.into()))
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://***@host`, wherever it appears.
+fn redact_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"')
+            .unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***");
+                rest = &after[userinfo_end..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -134,6 +175,10 @@ fn data_error(text: &str, root: &str) -> ValidationErrors {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // Taken before `self` is consumed: the whole source chain, for the log only.
+        let cause = status
+            .is_server_error()
+            .then(|| ErrorCause::from_error(&self));
         let (detail, errors) = match self {
             ApiError::Validation(ValidationErrors(errors)) => {
                 let detail = errors
@@ -144,10 +189,6 @@ impl IntoResponse for ApiError {
                 (detail, errors)
             }
             other => (other.to_string(), Vec::new()),
-        };
-        let cause = match status.is_server_error() {
-            true => Some(ErrorCause(detail.clone())),
-            false => None,
         };
         let mut response = problem(status, detail, errors);
         if status == StatusCode::UNAUTHORIZED {
@@ -210,7 +251,14 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         StatusCode::INTERNAL_SERVER_ERROR => "internal error",
         _ => status.canonical_reason().unwrap_or("error"),
     };
-    let (parts, _) = response.into_parts();
+    let (mut parts, _) = response.into_parts();
+    if status.is_server_error() && parts.extensions.get::<ErrorCause>().is_none() {
+        let cause = match status {
+            StatusCode::GATEWAY_TIMEOUT => "timed out: no answer within REQUEST_TIMEOUT_MS",
+            _ => "no cause recorded by the layer that answered",
+        };
+        parts.extensions.insert(ErrorCause::new(cause));
+    }
     let mut replacement = problem(status, detail.to_owned(), Vec::new());
     // Keep headers such as `Allow` on 405, and the request id.
     for (name, value) in &parts.headers {
@@ -222,4 +270,44 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     }
     *replacement.extensions_mut() = parts.extensions;
     replacement
+}
+
+/// The answer to a handler that panicked: a plain 500 problem, the panic message kept for
+/// the access log.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a payload that is not text".to_owned());
+    let mut response = problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+        Vec::new(),
+    );
+    response
+        .extensions_mut()
+        .insert(ErrorCause::new(format!("panic: {message}")));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_keep_their_chain_and_lose_url_credentials() {
+        let io = std::io::Error::other("connect to postgres://app:s3cret@db:5432/orders refused");
+        let store = StoreError::Unavailable(Box::new(io));
+        let cause = ErrorCause::from_error(&ApiError::StoreUnavailable(store)).0;
+        assert_eq!(
+            cause,
+            "the order store is unavailable, retry later: order store unavailable: \
+             connect to postgres://***@db:5432/orders refused"
+        );
+        assert_eq!(
+            redact_url_credentials("a http://h/x@y b postgres://u@h c"),
+            "a http://h/x@y b postgres://***@h c"
+        );
+    }
 }

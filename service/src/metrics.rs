@@ -8,6 +8,7 @@ pub mod emf;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
@@ -130,7 +131,7 @@ impl Metrics {
 /// Counts and times every request by method, route template and status.
 pub async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let metrics = &state.metrics;
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -141,13 +142,30 @@ pub async fn track_http(State(state): State<AppState>, request: Request, next: N
     let response = next.run(request).await;
     metrics
         .http_request_duration
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(started.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .with_label_values(&[&method, &route, response.status().as_str()])
+        .with_label_values(&[method, &route, response.status().as_str()])
         .inc();
     response
+}
+
+/// The `method` label: the standard methods by name, anything a client made up as `OTHER`,
+/// so neither Prometheus nor CloudWatch (through EMF) grows a series per invented method.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Keeps the in-flight gauge right even when a request future is dropped mid-way.

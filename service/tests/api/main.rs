@@ -3,6 +3,7 @@
 mod binary;
 mod config;
 mod connections;
+mod observability;
 mod postgres;
 mod router;
 mod secrets;
