@@ -23,6 +23,7 @@ use crate::error::{panic_response, problem, problem_for_bare_errors, ErrorCause}
 use crate::metrics::{self, UNMATCHED_ROUTE};
 use crate::routes;
 use crate::state::AppState;
+use crate::telemetry::TraceContext;
 
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     // access log and the metrics. Each stack lists its layers outermost first.
     let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(from_fn(trace_context))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(AccessSpan)
@@ -145,13 +147,34 @@ impl<B> MakeSpan<B> for AccessSpan {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
+        let trace_id = request
+            .extensions()
+            .get::<TraceContext>()
+            .map_or("", |t| t.trace_id.as_str());
         tracing::info_span!(
             "request",
             method = %request.method(),
             route,
-            request_id
+            request_id,
+            trace_id
         )
     }
+}
+
+/// Joins the caller's trace (or starts one) and names it in the response, so a client can
+/// quote the id that every log line of its request carries.
+async fn trace_context(
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let context = TraceContext::from_headers(request.headers());
+    let header = HeaderValue::from_str(&context.response_header());
+    request.extensions_mut().insert(context);
+    let mut response = next.run(request).await;
+    if let Ok(header) = header {
+        response.headers_mut().insert("traceresponse", header);
+    }
+    response
 }
 
 /// The access-log line: status and latency (method, route and request id come from the

@@ -102,10 +102,169 @@ fn filter(level: tracing::Level) -> EnvFilter {
     filter
 }
 
+/// The trace a request belongs to, taken from W3C `traceparent`, else from the
+/// `X-Amzn-Trace-Id` that ALB, API Gateway and Lambda add, else started here. Every log line of
+/// the request carries `trace_id`; the response returns it in `traceresponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits (W3C form; an X-Ray root `1-5759e988-bd86…` is its digits).
+    pub trace_id: String,
+    /// This service's span in the trace: 16 lowercase hex digits.
+    pub span_id: String,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (trace_id, sampled) = header("traceparent")
+            .and_then(parse_traceparent)
+            .or_else(|| header("x-amzn-trace-id").and_then(parse_xray))
+            .unwrap_or_else(|| (random_hex(32), false));
+        Self {
+            trace_id,
+            span_id: random_hex(16),
+            sampled,
+        }
+    }
+
+    /// `traceresponse` (W3C Trace Context level 2): version, trace id, our span, flags.
+    pub fn response_header(&self) -> String {
+        format!(
+            "00-{}-{}-{}",
+            self.trace_id,
+            self.span_id,
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+
+    /// The same trace in X-Ray's notation, `1-<8 hex>-<24 hex>`.
+    pub fn xray_root(&self) -> String {
+        format!("1-{}-{}", &self.trace_id[..8], &self.trace_id[8..])
+    }
+}
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`; later versions may append fields.
+/// All-zero ids and version `ff` are invalid, and an invalid header is ignored (W3C).
+fn parse_traceparent(value: &str) -> Option<(String, bool)> {
+    let mut fields = value.trim().split('-');
+    let (version, trace, parent, flags) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let valid = is_lower_hex(version, 2)
+        && version != "ff"
+        && (version != "00" || fields.next().is_none())
+        && is_lower_hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && is_lower_hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && is_lower_hex(flags, 2);
+    let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
+    valid.then(|| (trace.to_owned(), sampled))
+}
+
+/// `Root=1-<8 hex>-<24 hex>;Parent=…;Sampled=1` (fields in any order; `Self=` from ALB too).
+fn parse_xray(value: &str) -> Option<(String, bool)> {
+    let field = |name: &str| {
+        value.split(';').find_map(|f| {
+            let (key, val) = f.trim().split_once('=')?;
+            key.eq_ignore_ascii_case(name).then_some(val)
+        })
+    };
+    let root = field("Root")?;
+    let (time, random) = root.strip_prefix("1-")?.split_once('-')?;
+    let (time, random) = (time.to_ascii_lowercase(), random.to_ascii_lowercase());
+    let valid = is_lower_hex(&time, 8) && is_lower_hex(&random, 24);
+    valid.then(|| (format!("{time}{random}"), field("Sampled") == Some("1")))
+}
+
+fn random_hex(len: usize) -> String {
+    let mut hex = uuid::Uuid::new_v4().simple().to_string();
+    hex.truncate(len);
+    hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tracing::Level;
+
+    fn context(headers: &[(&str, &str)]) -> TraceContext {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        TraceContext::from_headers(&map)
+    }
+
+    #[test]
+    fn traceparent_wins_over_the_load_balancers_trace() {
+        let ctx = context(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            ),
+        ]);
+        assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(ctx.sampled);
+        assert!(is_lower_hex(&ctx.span_id, 16) && ctx.span_id != "00f067aa0ba902b7");
+        let response = ctx.response_header();
+        assert!(
+            response.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{response}"
+        );
+        assert!(response.ends_with("-01"), "{response}");
+    }
+
+    #[test]
+    fn xray_header_gives_the_same_trace_in_w3c_form() {
+        let ctx = context(&[(
+            "x-amzn-trace-id",
+            "Self=1-67891234-12456789abcdef012345678;Root=1-5759E988-BD862E3FE1BE46A994272793;Sampled=1",
+        )]);
+        assert_eq!(ctx.trace_id, "5759e988bd862e3fe1be46a994272793");
+        assert_eq!(ctx.xray_root(), "1-5759e988-bd862e3fe1be46a994272793");
+        assert!(ctx.sampled);
+    }
+
+    #[test]
+    fn invalid_or_missing_context_starts_a_new_trace() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let ctx = context(&[("traceparent", bad)]);
+            assert_ne!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
+            assert!(is_lower_hex(&ctx.trace_id, 32), "{bad}");
+        }
+        let fresh = context(&[]);
+        assert!(is_lower_hex(&fresh.trace_id, 32) && !fresh.sampled);
+        assert_ne!(fresh.trace_id, context(&[]).trace_id);
+        // A later version may carry more fields.
+        let future = context(&[(
+            "traceparent",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever",
+        )]);
+        assert_eq!(future.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
 
     #[test]
     fn lambda_logging_configuration_wins_when_set() {

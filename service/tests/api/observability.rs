@@ -216,3 +216,45 @@ async fn unknown_methods_share_one_metric_label() {
         "{lines:?}"
     );
 }
+
+/// A caller's W3C trace, or the X-Ray trace a load balancer added, is the `trace_id` of the
+/// request's log lines, and comes back in `traceresponse`.
+#[tokio::test]
+async fn the_callers_trace_id_is_in_the_access_log_and_the_response() {
+    let service = Service::start(&[]);
+    let http = reqwest::Client::new();
+    for (header, value, trace_id) in [
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "0af7651916cd43dd8448eb211c80319c",
+        ),
+        (
+            "x-amzn-trace-id",
+            "Root=1-6720e1a7-9c1e3c4f2b7a8d6e5f403122;Sampled=0",
+            "6720e1a79c1e3c4f2b7a8d6e5f403122",
+        ),
+    ] {
+        let reply = http
+            .get(service.url("/orders/1"))
+            .header(header, value)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(reply.status(), 200);
+        let traceresponse = reply
+            .headers()
+            .get("traceresponse")
+            .and_then(|v| v.to_str().ok())
+            .expect("traceresponse header");
+        assert!(
+            traceresponse.starts_with(&format!("00-{trace_id}-")),
+            "{traceresponse}"
+        );
+        let line = wait_for_line(&service, trace_id).await;
+        let line: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
+        assert_eq!(line["span"]["route"], "/orders/{id}", "{line}");
+        assert_eq!(line["status"], 200, "{line}");
+    }
+}
