@@ -106,6 +106,9 @@ Values left null are not rendered, so the binary's default applies.
   (list "BODY_LIMIT_BYTES" $c.bodyLimitBytes)
   (list "SHUTDOWN_DRAIN_SECONDS" .Values.shutdown.drainSeconds)
   (list "SHUTDOWN_GRACE_SECONDS" .Values.shutdown.graceSeconds)
+  (list "HEADER_READ_TIMEOUT_MS" .Values.connections.headerReadTimeoutMs)
+  (list "KEEP_ALIVE_TIMEOUT_SECONDS" .Values.connections.keepAliveTimeoutSeconds)
+  (list "MAX_IN_FLIGHT_REQUESTS" .Values.connections.maxInFlightRequests)
 }}
 {{- if $sm.enabled }}
 {{- $vars = append $vars (list "AWS_SECRET_NAME" $sm.secretName) }}
@@ -134,6 +137,9 @@ Refuse values that would deploy something broken; the schema cannot express cros
 {{- $budget := add $v.shutdown.drainSeconds $v.shutdown.graceSeconds }}
 {{- if le (int $v.terminationGracePeriodSeconds) (int $budget) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed shutdown.drainSeconds + shutdown.graceSeconds (%v), or the kubelet kills the pod mid-drain" $v.terminationGracePeriodSeconds $budget) }}
+{{- end }}
+{{- if le (int $v.connections.keepAliveTimeoutSeconds) (int $v.connections.loadBalancerIdleTimeoutSeconds) }}
+{{- fail (printf "connections.keepAliveTimeoutSeconds (%v) must exceed connections.loadBalancerIdleTimeoutSeconds (%v): a pod that closes idle connections first turns the ALB's reuse of them into 502s" $v.connections.keepAliveTimeoutSeconds $v.connections.loadBalancerIdleTimeoutSeconds) }}
 {{- end }}
 {{- if eq (int $v.ports.http) (int $v.ports.metrics) }}
 {{- fail "ports.http and ports.metrics must differ: /metrics is never served on the API port" }}
