@@ -58,6 +58,8 @@ pub struct SecretsConfig {
     pub secret_name: String,
     pub region: Option<String>,
     pub refresh_interval: Duration,
+    /// `SECRETS_TIMEOUT_MS`: the longest one Secrets Manager call may take, retries included.
+    pub call_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +250,7 @@ impl Config {
                     "a number of seconds > 0",
                     |s| *s > 0,
                 )?),
+                call_timeout: env.millis("SECRETS_TIMEOUT_MS", 3_000)?,
             })
         } else {
             None

@@ -34,6 +34,9 @@ pub enum SecretsError {
     /// code when there is one (`ResourceNotFoundException: …`).
     #[error("cannot fetch secret {name}: {reason}")]
     Fetch { name: String, reason: String },
+    /// Secrets Manager did not answer in time; retried like any failed fetch.
+    #[error("cannot fetch secret {name}: no answer within {} ms (SECRETS_TIMEOUT_MS)", .timeout.as_millis())]
+    TimedOut { name: String, timeout: Duration },
     #[error("cannot load secret {name} after {attempts} attempts: {reason}")]
     GaveUp {
         name: String,
@@ -114,6 +117,7 @@ pub struct SecretsLoader {
     client: Client,
     secret_name: String,
     refresh_interval: Duration,
+    call_timeout: Duration,
     mode: RefreshMode,
     auth: Arc<WriteAuth>,
     metrics: Arc<Metrics>,
@@ -141,6 +145,7 @@ impl SecretsLoader {
             client,
             secret_name: config.secret_name.clone(),
             refresh_interval: config.refresh_interval,
+            call_timeout: config.call_timeout,
             mode,
             auth,
             metrics,
@@ -157,14 +162,24 @@ impl SecretsLoader {
         loop {
             match loader.refresh().await {
                 Ok(()) => break,
-                Err(SecretsError::Fetch { reason, .. }) if attempt >= attempts => {
+                Err(error @ (SecretsError::Fetch { .. } | SecretsError::TimedOut { .. }))
+                    if attempt >= attempts =>
+                {
+                    let reason = match error {
+                        SecretsError::TimedOut { timeout, .. } => format!(
+                            "no answer within {} ms (SECRETS_TIMEOUT_MS)",
+                            timeout.as_millis()
+                        ),
+                        SecretsError::Fetch { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
                     return Err(SecretsError::GaveUp {
                         name: loader.secret_name.clone(),
                         attempts,
                         reason,
                     });
                 }
-                Err(SecretsError::Fetch { .. }) => {}
+                Err(SecretsError::Fetch { .. } | SecretsError::TimedOut { .. }) => {}
                 // A malformed secret will not fix itself within seconds.
                 Err(error) => return Err(error),
             }
@@ -208,7 +223,16 @@ impl SecretsLoader {
             return lock(&self.last_outcome).clone();
         }
         *lock(&self.last_attempt) = Some(Instant::now());
-        let outcome = self.fetch().await.map(|(secret, version)| {
+        // Bounded: a stalled endpoint must not hold a request (the Lambda refreshes inside
+        // one) or the single-flight lock for ever. On timeout the last good value stays.
+        let fetched = match tokio::time::timeout(self.call_timeout, self.fetch()).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err(SecretsError::TimedOut {
+                name: self.secret_name.clone(),
+                timeout: self.call_timeout,
+            }),
+        };
+        let outcome = fetched.map(|(secret, version)| {
             self.apply(secret, version);
         });
         if let Err(error) = &outcome {

@@ -529,3 +529,141 @@ async fn binary_loads_the_secret_and_logs_no_value() {
     assert!(logs.contains("runtime secret loaded"), "{logs}");
     assert_no_secret_values(&logs);
 }
+
+/// A TCP endpoint that forwards to `upstream` until `stall` is set, then accepts
+/// connections and never answers (a black-holed Secrets Manager endpoint).
+struct StallingProxy {
+    endpoint: String,
+    stall: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: &str) -> StallingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stall);
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(client); // accepted, never read, never answered
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        StallingProxy {
+            endpoint,
+            stall,
+            task,
+        }
+    }
+
+    fn stall(&self) {
+        self.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn config_with_timeout(secret_name: &str, timeout_ms: &str) -> Config {
+    let vars: HashMap<String, String> = [
+        ("ENVIRONMENT", "staging"),
+        ("SECRETS_MANAGER_ENABLED", "true"),
+        ("AWS_SECRET_NAME", secret_name),
+        ("AWS_REGION", "us-east-1"),
+        ("SECRETS_TIMEOUT_MS", timeout_ms),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Config::from_vars(&vars).expect("test config is valid")
+}
+
+/// Every Secrets Manager call is bounded: a refresh against an endpoint that accepts and never
+/// answers gives up after SECRETS_TIMEOUT_MS, releases the single-flight lock, and the last
+/// good secret keeps serving (also on the Lambda, where the refresh runs inside a request).
+#[tokio::test]
+async fn a_stalled_endpoint_times_out_and_the_last_good_secret_stays() {
+    let moto = Moto::start().await;
+    moto.create_secret("app/stall", &rds_secret(&[KEY_ALPHA]))
+        .await;
+    let proxy = StallingProxy::start(&moto.endpoint).await;
+    let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
+    let mut config = config_with_timeout("app/stall", "500");
+    if let Some(secrets) = config.secrets.as_mut() {
+        secrets.refresh_interval = Duration::from_millis(200);
+    }
+    let state = build_state_with_aws(config, Target::Lambda, Some(aws))
+        .await
+        .expect("loads through the proxy");
+    let app = router(state.clone());
+    let secrets = state.secrets.clone().expect("secrets enabled");
+
+    proxy.stall();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The Lambda refreshes inside this request: it must still be answered, promptly, with the
+    // last good keys.
+    let started = Instant::now();
+    assert_eq!(
+        create_order(&app, Some(KEY_ALPHA)).await,
+        StatusCode::CREATED
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let started = Instant::now();
+    let error = secrets.refresh().await.expect_err("stalled");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        error.to_string().contains("no answer within 500 ms"),
+        "{error}"
+    );
+    assert!(secrets.has_value() && secrets.database_url().is_some());
+    assert!(counter(&state, "error") >= 2);
+    assert_eq!(get(&app, "/ready").await.status, 200);
+}
+
+#[tokio::test]
+async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
+    let moto = Moto::start().await;
+    let proxy = StallingProxy::start(&moto.endpoint).await;
+    proxy.stall();
+    let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
+    let started = Instant::now();
+    let error = build_state_with_aws(
+        config_with_timeout("app/never", "300"),
+        Target::Container,
+        Some(aws),
+    )
+    .await
+    .err()
+    .expect("cannot start without the secret")
+    .to_string();
+    // Five attempts of 300 ms and the back-off between them.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("after 5 attempts") && error.contains("no answer within 300 ms"),
+        "{error}"
+    );
+}

@@ -79,13 +79,7 @@ impl Moto {
 
     /// SDK settings pointing at this emulator, with dummy credentials, in-process.
     pub async fn sdk_config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .http_client(order_service::secrets::http_client())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .endpoint_url(&self.endpoint)
-            .load()
-            .await
+        sdk_config_for(&self.endpoint).await
     }
 
     pub async fn client(&self) -> Client {
@@ -154,4 +148,16 @@ fn moto_server() -> PathBuf {
             .find(|path| path.is_file())
     });
     on_path.unwrap_or_else(|| panic!("{INSTALL_HINT}"))
+}
+
+/// SDK settings pointing at any endpoint (an emulator, or a proxy in front of one), with
+/// dummy credentials, in-process.
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(order_service::secrets::http_client())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
 }
