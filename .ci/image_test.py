@@ -93,9 +93,10 @@ def cache_source(target, workdir):
     known = {
         f"{IMAGE_CARGO_HOME}/registry": CARGO_HOME / "registry",
         f"{IMAGE_CARGO_HOME}/git": CARGO_HOME / "git",
-        # Its own target dir: the build below uses other profile settings than the repository's
-        # release builds (see CHEAP_RELEASE), and compiles the workspace from other paths.
-        f"{workdir.rstrip('/')}/target": ROOT / "target" / "image",
+        # With the Dockerfile's profile, the repository's target dir, where `cargo build
+        # --release` has built the same dependencies; otherwise one of its own, so the
+        # cheaper settings (CHEAP_RELEASE) never replace the repository's release builds.
+        f"{workdir.rstrip('/')}/target": ROOT / "target" if EXACT else ROOT / "target" / "image",
     }
     return known.get(target.rstrip("/"))
 
@@ -104,6 +105,7 @@ def cache_source(target, workdir):
 # than the whole rest of the test command; what this test checks (the context, the lock file,
 # the command and its paths, the binary as the image runs it) does not depend on optimisation.
 # IMAGE_PROFILE=exact builds with the Dockerfile's profile unchanged.
+EXACT = os.environ.get("IMAGE_PROFILE") == "exact"
 CHEAP_RELEASE = {
     "CARGO_PROFILE_RELEASE_OPT_LEVEL": "0",
     "CARGO_PROFILE_RELEASE_LTO": "false",
@@ -134,7 +136,7 @@ def build_stage(ctx, out, stage_name, base, instructions):
     env = {"PATH": f"{IMAGE_CARGO_HOME}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "CARGO_HOME": IMAGE_CARGO_HOME, "RUSTUP_HOME": IMAGE_RUSTUP_HOME,
            "HOME": "/root", "CARGO_NET_OFFLINE": "true", "CARGO_TERM_COLOR": "never"}
-    if os.environ.get("IMAGE_PROFILE") != "exact":
+    if not EXACT:
         env.update(CHEAP_RELEASE)
     binds = []
     commands = []
@@ -184,7 +186,7 @@ def build_stage(ctx, out, stage_name, base, instructions):
     ]
     for k, v in env.items():
         args += ["--setenv", k, v]
-    profile = "the Dockerfile's" if os.environ.get("IMAGE_PROFILE") == "exact" else "opt-level 0, no LTO"
+    profile = "the release profile" if EXACT else "opt-level 0, no LTO"
     print(f"build stage {stage_name} (offline, context at {workdir}, {profile}): {script}", flush=True)
     # /out receives the root of the stage's filesystem as far as the final stage needs it.
     return subprocess.run(args + ["/bin/sh", "-euc", script + ' && cp -a "$@" /out/', "sh", *COPIED_FROM_BUILD]).returncode == 0
