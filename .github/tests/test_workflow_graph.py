@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workflow_graph import (  # noqa: E402
+    Concurrency,
     Evaluator,
     Parser,
     dispatch,
@@ -259,6 +260,68 @@ def test_a_failure_stops_everything_downstream(failing, skipped):
 def test_a_cancelled_deliver_run_deploys_nothing():
     results = simulate("deliver.yml", workflow_run("ci", "success"), cancelled=True)
     assert not (ran(results) & DEPLOYS)
+
+
+# --- deliver.yml across several runs: concurrency groups and approvals -------------------
+
+REVIEWED = {"production", "infrastructure"}  # environments with required reviewers (PIPELINES.md)
+
+
+def runs() -> Concurrency:
+    return Concurrency(Evaluator(WORKFLOWS, variables=VARIABLES), reviewed=REVIEWED)
+
+
+def test_a_production_approval_never_holds_back_staging():
+    sim = runs()
+    first = sim.start(WORKFLOWS / "deliver.yml", workflow_run("ci", "success"))
+    assert sim.state(first, "production/deploy") == "waiting"
+    second = sim.start(WORKFLOWS / "deliver.yml", workflow_run("ci", "success"))
+    third = sim.start(WORKFLOWS / "deliver.yml", workflow_run("ci", "success"))
+    # Every newer commit reaches staging while the first waits for its reviewer.
+    assert sim.state(second, "staging/deploy") == "success"
+    assert sim.state(third, "staging/deploy") == "success"
+    # Production: one waits for approval, the newest queues, the one in between is superseded.
+    assert sim.state(second, "production/deploy") == "cancelled"
+    assert sim.state(third, "production/deploy") == "pending"
+    sim.approve(first, "production/deploy")
+    assert sim.state(first, "production/deploy") == "success"
+    assert sim.state(third, "production/deploy") == "waiting"
+
+
+def test_a_manual_apply_is_never_replaced_by_later_deliveries():
+    sim = runs()
+    waiting = sim.start(WORKFLOWS / "deliver.yml", workflow_run("ci", "success"))  # holds a production approval
+    apply = sim.start(WORKFLOWS / "deliver.yml", dispatch(apply=True))
+    assert sim.state(apply, "apply") == "waiting"
+    later = [sim.start(WORKFLOWS / "deliver.yml", workflow_run("ci", "success")) for _ in range(2)]
+    assert sim.state(apply, "apply") == "waiting", "a later run replaced the pending apply"
+    assert all(sim.state(run, "staging/deploy") == "success" for run in later)
+    # A second apply does not replace the first either: both wait for their reviewers.
+    second_apply = sim.start(WORKFLOWS / "deliver.yml", dispatch(apply=True))
+    assert sim.state(apply, "apply") == "waiting" and sim.state(second_apply, "apply") == "waiting"
+    sim.approve(apply, "apply")
+    assert sim.state(apply, "settings") == "success"
+    assert sim.state(apply, "staging/deploy") == "success"
+    assert sim.state(waiting, "production/deploy") == "waiting"
+
+
+def test_the_concurrency_model_follows_githubs_pending_rule(tmp_path):
+    # One in progress, one pending; a newer arrival cancels the pending one.
+    path = write(
+        tmp_path,
+        "w.yml",
+        """
+        on: push
+        concurrency: {group: one, cancel-in-progress: false}
+        jobs:
+          gated: {runs-on: x, environment: production, steps: []}
+        """,
+    )
+    sim = Concurrency(Evaluator(tmp_path), reviewed={"production"})
+    a, b, c = (sim.start(path, push()) for _ in range(3))
+    assert [sim.runs[r].state for r in (a, b, c)] == ["running", "cancelled", "pending"]
+    sim.approve(a, "gated")
+    assert sim.runs[a].state == "done" and sim.state(c, "gated") == "waiting"
 
 
 # --- ci.yml, preview.yml, preview-sweep.yml ------------------------------------------------

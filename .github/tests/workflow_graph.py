@@ -504,6 +504,9 @@ class JobRun:
     result: str  # success | failure | skipped
     environment: str | None = None
     outputs: dict = field(default_factory=dict)
+    deps: list[str] = field(default_factory=list)  # keys of the jobs it waits for
+    group: str | None = None  # its concurrency group, rendered
+    cancel_in_progress: bool = False
 
 
 def _needs(job: dict) -> list[str]:
@@ -598,9 +601,13 @@ class Evaluator:
                 continue
             if "uses" in job:
                 called = self._call(job, context, event, name)
-                results.update({f"{job_id}/{k}": v for k, v in called.items()})
+                for key, sub in called.items():
+                    # Inside: its own needs; outside: whatever the calling job needs.
+                    sub.deps = [f"{job_id}/{d}" for d in sub.deps] + _needs(job)
+                    results[f"{job_id}/{key}"] = sub
                 failed = any(r.result == "failure" for r in called.values()) or name in self.fail
-                results[job_id] = JobRun(name, "failure" if failed else "success")
+                inner = [f"{job_id}/{k}" for k, r in called.items() if r.result != "skipped"]
+                results[job_id] = JobRun(name, "failure" if failed else "success", deps=inner)
                 continue
             env = job.get("environment")
             env = env.get("name") if isinstance(env, dict) else env
@@ -608,8 +615,19 @@ class Evaluator:
             result = "failure" if name in self.fail else "success"
             # Step outputs are not simulated: a job that ran offers a placeholder value.
             outputs = {k: f"<{name}.{k}>" if result == "success" else "" for k in job.get("outputs", {})}
-            results[job_id] = JobRun(name, result, env, outputs)
+            group, cancel = _concurrency(job.get("concurrency"), context)
+            results[job_id] = JobRun(name, result, env, outputs, _needs(job), group, cancel)
         return results
+
+    def workflow_group(self, path: Path, event: Event) -> tuple[str | None, bool]:
+        """The rendered workflow-level concurrency group of a run, and cancel-in-progress."""
+        doc = load(path)
+        on = doc["on"] if isinstance(doc["on"], dict) else {}
+        inputs = {}
+        if event.name == "workflow_dispatch":
+            inputs = _input_defaults((on.get("workflow_dispatch") or {}).get("inputs"), event.inputs)
+        context = {"github": event.github(), "inputs": inputs, "vars": self.variables}
+        return _concurrency(doc.get("concurrency"), context)
 
     def _call(self, job: dict, context: dict, event: Event, name: str) -> dict[str, JobRun]:
         uses = job["uses"]
@@ -626,6 +644,168 @@ class Evaluator:
             raise ExpressionError(f"{name}: required inputs of {uses} not given: {missing}")
         inputs = _input_defaults(spec, given)
         return {k: v for k, v in self._jobs(called, event, inputs, prefix=f"{name}/").items()}
+
+
+def _concurrency(spec, context: dict) -> tuple[str | None, bool]:
+    if not spec:
+        return None, False
+    if isinstance(spec, str):
+        return to_string(render(spec, context)), False
+    cancel = render(spec.get("cancel-in-progress", False), context)
+    return to_string(render(spec["group"], context)), truthy(cancel)
+
+
+# --- concurrency across runs -------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    key: str
+    run: JobRun
+    state: str = "queued"  # queued | pending | waiting (approval) | success | cancelled | skipped
+
+
+@dataclass
+class _Run:
+    number: int
+    name: str
+    jobs: dict[str, _Job]
+    group: str | None
+    cancel_in_progress: bool
+    state: str = "pending"  # pending | running | done | cancelled
+
+
+class Concurrency:
+    """Several runs of workflows side by side, under GitHub's concurrency rules.
+
+    In a group, at most one run (workflow-level group) or job (job-level group) is in
+    progress and at most one waits: a newer arrival cancels the pending one, and with
+    cancel-in-progress also the one in progress. A job bound to an environment with
+    required reviewers stops at `waiting` until approve() and keeps its group meanwhile.
+    Jobs take no time otherwise, so only approvals hold anything up. A job whose
+    dependency was cancelled or skipped is skipped (every workflow here asks for success).
+    """
+
+    def __init__(self, evaluator: Evaluator, reviewed: set[str]):
+        self.evaluator = evaluator
+        self.reviewed = reviewed
+        self.runs: list[_Run] = []
+        self.holders: dict[str, object] = {}
+        self.pending: dict[str, object] = {}
+
+    def start(self, path: Path, event: Event) -> int:
+        results = self.evaluator.run(path, event)
+        jobs = {k: _Job(k, r) for k, r in results.items() if r.result != "skipped"}
+        group, cancel = self.evaluator.workflow_group(path, event)
+        run = _Run(len(self.runs), Path(path).name, jobs, group, cancel)
+        self.runs.append(run)
+        if group:
+            self._arrive(group, run, cancel)
+        else:
+            run.state = "running"
+        self.settle()
+        return run.number
+
+    def state(self, run: int, key: str) -> str:
+        return self.runs[run].jobs[key].state if key in self.runs[run].jobs else "not run"
+
+    def approve(self, run: int, key: str) -> None:
+        job = self.runs[run].jobs[key]
+        assert job.state == "waiting", f"run {run} {key} is {job.state}, not waiting for approval"
+        job.state = "approved"
+        self.settle()
+
+    def _arrive(self, group: str, item, cancel: bool) -> None:
+        if cancel:
+            for other in (self.pending.get(group), self.holders.get(group)):
+                if other is not None:
+                    self._cancel(other)
+        holder = self.holders.get(group)
+        if holder is None:
+            self.holders[group] = item
+            self._set(item, "running")
+            return
+        older = self.pending.get(group)
+        if older is not None:
+            self._cancel(older)
+        self.pending[group] = item
+        self._set(item, "pending")
+
+    def _set(self, item, state: str) -> None:
+        if isinstance(item, _Run):
+            item.state = state
+        elif state == "running":
+            item.state = "queued" if item.state == "pending" else item.state
+        else:
+            item.state = state
+
+    def _release(self, group: str | None, item) -> None:
+        if group and self.holders.get(group) is item:
+            del self.holders[group]
+            waiting = self.pending.pop(group, None)
+            if waiting is not None:
+                self.holders[group] = waiting
+                self._set(waiting, "running")
+
+    def _cancel(self, item) -> None:
+        if isinstance(item, _Run):
+            item.state = "cancelled"
+            for job in item.jobs.values():
+                if job.state not in ("success",):
+                    job.state = "cancelled"
+                    self._drop(job)
+            self._drop_run(item)
+        else:
+            item.state = "cancelled"
+            self._drop(item)
+
+    def _drop(self, job: _Job) -> None:
+        group = job.run.group
+        if group and self.pending.get(group) is job:
+            del self.pending[group]
+        self._release(group, job)
+
+    def _drop_run(self, run: _Run) -> None:
+        if run.group and self.pending.get(run.group) is run:
+            del self.pending[run.group]
+        self._release(run.group, run)
+
+    def settle(self) -> None:
+        progress = True
+        while progress:
+            progress = False
+            for run in self.runs:
+                if run.state != "running":
+                    continue
+                for job in run.jobs.values():
+                    if self._step(run, job):
+                        progress = True
+                if all(j.state in ("success", "cancelled", "skipped") for j in run.jobs.values()):
+                    run.state = "done"
+                    self._release(run.group, run)
+                    progress = True
+
+    def _step(self, run: _Run, job: _Job) -> bool:
+        if job.state not in ("queued", "approved"):
+            return False
+        deps = [run.jobs[d] for d in job.run.deps if d in run.jobs]
+        if any(d.state in ("cancelled", "skipped") for d in deps):
+            job.state = "skipped"
+            self._drop(job)
+            return True
+        if not all(d.state == "success" for d in deps):
+            return False
+        group = job.run.group
+        if group and self.holders.get(group) is not job:
+            self._arrive(group, job, job.run.cancel_in_progress)
+            if self.holders.get(group) is not job:
+                return True
+        if job.run.environment in self.reviewed and job.state != "approved":
+            job.state = "waiting"
+            return True
+        job.state = "success"
+        self._release(group, job)
+        return True
 
 
 def ran(results: dict[str, JobRun]) -> set[str]:
