@@ -8,18 +8,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::response::Response;
-use http::header::HeaderValue;
+use http::header::{HeaderValue, LINK, LOCATION};
 use http::uri::{PathAndQuery, Uri};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use order_service::metrics::emf::{EmfExporter, NAMESPACE};
 use order_service::metrics::Metrics;
 use order_service::{router, AppState};
-use tower::{Service, ServiceBuilder};
+use tower::{Service, ServiceExt};
 
 /// `router(state)` as the Lambda serves it: request paths without the API Gateway stage, the
-/// Lambda request id as `x-request-id` when the client sent none, and the metrics of each
-/// invocation written as EMF once its response is ready.
+/// Lambda request id as `x-request-id` when the client sent none, `Location` and `Link` that
+/// the calling client can follow, and the metrics of each invocation written as EMF once its
+/// response is ready.
 pub fn handler(
     state: AppState,
     emf: Arc<EmfWriter>,
@@ -29,61 +30,102 @@ pub fn handler(
     Error = std::convert::Infallible,
     Future = impl Send + 'static,
 > + Clone {
-    ServiceBuilder::new()
-        .map_request(prepare)
-        .map_response(move |response: Response| {
+    let router = router(state);
+    tower::service_fn(move |mut request: Request| {
+        let (router, emf) = (router.clone(), Arc::clone(&emf));
+        async move {
+            let client_prefix = strip_stage(&mut request);
+            use_invocation_id(&mut request);
+            let mut response = router.oneshot(request).await?;
+            if let Some(prefix) = client_prefix {
+                prefix_links(&mut response, &prefix);
+            }
             emf.flush();
-            response
-        })
-        .service(router(state))
+            Ok(response)
+        }
+    })
 }
 
-fn prepare(mut request: Request) -> Request {
-    strip_stage(&mut request);
-    use_invocation_id(&mut request);
-    request
-}
-
-/// Removes the API Gateway stage (`/prod/orders/1` → `/orders/1`) so routes match under any
-/// stage. HTTP APIs put a named stage into `rawPath` themselves; for REST APIs `lambda_http`
-/// prefixes it unless `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set, and only when the
-/// event's path does not already start with it. `$default` (HTTP API, Function URL) and ALB
-/// have no stage.
-pub fn strip_stage(request: &mut Request) {
-    let (stage, in_raw_path) = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(context)) => (context.stage.clone(), false),
-        Some(RequestContext::ApiGatewayV2(context)) => (context.stage.clone(), true),
-        _ => return,
+/// Gives the router the path it routes on, and returns the part of the client's URL path
+/// that comes before it (`/prod` on a REST API's default endpoint), if any.
+///
+/// `lambda_http` builds the request path from the event's path: unless
+/// `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set, it prefixes `/{stage}` for any stage but
+/// `$default`, except when the path already starts with `/{stage}/`. That is undone here
+/// from the event's own path (`raw_http_path`), so the outcome does not depend on the stage's
+/// name or on that variable:
+/// - REST API (v1): the event's `path` is the resource path, without the stage; routes take
+///   it as it is. The client's URL path is `requestContext.path`, so what precedes the
+///   resource path there (the stage, or a custom domain's base path) is the client prefix.
+/// - HTTP API (v2): a named stage is the first segment of `rawPath` and is removed once; it is
+///   also the client prefix.
+/// - `$default` stages, Function URLs and ALB: the path is already the route.
+pub fn strip_stage(request: &mut Request) -> Option<String> {
+    let raw = request.raw_http_path().to_owned();
+    let (path, prefix) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => {
+            let client_path = context.path.clone().unwrap_or_default();
+            let prefix = client_path
+                .strip_suffix(raw.as_str())
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned);
+            (raw, prefix)
+        }
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            let stage = context
+                .stage
+                .clone()
+                .filter(|s| !s.is_empty() && s != "$default");
+            let Some(stage) = stage else {
+                return None;
+            };
+            let prefix = format!("/{stage}");
+            match raw.strip_prefix(&prefix) {
+                Some("") => ("/".to_owned(), Some(prefix)),
+                Some(rest) if rest.starts_with('/') => (rest.to_owned(), Some(prefix)),
+                _ => (raw, None),
+            }
+        }
+        _ => return None,
     };
-    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
-        return;
-    };
-    let prefix = format!("/{stage}");
-    if !in_raw_path && starts_with_segment(request.raw_http_path(), &prefix) {
-        return; // lambda_http left this path as it was: the stage is not in it.
+    if path.is_empty() || path == request.uri().path() {
+        return prefix;
     }
-    let path = request.uri().path();
-    if !starts_with_segment(path, &prefix) {
-        return;
-    }
-    let rest = match &path[prefix.len()..] {
-        "" => "/",
-        rest => rest,
-    };
     let path_and_query = match request.uri().query() {
-        Some(query) => format!("{rest}?{query}"),
-        None => rest.to_owned(),
+        Some(query) => format!("{path}?{query}"),
+        None => path,
     };
     let mut parts = request.uri().clone().into_parts();
     parts.path_and_query = PathAndQuery::try_from(path_and_query).ok();
     if let Ok(uri) = Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
+    prefix
 }
 
-fn starts_with_segment(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+/// `Location: /orders/7` and `Link: </orders?…>` are relative to the service's root; a client
+/// that called `https://…/prod/orders` must get `/prod/orders/7` to follow them.
+fn prefix_links(response: &mut Response, prefix: &str) {
+    let headers = response.headers_mut();
+    if let Some(location) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
+        if location.starts_with('/') {
+            if let Ok(value) = HeaderValue::from_str(&format!("{prefix}{location}")) {
+                headers.insert(LOCATION, value);
+            }
+        }
+    }
+    let links: Vec<HeaderValue> = headers
+        .get_all(LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| HeaderValue::from_str(&v.replace("</", &format!("<{prefix}/"))).ok())
+        .collect();
+    if !links.is_empty() {
+        headers.remove(LINK);
+        for link in links {
+            headers.append(LINK, link);
+        }
+    }
 }
 
 /// Without a client-sent `x-request-id`, the Lambda request id becomes the request id: the

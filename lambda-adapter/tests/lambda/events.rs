@@ -212,3 +212,139 @@ async fn metrics_disabled_means_no_emf() {
     assert_eq!(reply.status, 200);
     assert!(function.emf.take_lines().is_empty());
 }
+
+/// A REST API event as API Gateway sends it when a client calls `client_path` (the URL path,
+/// stage included) on the API's default endpoint.
+fn rest_event(method: &str, stage: &str, client_path: &str, body: Option<Value>) -> Value {
+    let (path, query) = client_path.split_once('?').unwrap_or((client_path, ""));
+    let mut event = fixture("rest_api_stage_patch_order.json");
+    let resource_path = match path.strip_prefix(&format!("/{stage}")) {
+        Some("") => "/",
+        Some(rest) => rest,
+        None => panic!("{client_path} is not under stage {stage}"),
+    };
+    event["path"] = json!(resource_path);
+    event["httpMethod"] = json!(method);
+    event["requestContext"]["httpMethod"] = json!(method);
+    event["requestContext"]["path"] = json!(path);
+    event["requestContext"]["stage"] = json!(stage);
+    let mut single = serde_json::Map::new();
+    let mut multi = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        single.insert(name.to_owned(), json!(value));
+        multi.insert(name.to_owned(), json!([value]));
+    }
+    event["queryStringParameters"] = if single.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(single)
+    };
+    event["multiValueQueryStringParameters"] = if multi.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(multi)
+    };
+    event["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+    event
+}
+
+/// lambda_http prefixes the stage unless the path already starts with `/{stage}/`: a stage
+/// named like a route segment must still reach every route, `/orders` included.
+#[tokio::test]
+async fn rest_api_stages_named_like_routes_reach_every_route() {
+    for stage in ["orders", "health", "docs", "prod"] {
+        let mut function = Function::new().await;
+        for (client_path, expect) in [
+            (format!("/{stage}/orders"), "a list"),
+            (format!("/{stage}/orders/2"), "order 2"),
+            (format!("/{stage}/health"), "health"),
+            (format!("/{stage}"), "welcome"),
+        ] {
+            let reply = function
+                .invoke(rest_event("GET", stage, &client_path, None))
+                .await;
+            assert_eq!(
+                reply.status, 200,
+                "stage {stage}, {client_path}: {}",
+                reply.body
+            );
+            let body = reply.json();
+            match expect {
+                "a list" => assert!(body.as_array().is_some_and(|a| a.len() == 3), "{body}"),
+                "order 2" => assert_eq!(body["id"], "2"),
+                "health" => assert_eq!(body["status"], "OK"),
+                _ => assert!(body["message"].is_string(), "{body}"),
+            }
+        }
+    }
+}
+
+/// Through a REST API's default endpoint the stage is part of the client's URL: `Location`
+/// and `Link` carry it, so the client can follow them as they are.
+#[tokio::test]
+async fn location_and_link_are_followable_through_a_rest_default_endpoint() {
+    let stage = "orders";
+    let mut function = Function::new().await;
+    let order = json!({
+        "customer_name": "Stage Follower",
+        "items": [{"product_id": 1, "name": "Lamp", "quantity": 1, "price": 10.0}],
+        "shipping_address": "1 Stage Rd"
+    });
+    let created = function
+        .invoke(rest_event("POST", stage, "/orders/orders", Some(order)))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().expect("id").to_owned();
+    let location = created.header("location").expect("location").to_owned();
+    assert_eq!(location, format!("/orders/orders/{id}"));
+    let followed = function
+        .invoke(rest_event("GET", stage, &location, None))
+        .await;
+    assert_eq!(followed.status, 200, "{}", followed.body);
+    assert_eq!(followed.json()["id"], json!(id));
+
+    let mut seen = Vec::new();
+    let mut next = Some("/orders/orders?limit=3".to_owned());
+    while let Some(path) = next.take() {
+        let page = function.invoke(rest_event("GET", stage, &path, None)).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        seen.extend(
+            page.json()
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|o| o["id"].clone()),
+        );
+        next = page.header("link").map(|link| {
+            assert!(link.starts_with("</orders/orders?"), "{link}");
+            link.trim_start_matches('<')
+                .split('>')
+                .next()
+                .expect("target")
+                .to_owned()
+        });
+    }
+    assert_eq!(seen, [json!("1"), json!("2"), json!("3"), json!(id)]);
+}
+
+#[tokio::test]
+async fn http_api_named_stage_links_carry_the_stage() {
+    let mut event = fixture("http_api_stage_missing_order.json");
+    event["requestContext"]["stage"] = json!("orders");
+    event["rawPath"] = json!("/orders/orders");
+    event["rawQueryString"] = json!("limit=2");
+    let reply = Function::new().await.invoke(event.clone()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let link = reply.header("link").expect("next link");
+    assert!(
+        link.starts_with("</orders/orders?limit=2&cursor="),
+        "{link}"
+    );
+    // The stage's root is the service's root.
+    event["rawPath"] = json!("/orders");
+    event["rawQueryString"] = json!("");
+    let root = Function::new().await.invoke(event).await;
+    assert_eq!(root.status, 200, "{}", root.body);
+    assert!(root.json()["message"].is_string());
+}
