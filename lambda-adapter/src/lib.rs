@@ -75,10 +75,7 @@ pub fn strip_stage(request: &mut Request) -> Option<String> {
             let stage = context
                 .stage
                 .clone()
-                .filter(|s| !s.is_empty() && s != "$default");
-            let Some(stage) = stage else {
-                return None;
-            };
+                .filter(|s| !s.is_empty() && s != "$default")?;
             let prefix = format!("/{stage}");
             match raw.strip_prefix(&prefix) {
                 Some("") => ("/".to_owned(), Some(prefix)),
