@@ -36,6 +36,7 @@ pub fn handler(
         async move {
             let client_prefix = strip_stage(&mut request);
             use_invocation_id(&mut request);
+            use_xray_trace(&mut request);
             let mut response = router.oneshot(request).await?;
             if let Some(prefix) = client_prefix {
                 prefix_links(&mut response, &prefix);
@@ -122,6 +123,23 @@ fn prefix_links(response: &mut Response, prefix: &str) {
         for link in links {
             headers.append(LINK, link);
         }
+    }
+}
+
+/// Without a trace from the caller or the event source, the invocation's X-Ray trace (from the
+/// Runtime API) becomes the request's trace, so the access log names the trace X-Ray shows.
+fn use_xray_trace(request: &mut Request) {
+    if request.headers().contains_key("traceparent")
+        || request.headers().contains_key("x-amzn-trace-id")
+    {
+        return;
+    }
+    let trace = request
+        .lambda_context_ref()
+        .and_then(|context| context.xray_trace_id.as_deref())
+        .and_then(|id| HeaderValue::from_str(id).ok());
+    if let Some(trace) = trace {
+        request.headers_mut().insert("x-amzn-trace-id", trace);
     }
 }
 

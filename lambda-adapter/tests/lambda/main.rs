@@ -3,4 +3,5 @@
 
 mod events;
 mod parity;
+mod runtime;
 mod support;
