@@ -34,6 +34,7 @@ ROLE_VARIABLES = {
     "AWS_DEPLOY_STAGING_ROLE_ARN": "deploy_staging",
     "AWS_DEPLOY_PRODUCTION_ROLE_ARN": "deploy_production",
     "AWS_PREVIEW_ROLE_ARN": "preview",
+    "AWS_PUBLISH_ROLE_ARN": "publish",
 }
 # Roles whose environment must make a person approve each job.
 NEEDS_REVIEWERS = {"apply", "deploy_production"}
@@ -183,6 +184,51 @@ def test_the_administrator_role_is_reachable_only_through_the_infrastructure_env
     assert apply_jobs[0]["environment"] == "infrastructure"
 
 
+def test_the_publish_role_is_taken_only_by_the_image_job_and_trusts_exactly_its_subject():
+    # The job that pushes to ECR runs on main without an environment: its token says
+    # ref:refs/heads/main, and that is all the publish role may trust.
+    publish_jobs = [a for a in assumptions() if a["role"] == "publish"]
+    assert [a["where"] for a in publish_jobs] == ["deliver.yml:image"], publish_jobs
+    assert publish_jobs[0]["environment"] is None
+    assert trusted_subjects()["publish"] == publish_jobs[0]["subjects"] == {"ref:refs/heads/main"}
+
+
+def policy_statements(resource: str) -> list[str]:
+    """Each statement of an aws_iam_role_policy/aws_iam_policy in github_oidc.tf, as HCL text."""
+    text = OIDC_TF.read_text()
+    m = re.search(rf'resource "aws_iam_(?:role_)?policy" "{resource}" \{{(.*?)\n\}}\n', text, re.S)
+    assert m, f"infra/aws has no {resource} policy"
+    statements = re.findall(r"\{\s*\n\s*(?:#[^\n]*\n\s*)*Sid\s*=.*?\n\s{6}\}", m.group(1), re.S)
+    assert statements, f"cannot read the statements of {resource}"
+    return statements
+
+
+def test_the_publish_role_may_push_to_the_app_repository_and_nothing_else():
+    allowed = {}
+    for statement in policy_statements("github_publish"):
+        actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', statement))
+        resource = re.search(r"Resource\s*=\s*(.*?)\n", statement).group(1).strip()
+        for action in actions:
+            allowed[action] = resource
+    # What docker buildx push and the re-run check (describe-images) need.
+    for action in (
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:PutImage",
+        "ecr:DescribeImages",
+    ):
+        assert allowed.get(action) == "aws_ecr_repository.app.arn", f"publish: {action} on {allowed.get(action)}"
+    # The login token cannot be scoped; everything else names the app repository only.
+    assert allowed.get("ecr:GetAuthorizationToken") == '"*"'
+    wide = {a: r for a, r in allowed.items() if a != "ecr:GetAuthorizationToken" and r != "aws_ecr_repository.app.arn"}
+    assert not wide, f"publish may act beyond the app repository: {wide}"
+    # Never delete or retag: the repository's tags are immutable history.
+    forbidden = {"ecr:BatchDeleteImage", "ecr:DeleteRepository", "ecr:PutImageTagMutability", "ecr:*"}
+    assert not (forbidden & set(allowed)), sorted(forbidden & set(allowed))
+
+
 # --- the preview permission boundary -------------------------------------------------------
 
 
@@ -250,6 +296,22 @@ def test_every_environment_a_workflow_uses_is_documented_with_its_protection():
         if any(w.startswith("deliver.yml") for w in used[env]):
             # Deploys and applies come from main only, whatever a branch's workflow says.
             assert row["deployment branches"] == "`main` only", f"PIPELINES.md: {env} must be deployable from main only"
+
+
+def test_every_role_is_documented_with_the_subjects_it_trusts():
+    text = PIPELINES.read_text()
+    assert "## What each role may do" in text, "PIPELINES.md has no '## What each role may do' section"
+    section = text.split("## What each role may do", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    for role, subjects in trusted_subjects().items():
+        assert role in rows, f"PIPELINES.md: role {role} is missing from 'What each role may do'"
+        documented = set(re.findall(r"`([^`]+)`", rows[role][1]))
+        assert documented == subjects, f"PIPELINES.md: {role} trusts {sorted(subjects)}, documented {sorted(documented)}"
+        assert rows[role][2], f"PIPELINES.md: say what {role} may do"
 
 
 # --- delivery: the gate and the concurrency groups -----------------------------------------
