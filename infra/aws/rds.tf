@@ -133,7 +133,7 @@ resource "aws_db_instance" "this" {
   backup_window             = "02:00-03:00"
   maintenance_window        = "sun:03:30-sun:04:30"
   copy_tags_to_snapshot     = true
-  deletion_protection       = true
+  deletion_protection       = var.database_deletion_protection
   skip_final_snapshot       = false
   final_snapshot_identifier = "${var.name}-final"
 

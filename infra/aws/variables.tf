@@ -43,8 +43,10 @@ variable "hosted_zone_id" {
   type        = string
 
   validation {
-    condition     = can(regex("^Z[A-Z0-9]{4,32}$", var.hosted_zone_id))
-    error_message = "hosted_zone_id must be a Route53 zone ID such as Z0123456789ABCDEFGHIJ."
+    # AWS documents the ID as opaque uppercase letters and digits (usually starting
+    # with Z); this catches a domain name or a /hostedzone/ path passed by mistake.
+    condition     = can(regex("^[A-Z0-9]{5,32}$", var.hosted_zone_id))
+    error_message = "hosted_zone_id must be a Route53 zone ID such as Z0123456789ABCDEFGHIJ (without /hostedzone/)."
   }
 }
 
@@ -285,6 +287,12 @@ variable "database_allocated_storage_gib" {
     condition     = var.database_allocated_storage_gib >= 20 && var.database_allocated_storage_gib <= 4000
     error_message = "database_allocated_storage_gib must be between 20 and 4000."
   }
+}
+
+variable "database_deletion_protection" {
+  description = "Refuse to delete the database (AWS's deletion protection). Turn it off only to destroy the platform on purpose."
+  type        = bool
+  default     = true
 }
 
 variable "database_backup_retention_days" {

@@ -17,7 +17,13 @@ import socket
 import subprocess
 from typing import Any
 
-from moto.server import ThreadedMotoServer
+# moto reads these when it is imported: attachable AWS-managed policies
+# (AdministratorAccess, AmazonEKSClusterPolicy, ...) and ACM certificates that pass DNS
+# validation at once instead of after a minute.
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
+
+from moto.server import ThreadedMotoServer  # noqa: E402
 
 MIRROR = pathlib.Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
 REGION = "eu-west-1"
@@ -160,12 +166,36 @@ class Root:
         start = text.find("Terraform used the selected providers")
         return text[start:] if start >= 0 else text
 
+    def planned_changes(self, *flags: str) -> dict[str, set[str]]:
+        """Resource address -> top-level attributes a plan would change (empty: no changes)."""
+        self.run("plan", "-out=rehearsal.tfplan", "-parallelism=20", *flags)
+        plan = json.loads(self.run("show", "-json", "rehearsal.tfplan").stdout)
+        changes: dict[str, set[str]] = {}
+        for change in plan.get("resource_changes", []):
+            actions = change["change"]["actions"]
+            if actions in (["no-op"], ["read"]):
+                continue
+            before = change["change"].get("before") or {}
+            after = change["change"].get("after") or {}
+            unknown = change["change"].get("after_unknown") or {}
+            changes[change["address"]] = {
+                key
+                for key in set(before) | set(after)
+                if before.get(key) != after.get(key) or unknown.get(key) is True
+            } or {"(" + "/".join(actions) + ")"}
+        return changes
+
     def destroy(self, *flags: str) -> None:
         self.run("destroy", "-auto-approve", "-parallelism=20", *flags)
 
     def state(self) -> list[str]:
+        """Managed resources in the state (data sources are read again on every run)."""
         result = self.run("state", "list", ok=(0, 1))
-        return [line for line in result.stdout.splitlines() if line.strip()]
+        return [
+            line
+            for line in result.stdout.splitlines()
+            if line.strip() and not line.startswith("data.")
+        ]
 
     def state_text(self) -> str:
         return (self.dir / "terraform.tfstate").read_text()

@@ -3,7 +3,6 @@ releases and values files are checked as parsed HCL and YAML."""
 
 from __future__ import annotations
 
-import pathlib
 import re
 
 import pytest
@@ -38,9 +37,7 @@ def test_every_chart_version_is_pinned(addons):
         assert version, f"helm_release.{name} must pin a chart version"
         variable = re.fullmatch(r"\$\{var\.(\w+)\}", version)
         if variable:
-            declared = {
-                k: unwrap(v) for block in addons["variable"] for k, v in block.items()
-            }
+            declared = {k: unwrap(v) for block in addons["variable"] for k, v in block.items()}
             default = unwrap(declared[variable.group(1)].get("default"))
             assert re.fullmatch(r"\d+\.\d+\.\d+", default or ""), (
                 f"var.{variable.group(1)} must default to an exact chart version"
@@ -102,13 +99,18 @@ def test_grafana_loads_labelled_dashboards_from_all_namespaces(addons):
 @pytest.mark.parametrize(
     ("name", "settings"),
     [
-        ("aws_load_balancer_controller", ("clusterName", "region", "vpcId", "eks.amazonaws.com/role-arn")),
+        (
+            "aws_load_balancer_controller",
+            ("clusterName", "region", "vpcId", "eks.amazonaws.com/role-arn"),
+        ),
         ("external_dns", ("domainFilters", "txtOwnerId", "eks.amazonaws.com/role-arn")),
     ],
 )
 def test_controllers_get_cluster_settings_and_irsa(addons, name, settings):
     body = release(addons, name)
-    dynamic = " ".join(v for v in unwrap(body["values"]) if isinstance(v, str) and v.startswith("${yamlencode("))
+    dynamic = " ".join(
+        v for v in unwrap(body["values"]) if isinstance(v, str) and v.startswith("${yamlencode(")
+    )
     for setting in settings:
         assert f"'{setting}'" in dynamic, f"helm_release.{name} must set {setting}"
     assert unwrap(body["namespace"]) == "kube-system"
@@ -129,10 +131,14 @@ def test_chart_hpa_asks_for_the_adapter_metric():
     asked = set(re.findall(r"^\s*name:\s*(http_\w+)\s*$", hpa.read_text(), re.M))
     served = {
         r["name"]["as"]
-        for r in yaml.safe_load((ADDONS / "values/prometheus-adapter.yaml").read_text())["rules"]["custom"]
+        for r in yaml.safe_load((ADDONS / "values/prometheus-adapter.yaml").read_text())["rules"][
+            "custom"
+        ]
     }
     assert asked, "the chart's HPA names no http_* metric"
-    assert asked <= served, f"the HPA asks for {asked - served}, which prometheus-adapter does not serve"
+    assert asked <= served, (
+        f"the HPA asks for {asked - served}, which prometheus-adapter does not serve"
+    )
 
 
 def test_chart_monitoring_objects_carry_the_release_label():
@@ -149,9 +155,9 @@ def test_chart_monitoring_objects_carry_the_release_label():
 
 def test_no_variable_carries_the_grafana_password(addons):
     declared = {k for block in addons["variable"] for k in block}
-    assert not {name for name in declared if "password" in name and not name.endswith("_version")}, (
-        "a password variable puts the value in every plan file and in CI secrets"
-    )
+    assert not {
+        name for name in declared if "password" in name and not name.endswith("_version")
+    }, "a password variable puts the value in every plan file and in CI secrets"
 
 
 def test_grafana_password_is_written_and_read_write_only(addons):
@@ -189,7 +195,8 @@ def test_node_exporter_runs_in_a_namespace_that_admits_host_access(addons):
     stack = release(addons, "kube_prometheus_stack")
     dynamic = " ".join(v for v in unwrap(stack["values"]) if v.startswith("${yamlencode("))
     match = re.search(
-        r"'prometheus-node-exporter': \{'namespaceOverride': '\$\{kubernetes_namespace_v1\.(\w+)\.", dynamic
+        r"'prometheus-node-exporter': \{'namespaceOverride': '\$\{kubernetes_namespace_v1\.(\w+)\.",
+        dynamic,
     )
     assert match, "node-exporter must be installed into a namespace of its own"
     labels = namespace_labels(addons, match.group(1))
@@ -238,7 +245,9 @@ def release_dependencies(addons) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, body in releases.items():
         text = repr(body)
-        graph[name] = {other for other in releases if other != name and f"helm_release.{other}" in text}
+        graph[name] = {
+            other for other in releases if other != name and f"helm_release.{other}" in text
+        }
     return graph
 
 
@@ -262,9 +271,11 @@ def test_service_monitors_wait_for_the_monitoring_crds(addons):
     for name, body in resources(addons, "helm_release").items():
         if name == "kube_prometheus_stack":
             continue
-        values = static_values(body) if any(
-            module_file(v) for v in unwrap(body["values"]) if isinstance(v, str)
-        ) else {}
+        values = (
+            static_values(body)
+            if any(module_file(v) for v in unwrap(body["values"]) if isinstance(v, str))
+            else {}
+        )
         if values.get("serviceMonitor", {}).get("enabled"):
             assert waits_for(graph, name, "kube_prometheus_stack"), (
                 f"helm_release.{name} turns on a ServiceMonitor but does not wait for the CRDs"

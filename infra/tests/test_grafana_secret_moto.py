@@ -21,7 +21,8 @@ SECRET = "order-service/platform/grafana-admin"
 CONSUMER = "rehearsal/grafana-kubernetes-secret"
 
 # What infra/aws's state and versions.tf give grafana_admin.tf in infra/addons.
-STAND_INS = """
+STAND_INS = (
+    """
 terraform {
   required_providers {
     aws = { source = "hashicorp/aws", version = ">= 5.100, < 6.0" }
@@ -56,7 +57,9 @@ resource "aws_secretsmanager_secret_version" "consumer" {
   secret_string_wo         = ephemeral.aws_secretsmanager_secret_version.grafana_admin.secret_string
   secret_string_wo_version = var.grafana_admin_password_version
 }
-""" % REGION
+"""
+    % REGION
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +68,19 @@ def rehearsal(tmp_path_factory):
     arn = moto.client("secretsmanager").create_secret(Name=SECRET)["ARN"]
     consumer = moto.client("secretsmanager").create_secret(Name=CONSUMER)["ARN"]
     root = Root(
-        INFRA / "addons", tmp_path_factory.mktemp("grafana"), moto, files=["grafana_admin.tf"], extra=STAND_INS
+        INFRA / "addons",
+        tmp_path_factory.mktemp("grafana"),
+        moto,
+        files=["grafana_admin.tf"],
+        extra=STAND_INS,
     )
     root.init()
-    variables = ("-var", f"grafana_admin_secret_arn={arn}", "-var", f"consumer_secret_arn={consumer}")
+    variables = (
+        "-var",
+        f"grafana_admin_secret_arn={arn}",
+        "-var",
+        f"consumer_secret_arn={consumer}",
+    )
     yield root, moto, variables
     moto.stop()
 
@@ -82,7 +94,9 @@ def test_password_is_generated_into_secrets_manager_and_kept_out_of_the_state(re
     root.apply(*variables)
     password = secret_value(moto)
     assert len(password) == 32 and password.isalnum()
-    assert secret_value(moto, CONSUMER) == password, "Grafana must get the value Secrets Manager holds"
+    assert secret_value(moto, CONSUMER) == password, (
+        "Grafana must get the value Secrets Manager holds"
+    )
     assert password not in root.state_text()
     plan = root.run("plan", "-detailed-exitcode", *variables, ok=(0, 2))
     assert plan.returncode == 0, plan.stdout

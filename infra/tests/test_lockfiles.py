@@ -23,7 +23,9 @@ def required_providers(root) -> dict[str, str]:
     with (root / "versions.tf").open() as f:
         terraform = unwrap(hcl2.load(f)["terraform"])
     providers = unwrap(terraform["required_providers"])
-    return {name: (unwrap(spec)["source"], unwrap(spec)["version"]) for name, spec in providers.items()}
+    return {
+        name: (unwrap(spec)["source"], unwrap(spec)["version"]) for name, spec in providers.items()
+    }
 
 
 def locked(root) -> dict[str, tuple[str, list[str]]]:
@@ -50,8 +52,13 @@ def satisfies(version: str, constraint: str) -> bool:
             if have < want or have[:fixed] != want[:fixed]:
                 return False
         elif not {
-            None: have == want, "=": have == want, "!=": have != want,
-            ">=": have >= want, ">": have > want, "<=": have <= want, "<": have < want,
+            None: have == want,
+            "=": have == want,
+            "!=": have != want,
+            ">=": have >= want,
+            ">": have > want,
+            "<=": have <= want,
+            "<": have < want,
         }[op]:
             return False
     return True
@@ -68,7 +75,9 @@ def test_lock_file_pins_every_required_provider(root):
         address = f"registry.terraform.io/{source}"
         assert address in entries, f"{root.name}: {address} is not in .terraform.lock.hcl"
         version, hashes = entries[address]
-        assert satisfies(version, constraint), f"{root.name}: {source} {version} breaks {constraint}"
+        assert satisfies(version, constraint), (
+            f"{root.name}: {source} {version} breaks {constraint}"
+        )
         assert any(h.startswith("h1:") for h in hashes), f"{root.name}: {source} has no h1 hash"
 
 

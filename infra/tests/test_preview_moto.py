@@ -7,7 +7,6 @@ concurrency) rather than what the configuration says.
 from __future__ import annotations
 
 import json
-import pathlib
 import zipfile
 
 import pytest
