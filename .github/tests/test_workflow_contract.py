@@ -108,8 +108,14 @@ def test_every_tf_var_environment_variable_is_declared_by_a_root():
 
 
 def schema_has(schema: dict, dotted: str) -> bool:
+    """Whether the values schema describes a --set key; `list[0].name` looks into the items."""
     node = schema
-    for part in dotted.split("."):
+    for part in re.sub(r"\[\d+\]", ".[]", dotted).split("."):
+        if part == "[]":
+            if "items" not in node:
+                return False
+            node = node["items"]
+            continue
         props = node.get("properties", {})
         if part not in props:
             return False
@@ -123,10 +129,19 @@ def test_every_helm_set_key_is_in_the_values_schema():
     schema = json.loads(schema_path.read_text())
     keys = set()
     for text in texts().values():
-        keys.update(re.findall(r"--set(?:-string)? ([A-Za-z0-9_.]+)=", text))
+        keys.update(re.findall(r"--set(?:-string)? \"?([A-Za-z0-9_.\[\]]+)=", text))
     assert keys, "expected the workflows to set chart values"
     missing = sorted(k for k in keys if not schema_has(schema, k))
     assert not missing, f"--set keys absent from values.schema.json: {missing}"
+    # The deploy sets these (issue 11: ECR by default, Docker Hub with a pull secret).
+    assert {"imagePullSecrets[0].name", "prometheusRule.runbookUrl"} <= keys, sorted(keys)
+
+
+def test_schema_lookup_reads_list_items():
+    schema = {"properties": {"a": {"type": "array", "items": {"properties": {"name": {}}}}, "b": {"type": "string"}}}
+    assert schema_has(schema, "a[0].name")
+    assert not schema_has(schema, "a[0].other")
+    assert not schema_has(schema, "b[0].name")
 
 
 def test_every_environment_values_file_exists():
@@ -150,6 +165,48 @@ def test_every_repository_path_used_exists():
     assert used
     missing = [f"{file}: {p}" for p, file in sorted(used) if not (ROOT / p).exists()]
     assert not missing, "paths used by the workflows that do not exist:\n" + "\n".join(missing)
+
+
+def documented_settings(kind: str) -> dict[str, str]:
+    """Rows of PIPELINES.md's settings table whose first column is `kind`: name -> value."""
+    text = (ROOT / ".github" / "PIPELINES.md").read_text()
+    assert "## Settings to create in GitHub" in text
+    section = text.split("## Settings to create in GitHub", 1)[1].split("\n## ", 1)[0]
+    rows, header = {}, None
+    for line in section.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None:
+            header = cells[0]
+            continue
+        if header == kind and not set(cells[0]) <= set("-"):
+            for name in re.findall(r"`(\w+)`", cells[0]):
+                rows[name] = cells[-1]
+    return rows
+
+
+def test_every_repository_variable_a_workflow_reads_is_documented():
+    used = set()
+    for path in WORKFLOWS:
+        used.update(re.findall(r"\bvars\.(\w+)", path.read_text()))
+    documented = documented_settings("repository variable")
+    assert {"ECR_REPOSITORY_URL", "AWS_PUBLISH_ROLE_ARN", "IMAGE_REGISTRY"} <= used
+    missing = sorted(used - set(documented))
+    assert not missing, f"repository variables read by the workflows but not in PIPELINES.md's settings: {missing}"
+
+
+def test_variables_documented_as_terraform_outputs_name_existing_outputs():
+    outputs = terraform_outputs("infra/aws")
+    named = {
+        (variable, output)
+        for variable, value in documented_settings("repository variable").items()
+        for output in re.findall(r"infra/aws output `(\w+)`", value)
+    }
+    assert ("ECR_REPOSITORY_URL", "ecr_repository_url") in named
+    missing = sorted(f"{variable}: infra/aws has no output {output!r}" for variable, output in named if output not in outputs)
+    assert not missing, "\n".join(missing)
 
 
 # GitHub environments, OIDC subjects and role trust: test_trust_contract.py.
