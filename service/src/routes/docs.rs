@@ -1,11 +1,13 @@
 //! The OpenAPI document, generated from the handlers' types, and a page that shows it.
 
-use axum::response::Html;
+use std::sync::LazyLock;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_scalar::Scalar;
 
 use crate::state::AppState;
 
@@ -42,13 +44,103 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs_page))
+        .route("/docs/scalar.js", get(docs_script))
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// Scalar's page renders the document in the browser; nothing is downloaded at build time.
-async fn docs_page() -> Html<String> {
-    Html(Scalar::new(ApiDoc::openapi()).to_html())
+/// The API reference script (Scalar), a pinned copy from the npm registry embedded in the
+/// binary: the page works without reaching any other host (air-gapped clusters, strict
+/// CSPs). `docs/fetch-scalar.sh` fetches it and checks it; `docs/scalar.pin` records the
+/// version, the npm tarball's integrity and the script's own.
+const SCALAR_JS: &[u8] = include_bytes!("docs/scalar-standalone.js");
+const SCALAR_PIN: &str = include_str!("docs/scalar.pin");
+
+/// Nothing but this service's own origin: no CDN, no fonts host, no inline script. Scalar
+/// injects its styles at run time, hence `'unsafe-inline'` for styles only.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+/// A value of `docs/scalar.pin` (`key = value` lines).
+pub fn scalar_pin(key: &str) -> Option<&'static str> {
+    SCALAR_PIN.lines().find_map(|line| {
+        let (k, v) = line.split_once(" = ")?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// The page: the document as a JSON data block, which the script renders. The script's path
+/// is relative, so the page also works behind a path prefix (an API Gateway stage).
+static DOCS_HTML: LazyLock<String> = LazyLock::new(|| {
+    // `<` only occurs inside JSON strings; escaped, no text can close the element early.
+    let spec = serde_json::to_string(&ApiDoc::openapi())
+        .unwrap_or_default()
+        .replace('<', "\\u003c");
+    let integrity = scalar_pin("script_integrity").unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Order Service API</title>\n</head>\n<body>\n\
+         <script id=\"api-reference\" type=\"application/json\" \
+         data-configuration='{{\"withDefaultFonts\":false,\"defaultOpenAllTags\":true}}'>{spec}</script>\n\
+         <script src=\"docs/scalar.js\" integrity=\"{integrity}\"></script>\n</body>\n</html>\n"
+    )
+});
+
+async fn docs_page() -> Response {
+    let mut response = Html(DOCS_HTML.as_str()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn docs_script() -> Response {
+    (
+        [
+            // text/*: the Lambda shell returns it as text, within the response size limit.
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        SCALAR_JS,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use sha2::{Digest, Sha384};
+
+    /// The embedded script is byte for byte the one pinned when it was fetched from npm.
+    #[test]
+    fn embedded_script_matches_its_pinned_integrity() {
+        let digest = Sha384::digest(SCALAR_JS);
+        let sri = format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        );
+        assert_eq!(scalar_pin("script_integrity"), Some(sri.as_str()));
+        assert!(scalar_pin("tarball_integrity").is_some_and(|v| v.starts_with("sha512-")));
+        assert!(DOCS_HTML.contains(&format!("integrity=\"{sri}\"")));
+    }
+
+    #[test]
+    fn the_page_loads_nothing_from_another_host() {
+        assert!(!DOCS_HTML.contains("src=\"http") && !DOCS_HTML.contains("src=\"//"));
+        assert!(!DOCS_HTML.contains("cdn."));
+        // Exactly the two elements: the data block cannot be closed early by the document.
+        assert_eq!(DOCS_HTML.matches("</script>").count(), 2);
+    }
 }

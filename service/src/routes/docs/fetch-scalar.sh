@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Re-fetches the pinned API reference script from the npm registry and checks it.
+#   1. `npm pack` downloads the package tarball; the tarball must have the sha512 pinned in
+#      scalar.pin (npm itself also checks it against the registry's metadata).
+#   2. dist/browser/standalone.js is copied next to this script, and its sha384 (the
+#      Subresource Integrity value the page and a test use) is written to scalar.pin.
+# To move to another version, change `version` in scalar.pin, clear `tarball_integrity`, run
+# this, review the new values and commit them with the script.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+pin="$here/scalar.pin"
+value() { awk -F' = ' -v key="$1" '$1 == key { print $2 }' "$pin"; }
+package="$(value package)"
+version="$(value version)"
+want="$(value tarball_integrity)"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+got="$(npm pack --json "$package@$version" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["integrity"])')"
+if [ -n "$want" ] && [ "$got" != "$want" ]; then
+  echo "tarball integrity $got differs from the pinned $want" >&2
+  exit 1
+fi
+tar xzf ./*.tgz package/dist/browser/standalone.js
+cp package/dist/browser/standalone.js "$here/scalar-standalone.js"
+sri="sha384-$(openssl dgst -sha384 -binary "$here/scalar-standalone.js" | base64 -w0)"
+cat >"$pin" <<PIN
+package = $package
+version = $version
+tarball_integrity = $got
+script_integrity = $sri
+PIN
+echo "pinned $package@$version: $sri"
