@@ -12,6 +12,9 @@ pub const MAX_QUANTITY: u32 = 10_000;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_ADDRESS_CHARS: usize = 500;
 pub const MAX_TRACKING_CHARS: usize = 64;
+/// Largest product id: the largest integer a JSON number carries exactly in every client
+/// (2^53 - 1, JavaScript's `Number.MAX_SAFE_INTEGER`).
+pub const MAX_PRODUCT_ID: i64 = 9_007_199_254_740_991;
 /// Largest unit price, so that even the largest order stays within the money range.
 pub const MAX_PRICE_CENTS: i64 = 99_999_999;
 
@@ -133,8 +136,11 @@ impl NewOrder {
         let mut parsed = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let field = |name: &str| format!("items[{i}].{name}");
-            if item.product_id < 1 {
-                errors.add(field("product_id"), "must be a positive integer");
+            if !(1..=MAX_PRODUCT_ID).contains(&item.product_id) {
+                errors.add(
+                    field("product_id"),
+                    format!("must be a whole number between 1 and {MAX_PRODUCT_ID}"),
+                );
             }
             let name = text(&mut errors, &field("name"), &item.name, MAX_NAME_CHARS);
             if !(1..=MAX_QUANTITY).contains(&item.quantity) {

@@ -45,7 +45,9 @@ pub async fn health() -> Json<Status> {
     Json(Status { status: "OK" })
 }
 
-/// Readiness: the store answers, the runtime secret (when enabled) was loaded at least once,
+/// Readiness of the service.
+///
+/// 200 when the store answers, the runtime secret (when enabled) was loaded at least once,
 /// and the service is not draining.
 #[utoipa::path(
     get,

@@ -41,8 +41,11 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-/// Orders in creation order, as a bare JSON array. When more remain, the response carries
-/// `Link: </orders?limit=…&cursor=…>; rel="next"`.
+/// Orders in id order, as a bare JSON array.
+///
+/// When more remain, the response carries `Link: </orders?limit=…&cursor=…>; rel="next"`.
+/// Ids are given in commit order, so following the links sees every order exactly once;
+/// the id of the last order seen is a valid `cursor` to continue from later.
 #[utoipa::path(
     get,
     path = "/orders",
@@ -100,11 +103,14 @@ fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
 
 /// A new order. `total_amount`, `status` and `order_date` are set by the service.
 #[derive(Debug, Deserialize, ToSchema)]
+///
+/// Text fields must hold something besides whitespace and no control character (the pattern
+/// states what `NewOrder::parse` accepts).
 pub struct CreateOrderRequest {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"\S",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
         example = "John Doe"
     )]
     customer_name: String,
@@ -113,7 +119,7 @@ pub struct CreateOrderRequest {
     #[schema(
         min_length = 1,
         max_length = 500,
-        pattern = r"\S",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
         example = "123 Main St"
     )]
     shipping_address: String,
@@ -127,7 +133,7 @@ pub struct CreateOrderItem {
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = r"\S",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
         example = "Laptop Stand"
     )]
     name: String,
@@ -158,7 +164,9 @@ where
     })
 }
 
-/// Creates an order. With `Idempotency-Key`, a retry of the same request by the same
+/// Creates an order.
+///
+/// With `Idempotency-Key`, a retry of the same request by the same
 /// credential within the key's time to live (24 h by default) answers as the first did: 201
 /// and the order as it was created, with `Idempotent-Replayed: true`. The same key with
 /// another body is a 409. Keys of different credentials are independent.
@@ -280,10 +288,16 @@ fn with_etag(order: &Order, status: StatusCode) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateStatusRequest {
     status: OrderStatus,
-    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     tracking_number: Option<String>,
 }
 
+/// Changes the status of an order.
+///
 /// Moves an order along PENDING → PROCESSING → SHIPPED → DELIVERED, or cancels it while
 /// PENDING or PROCESSING. Any other change is a 409. Repeating the change that already
 /// happened (the order has the requested status, and the tracking number if one is given)

@@ -644,3 +644,50 @@ async fn a_full_memory_store_answers_a_clear_problem() {
     .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn docs_page_loads_only_its_own_pinned_script_under_a_strict_csp() {
+    let app = local_app().await;
+    let page = get(&app, "/docs").await;
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    // A relative path, so the page also works behind an API Gateway stage.
+    assert!(
+        html.contains("<script src=\"docs/scalar.js\" integrity=\"sha384-"),
+        "{html}"
+    );
+    assert!(!html.contains("https://"), "no other host: {html}");
+    let script = get(&app, "/docs/scalar.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(
+        script.body.len() > 1_000_000,
+        "the whole bundle is embedded"
+    );
+}
+
+#[tokio::test]
+async fn product_ids_beyond_json_safe_integers_are_422() {
+    let app = local_app().await;
+    for id in [json!(9_007_199_254_740_992_i64), json!(0), json!(-1)] {
+        let mut body = new_order("Big Id");
+        body["items"][0]["product_id"] = id.clone();
+        let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
+        let problem = reply.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            problem["errors"][0]["field"], "items[0].product_id",
+            "{id}: {problem}"
+        );
+    }
+    let mut body = new_order("Largest Id");
+    body["items"][0]["product_id"] = json!(9_007_199_254_740_991_i64);
+    let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+}
