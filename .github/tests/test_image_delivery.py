@@ -404,6 +404,7 @@ def test_an_ecr_deploy_gets_no_registry_secret_and_no_pull_secret(tmp_path, envi
 @pytest.mark.parametrize("environment", ["staging", "production"])
 def test_a_docker_hub_deploy_writes_the_pull_secret_without_the_token_on_a_command_line(tmp_path, environment):
     ctx, job, job_env, inputs, secrets = deploy_steps(DOCKERHUB_VARS, environment, tmp_path)
+    assert inputs["image-pull-secret"] == "order-service-registry"
     assert secrets == SECRETS
     step = step_named(job, "Image pull secret")
     assert runs(step, ctx)
@@ -466,14 +467,14 @@ def helm_upgrade(variables: dict, environment: str, tmp_path: Path) -> tuple[lis
 
 @pytest.mark.parametrize("variables", [ECR_VARS, DOCKERHUB_VARS], ids=["ecr", "dockerhub"])
 def test_the_helm_upgrade_arguments_render_the_pull_secret_and_the_runbook_url(tmp_path, variables):
-    render = pytest.importorskip("render", reason="charts/tests/render.py (helm-python-sdk)")
+    import render as chart  # charts/tests/render.py (helm-python-sdk, installed by the workflows stage)
     argv, values = helm_upgrade(variables, "staging", tmp_path)
     assert argv[:3] == ["upgrade", "--install", "order-service"]
     runbook = f"https://github.com/acme/order-service/blob/{COMMIT}/charts/order-service/README.md"
     assert values["prometheusRule"]["runbookUrl"] == runbook
     assert values["image"] == {"repository": names(variables, tmp_path)["repository"], "tag": COMMIT}
 
-    objects = render.render("staging", values)
+    objects = chart.render("staging", values)
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     pull_secrets = deployment["spec"]["template"]["spec"].get("imagePullSecrets")
     if variables is DOCKERHUB_VARS:
