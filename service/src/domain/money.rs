@@ -125,3 +125,53 @@ mod tests {
         assert_eq!(max.to_string(), "999999999999.99");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const MAX_CENTS: i64 = MAX_UNITS * 100 - 1;
+
+    proptest! {
+        /// Any amount in cents, written as a JSON number, parses to exactly that amount and
+        /// is written back as the same number.
+        #[test]
+        fn cents_round_trip_through_json(cents in 0..=MAX_CENTS) {
+            let exact = Decimal::new(cents, 2);
+            let json = exact.normalize().to_string();
+            let number: f64 = serde_json::from_str(&json).expect("a JSON number");
+            let money = Money::from_json_number(number).expect("valid money");
+            prop_assert_eq!(money.decimal(), exact);
+            // Written as a JSON number of the same value (a whole amount may carry `.0`).
+            let written = serde_json::to_string(&money).expect("json");
+            prop_assert_eq!(written.parse::<Decimal>().ok().map(|d| d.normalize()), Some(exact.normalize()));
+            prop_assert_eq!(money.to_string(), format!("{exact:.2}"));
+        }
+
+        /// A third decimal place that is not zero is refused, never rounded.
+        #[test]
+        fn a_third_decimal_is_refused(mills in 0..=(MAX_UNITS * 1000 - 1)) {
+            prop_assume!(mills % 10 != 0);
+            let number: f64 = Decimal::new(mills, 3).to_string().parse().expect("number");
+            prop_assert_eq!(Money::from_json_number(number), Err(MoneyError::TooPrecise));
+        }
+
+        #[test]
+        fn negative_and_too_large_amounts_are_refused(cents in 1..=MAX_CENTS, excess in 0_i64..1_000_000) {
+            let negative: f64 = Decimal::new(-cents, 2).to_string().parse().expect("number");
+            prop_assert_eq!(Money::from_json_number(negative), Err(MoneyError::Negative));
+            let large = Money::parse(Decimal::from(MAX_UNITS + excess));
+            prop_assert_eq!(large, Err(MoneyError::TooLarge));
+        }
+
+        /// Sums and products are exact: they agree with integer arithmetic on cents.
+        #[test]
+        fn arithmetic_agrees_with_integer_cents(a in 0..=99_999_999_i64, b in 0..=99_999_999_i64, q in 1..=10_000_u32) {
+            let (ma, mb) = (Money::parse(Decimal::new(a, 2)).expect("a"), Money::parse(Decimal::new(b, 2)).expect("b"));
+            prop_assert_eq!(ma.checked_add(mb).map(Money::decimal), Some(Decimal::new(a + b, 2)));
+            prop_assert_eq!(ma.times(q).map(Money::decimal), Some(Decimal::new(a * i64::from(q), 2)));
+        }
+    }
+}

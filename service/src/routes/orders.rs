@@ -393,3 +393,60 @@ fn etag_matches(if_match: &str, etag: &str) -> bool {
         .map(str::trim)
         .any(|candidate| candidate == "*" || candidate == etag)
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn whole<T: TryFrom<i64>>(json: &str) -> Result<T, serde_json::Error> {
+        whole_number(&mut serde_json::Deserializer::from_str(json))
+    }
+
+    proptest! {
+        /// Every integer comes through as itself, written plainly or with a zero fraction
+        /// (within the range where a JSON number is exact).
+        #[test]
+        fn whole_numbers_are_accepted_in_either_spelling(n in any::<i64>(), small in -(1_i64 << 53) + 1..(1_i64 << 53)) {
+            prop_assert_eq!(whole::<i64>(&n.to_string()).ok(), Some(n));
+            let fraction = whole::<i64>(&format!("{small}.0"));
+            prop_assert_eq!(fraction.as_ref().ok(), Some(&small), "{:?}", fraction.as_ref().err().map(ToString::to_string));
+            prop_assert_eq!(whole::<i64>(&format!("{small}e0")).ok(), Some(small));
+        }
+
+        /// A fraction, or a value the target type cannot hold, is an error naming the value.
+        #[test]
+        fn fractions_and_out_of_range_values_are_refused(n in -1_000_000_i64..1_000_000, tenths in 1_u8..10, big in (i64::from(u32::MAX) + 1)..i64::MAX) {
+            let fraction = format!("{n}.{tenths}");
+            let error = whole::<i64>(&fraction).expect_err("a fraction");
+            prop_assert!(error.to_string().contains(&fraction), "{}", error);
+            prop_assert!(whole::<u32>(&big.to_string()).is_err());
+            prop_assert!(whole::<u32>("-1").is_err());
+        }
+
+        /// A cursor is the decimal form of a position and reads back as it.
+        #[test]
+        fn cursors_round_trip(after in 0_u64..=9_999_999_999_999_999_999) {
+            let cursor = encode_cursor(after);
+            prop_assert_eq!(decode_cursor(&cursor).ok(), Some(after));
+        }
+
+        /// Anything else is a 422 on `cursor`, never a panic or a wrong position.
+        #[test]
+        fn other_cursors_are_refused(text in "\\PC{0,30}") {
+            let is_cursor = !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit());
+            match decode_cursor(&text) {
+                Ok(after) => {
+                    prop_assert!(is_cursor);
+                    prop_assert_eq!(after.to_string().parse::<u64>().ok(), text.parse::<u64>().ok());
+                }
+                Err(ApiError::Validation(errors)) => {
+                    prop_assert!(!is_cursor);
+                    prop_assert_eq!(&errors.0[0].field, "cursor");
+                }
+                Err(other) => prop_assert!(false, "unexpected {}", other),
+            }
+        }
+    }
+}

@@ -302,3 +302,49 @@ mod tests {
         assert!(!again.replayed);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::ItemInput;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Following cursors with any page size visits every order once, in id order, and
+        /// a cursor past the end (or between ids) is never an error.
+        #[test]
+        fn paging_visits_every_order_once(count in 0_usize..40, limit in 1_u32..12, extra in 0_u64..5) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(async {
+                let store = MemoryStore::new();
+                let mut ids = Vec::new();
+                for n in 0..count {
+                    let item = ItemInput { product_id: 1, name: "Lamp".into(), quantity: 1, price: 1.0 };
+                    let order = NewOrder::parse(&format!("C{n}"), vec![item], "1 Main St").expect("valid");
+                    ids.push(store.create(order, None).await.expect("create").order.id.clone());
+                }
+                let mut seen = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = store.list(PageRequest { limit, after }).await.expect("list");
+                    prop_assert!(page.orders.len() <= limit as usize);
+                    seen.extend(page.orders.iter().map(|o| o.id.clone()));
+                    match page.next_after {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                prop_assert_eq!(&seen, &ids);
+                let beyond = store
+                    .list(PageRequest { limit, after: Some(count as u64 + extra) })
+                    .await
+                    .expect("list");
+                prop_assert!(beyond.orders.is_empty() && beyond.next_after.is_none());
+                Ok(())
+            })?;
+        }
+    }
+}
