@@ -347,6 +347,7 @@ async fn a_rotated_runtime_secret_reconnects_the_service() {
     moto.create_secret("app/db", &rds_secret("first-password"))
         .await;
     let vars = [
+        ("ENVIRONMENT", "local"),
         ("STORE", "postgres"),
         ("DB_SCHEMA", "rotation"),
         ("SECRETS_MANAGER_ENABLED", "true"),
