@@ -61,7 +61,7 @@ echo "== service (STORE=postgres, DB_MAX_CONNECTIONS=$connections)"
 port=$(free_port)
 metrics_port=$(free_port)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-env -i PATH="$PATH" STORE=postgres DATABASE_URL="$url" DB_SCHEMA=bench_orders \
+env -i PATH="$PATH" ENVIRONMENT=local STORE=postgres DATABASE_URL="$url" DB_SCHEMA=bench_orders \
   DB_MAX_CONNECTIONS="$connections" PORT="$port" METRICS_PORT="$metrics_port" \
   HOST=127.0.0.1 LOG_LEVEL=warn SEED_SAMPLE_DATA=true "$binary" >"$work/service.log" 2>&1 &
 service_pid=$!
