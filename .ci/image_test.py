@@ -13,7 +13,10 @@
    readOnlyRootFilesystem), with its own loopback; the HEALTHCHECK command must exit 0 against
    the started instance and non-zero once it is stopped.
 
-Usage: python .ci/image_test.py REPO_ROOT WORK_DIR
+4. With --image NAME: the same run, of the image buildah built (.ci/image_buildah.sh), from its
+   own root filesystem and config.
+
+Usage: python .ci/image_test.py REPO_ROOT WORK_DIR [--image NAME]
 """
 
 import json
@@ -265,6 +268,91 @@ echo "healthcheck with the instance stopped: exit non-zero"
         fail("the binary does not run as the image runs it (see above)")
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def descendants(pid):
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = []
+    for child in (children.read_text().split() if children.exists() else []):
+        found += [int(child)] + descendants(int(child))
+    return found
+
+
+def run_image(name):
+    """Run an image buildah built: its own root filesystem, read-only, its config's USER,
+    WORKDIR, ENV, ENTRYPOINT and HEALTHCHECK. The user switch happens before the sandbox is
+    made (setpriv, then bubblewrap in a user namespace), so the kernel sees the image's uid."""
+    config = json.loads(subprocess.run(["buildah", "inspect", "--type", "image", name],
+                                       capture_output=True, text=True, check=True).stdout)["Docker"]["config"]
+    rootfs = WORK / "image-root"
+    container = subprocess.run(["buildah", "from", "--pull=never", name],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        mount = subprocess.run(["buildah", "mount", container], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        subprocess.run(["cp", "-a", mount + "/.", str(rootfs)], check=True)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True)
+    for point in ("proc", "dev"):  # what a container runtime mounts
+        (rootfs / point).mkdir(exist_ok=True)
+    WORK.chmod(0o755)
+
+    uid, _, gid = config["User"].partition(":")
+    port, metrics_port = free_port(), free_port()
+    sandbox = ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups", "--no-new-privs",
+               "bwrap", "--unshare-user", "--uid", uid, "--gid", gid or uid, "--die-with-parent",
+               "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+               "--chdir", config.get("WorkingDir") or "/", "--clearenv"]
+    # The host's network is shared, so the ports are free ones instead of 8000/9090.
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        sandbox += ["--setenv", key, value]
+    sandbox += ["--setenv", "PORT", port, "--setenv", "METRICS_PORT", metrics_port,
+                "--setenv", "HOST", "127.0.0.1", "--setenv", "SHUTDOWN_DRAIN_SECONDS", "0"]
+    test = config["Healthcheck"]["Test"]
+    check = sandbox + (test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", test[1]])
+    print(f"run image {name}: USER {config['User']}, WORKDIR {config.get('WorkingDir')}, "
+          f"ENTRYPOINT {config['Entrypoint']}, HEALTHCHECK {test[1:]}", flush=True)
+
+    log = open(WORK / "image-service.log", "w+")
+    server = subprocess.Popen(sandbox + config["Entrypoint"] + (config.get("Cmd") or []),
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + config["Healthcheck"].get("StartPeriod", 10e9) / 1e9
+        while subprocess.run(check, capture_output=True).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                fail(f"image {name}: HEALTHCHECK never passed; service output:\n{log.read()}")
+                return
+            time.sleep(0.2)
+        print("image HEALTHCHECK against the running container: exit 0")
+        service = [p for p in descendants(server.pid)
+                   if Path(f"/proc/{p}/comm").read_text().strip() == "order-service"]
+        uids = {Path(f"/proc/{p}/status").read_text().split("Uid:")[1].split()[0] for p in service}
+        print(f"image process runs as uid {', '.join(sorted(uids)) or '?'} (as the host sees it)")
+        if uids != {uid}:
+            fail(f"image {name}: the service runs as uid {uids}, not {uid}")
+        for p in service:
+            os.kill(p, 15)
+        code = server.wait(timeout=30)
+        print(f"image stopped on SIGTERM: exit {code}")
+        if code != 0:
+            fail(f"image {name}: exit code {code} after SIGTERM")
+        if subprocess.run(check, capture_output=True).returncode == 0:
+            fail(f"image {name}: HEALTHCHECK passed with the container stopped")
+        else:
+            print("image HEALTHCHECK with the container stopped: exit non-zero")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 def linked_packages(binary):
     """Debian packages providing the shared libraries the binary loads."""
     out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
@@ -340,6 +428,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 5 and sys.argv[3] == "--image":
+        # The real image, built by .ci/image_buildah.sh.
+        run_image(sys.argv[4])
+    else:
+        main()
     print("image: ok" if not failures else f"image: {len(failures)} failures")
     sys.exit(1 if failures else 0)

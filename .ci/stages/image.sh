@@ -2,8 +2,10 @@
 # The container image without a Docker engine (.ci/image_test.py): the build context that
 # Docker's client assembles from .dockerignore, the Dockerfile's build stage run in it offline
 # from the cargo cache, and the binary run as the image runs it (uid 65532, read-only root,
-# HEALTHCHECK against a started instance). hadolint covers the Dockerfile's form in the chart
-# stage; pulling the base images and pushing happen only in the delivery pipeline.
+# HEALTHCHECK against a started instance); then the real image, built by buildah from the
+# Dockerfile with locally assembled base images, run the same way. hadolint covers the
+# Dockerfile's form in the chart stage; the real base images, the optimised build and the push
+# happen only in the delivery pipeline.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -14,5 +16,15 @@ ensure_pip dockerfile-parse
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
 log "image: build context, build stage, run as the image runs it"
 "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work"
+
+# The real image: buildah builds the Dockerfile with stand-in base images assembled from
+# Debian's packages (.ci/image_buildah.sh), then it runs as above. IMAGE_BUILDAH=0 skips it.
+if [ "${IMAGE_BUILDAH:-1}" != 0 ]; then
+  ensure_apt buildah buildah
+  image_name=$(bash .ci/image_buildah.sh "$work")
+  log "image: run $image_name"
+  "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work" --image "$image_name"
+fi
