@@ -14,7 +14,9 @@ use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
@@ -30,7 +32,7 @@ pub fn router(state: AppState) -> Router {
     // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
     // access log and the metrics. Each stack lists its layers outermost first.
     let outer = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(FastRequestId))
         .layer(from_fn(trace_context))
         .layer(
             TraceLayer::new_for_http()
@@ -130,6 +132,19 @@ fn overloaded_response(max: usize, error: &BoxError) -> axum::response::Response
         "load shed: {max} requests already in flight"
     )));
     response
+}
+
+/// `x-request-id` for requests that arrive without one: a UUID-shaped id drawn without a
+/// system call (the OS random source cost about 2 % of a request).
+#[derive(Clone, Copy)]
+struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&crate::telemetry::ids::uuid())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// One span per request, carrying what every log line of that request should show.

@@ -186,9 +186,42 @@ fn parse_xray(value: &str) -> Option<(String, bool)> {
 }
 
 fn random_hex(len: usize) -> String {
-    let mut hex = uuid::Uuid::new_v4().simple().to_string();
+    let mut hex = format!("{:016x}{:016x}", ids::next(), ids::next());
     hex.truncate(len);
     hex
+}
+
+/// Ids for requests and traces without a system call each: SplitMix64 over a counter seeded
+/// once from the OS. Unique within the process (SplitMix64 is a bijection) and unpredictable
+/// enough for correlation ids; they are not secrets.
+pub mod ids {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    static COUNTER: OnceLock<AtomicU64> = OnceLock::new();
+
+    pub fn next() -> u64 {
+        let counter = COUNTER.get_or_init(|| {
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            AtomicU64::new(seed.0 ^ seed.1)
+        });
+        let mut z = counter
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A version-4-shaped UUID (`8-4-4-4-12` hex) from two ids: what `x-request-id` looked like
+    /// when it came from the OS random source.
+    pub fn uuid() -> String {
+        let bits = (u128::from(next()) << 64) | u128::from(next());
+        uuid::Builder::from_random_bytes(bits.to_be_bytes())
+            .into_uuid()
+            .hyphenated()
+            .to_string()
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +238,16 @@ mod tests {
             );
         }
         TraceContext::from_headers(&map)
+    }
+
+    #[test]
+    fn ids_are_distinct_and_request_ids_look_like_uuids() {
+        let many: std::collections::HashSet<u64> = (0..10_000).map(|_| ids::next()).collect();
+        assert_eq!(many.len(), 10_000);
+        let id = ids::uuid();
+        let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_ne!(id, ids::uuid());
     }
 
     #[test]
