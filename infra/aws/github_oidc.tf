@@ -116,6 +116,7 @@ resource "aws_iam_role_policy" "github_plan" {
           "ec2:DescribeLaunchTemplates",
           "ec2:DescribeLaunchTemplateVersions",
           "ec2:DescribeNatGateways",
+          "ec2:DescribeNetworkAcls",
           "ec2:DescribeNetworkInterfaces",
           "ec2:DescribeRouteTables",
           "ec2:DescribeSecurityGroupRules",
