@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Terraform stage: formatting, offline validate + terraform test (mocked AWS provider),
-# the HCL/contract checks of infra/tests, and checkov on every root.
+# infra/tests (real apply / plan / destroy of infra/preview, of infra/aws without the cluster
+# and of the Grafana secret against moto server; the HCL and contract checks), and checkov
+# on every root.
 # TF_PROVIDER_MIRROR overrides the provider mirror directory (default /opt/tf-plugins).
 source "$(dirname "$0")/../lib.sh"
 
@@ -59,8 +61,8 @@ else
   log "SKIPPED terraform validate/test: no provider mirror at $mirror (hashicorp/aws cannot be installed offline). fmt, HCL tests and checkov still run."
 fi
 
-log "infra/tests (addons values, contract with chart and workflows)"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/infra/tests"
+log "infra/tests (moto rehearsals, addons, lock files, contract with chart and workflows)"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 "$ROOT/infra/tests"
 
 for root in aws addons preview; do
   log "checkov: infra/$root"
