@@ -14,6 +14,10 @@ ensure_apt bwrap bubblewrap
 ensure_pip docker
 ensure_pip dockerfile-parse
 
+# The sandboxed builds are offline, like a build whose cache mounts are warm: fill the cache
+# first (a no-op once the rust stage or any build has fetched the locked crates).
+cargo fetch --locked --quiet
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
