@@ -37,6 +37,8 @@ ROOT = Path(sys.argv[1]).resolve()
 WORK = Path(sys.argv[2]).resolve()
 CARGO_HOME = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
 RUSTUP_HOME = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+# Under sudo, PATH may be reset to a secure one without the user's cargo.
+os.environ["PATH"] = f"{CARGO_HOME / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # Where the official rust image keeps cargo and rustup; the Dockerfile's cache mounts and PATH
 # refer to these.

@@ -59,8 +59,7 @@ ensure_rust_tool() {
     [ -n "$exe" ] && "$exe" "${cmd#cargo-}" --version 2>/dev/null | awk '{ print $2; exit }'
   }
   [ "$(tool_version)" = "$want" ] && return 0
-  ensure_venv
-  if [ ! -x "$home_bin" ] && log "installing $crate $want (wheel $pkg)" &&
+  if [ ! -x "$home_bin" ] && log "installing $crate $want (wheel $pkg)" && ensure_venv &&
     "$VENV/bin/pip" install -q -c "$PINS" "$pkg"; then
     :
   else

@@ -19,16 +19,23 @@ ensure_pip dockerfile-parse
 cargo fetch --locked --quiet
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+
+# Switching to uid 65532, the sandboxes' network namespaces, buildah and its bind mounts need
+# root; on a machine where the test command runs as a user (a CI runner), through sudo.
+as_root=()
+keep_env=HOME,PATH,CARGO_HOME,RUSTUP_HOME,IMAGE_PROFILE
+[ "$(id -u)" = 0 ] || as_root=(sudo "--preserve-env=$keep_env")
+
+trap '"${as_root[@]}" rm -rf "$work"' EXIT
 
 log "image: build context, build stage, run as the image runs it"
-"$VENV/bin/python" .ci/image_test.py "$ROOT" "$work"
+"${as_root[@]}" "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work"
 
 # The real image: buildah builds the Dockerfile with stand-in base images assembled from
 # Debian's packages (.ci/image_buildah.sh), then it runs as above. IMAGE_BUILDAH=0 skips it.
 if [ "${IMAGE_BUILDAH:-1}" != 0 ]; then
   ensure_apt buildah buildah
-  image_name=$(bash .ci/image_buildah.sh "$work")
+  image_name=$("${as_root[@]}" bash .ci/image_buildah.sh "$work")
   log "image: run $image_name"
-  "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work" --image "$image_name"
+  "${as_root[@]}" "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work" --image "$image_name"
 fi
