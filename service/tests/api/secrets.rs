@@ -619,17 +619,22 @@ async fn a_stalled_endpoint_times_out_and_the_last_good_secret_stays() {
     // The Lambda refreshes inside this request: it must still be answered, promptly, with the
     // last good keys.
     let started = Instant::now();
-    assert_eq!(
-        create_order(&app, Some(KEY_ALPHA)).await,
-        StatusCode::CREATED
-    );
+    // Bounded here too, so that an unbounded call fails the test instead of hanging it.
+    let created =
+        tokio::time::timeout(Duration::from_secs(20), create_order(&app, Some(KEY_ALPHA)))
+            .await
+            .expect("the request is answered although Secrets Manager stalls");
+    assert_eq!(created, StatusCode::CREATED);
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
     let started = Instant::now();
-    let error = secrets.refresh().await.expect_err("stalled");
+    let error = tokio::time::timeout(Duration::from_secs(20), secrets.refresh())
+        .await
+        .expect("the refresh gives up")
+        .expect_err("stalled");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         error.to_string().contains("no answer within 500 ms"),
@@ -647,15 +652,17 @@ async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
     proxy.stall();
     let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
     let started = Instant::now();
-    let error = build_state_with_aws(
+    let start = build_state_with_aws(
         config_with_timeout("app/never", "300"),
         Target::Container,
         Some(aws),
-    )
-    .await
-    .err()
-    .expect("cannot start without the secret")
-    .to_string();
+    );
+    let error = tokio::time::timeout(Duration::from_secs(30), start)
+        .await
+        .expect("start-up gives up")
+        .err()
+        .expect("cannot start without the secret")
+        .to_string();
     // Five attempts of 300 ms and the back-off between them.
     assert!(
         started.elapsed() < Duration::from_secs(10),
