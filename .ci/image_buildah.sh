@@ -8,6 +8,7 @@
 #   gcr.io/distroless/cc-debian12:nonroot
 #                                    libc6, libgcc-s1, libstdc++6, libgomp1, tzdata, netbase,
 #                                    CA bundle, nonroot (65532) in /etc/passwd, as distroless has
+# Packages come from the machine's own apt sources (Debian bookworm here, as the real images).
 # The Dockerfile's cache mounts are bound to the local cargo cache and target/image (buildah
 # keeps a mount without an id under /var/tmp/buildah-cache/<target>), in a private mount
 # namespace. The stand-in rust image sets the same cheaper release settings and offline mode
@@ -86,7 +87,10 @@ fi
 if ! have_base "$runtime_base"; then
   log "assembling $runtime_base from Debian packages"
   root="$work/runtime-root"
-  unpack "$root" libc6 libgcc-s1 gcc-12-base libstdc++6 libgomp1 tzdata netbase
+  # The libraries with their dependencies (gcc-<n>-base), tzdata and netbase for their data.
+  # shellcheck disable=SC2046 # one word per package
+  unpack "$root" tzdata netbase $(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances libc6 libgcc-s1 libstdc++6 libgomp1 2>/dev/null | grep -v '^[ <]' | sort -u)
   mkdir -p "$root/etc/ssl/certs" "$root/tmp" "$root/home/nonroot"
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
   chmod 1777 "$root/tmp"
