@@ -5,14 +5,13 @@
    into an empty folder.
 2. Run the build stage of the Dockerfile in that folder, in a sandbox (bubblewrap) that sees the
    context at the stage's WORKDIR, the Rust toolchain where the rust image keeps it, the cache
-   mounts bound to the local cargo cache and target/ (so nothing is downloaded or rebuilt that is
-   already built), and no network at all. The RUN commands are read from the Dockerfile, not
-   repeated here.
+   mounts bound to the local cargo cache and target/image (so nothing is downloaded, nor rebuilt
+   that is already built), and no network at all. The RUN commands are read from the
+   Dockerfile, not repeated here.
 3. Run the binary as the final stage runs it: the file the final stage copies, at the path it
    copies it to, as the USER it names, on a read-only root filesystem (the chart sets
    readOnlyRootFilesystem), with its own loopback; the HEALTHCHECK command must exit 0 against
    the started instance and non-zero once it is stopped.
-
 4. With --image NAME: the same run, of the image buildah built (.ci/image_buildah.sh), from its
    own root filesystem and config.
 
@@ -23,7 +22,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -68,7 +66,7 @@ def build_context(dest):
 
 
 def stages(dockerfile):
-    """[(name, [instruction dicts])] in order; unnamed stages get their index as name."""
+    """[(name, base image, [instruction dicts])] in order; unnamed stages are named by index."""
     result = []
     for ins in dockerfile.structure:
         if ins["instruction"] == "FROM":
@@ -136,7 +134,9 @@ def sandbox_base():
     return args
 
 
-def build_stage(ctx, out, stage_name, base, instructions):
+def build_stage(ctx, out, copied, stage_name, base, instructions):
+    """Run the stage's RUN commands in the context; copy the files the final stage takes
+    (`copied`, paths in the stage's filesystem) to `out`."""
     workdir = "/"
     env = {"PATH": f"{IMAGE_CARGO_HOME}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "CARGO_HOME": IMAGE_CARGO_HOME, "RUSTUP_HOME": IMAGE_RUSTUP_HOME,
@@ -193,11 +193,8 @@ def build_stage(ctx, out, stage_name, base, instructions):
         args += ["--setenv", k, v]
     profile = "the release profile" if EXACT else "opt-level 0, no LTO"
     print(f"build stage {stage_name} (offline, context at {workdir}, {profile}): {script}", flush=True)
-    # /out receives the root of the stage's filesystem as far as the final stage needs it.
-    return subprocess.run(args + ["/bin/sh", "-euc", script + ' && cp -a "$@" /out/', "sh", *COPIED_FROM_BUILD]).returncode == 0
-
-
-COPIED_FROM_BUILD = []
+    command = ["/bin/sh", "-euc", script + ' && cp -a "$@" /out/', "sh", *copied]
+    return subprocess.run(args + command).returncode == 0
 
 
 def exec_form(value):
@@ -406,14 +403,13 @@ def main():
         fail(f"the final stage copies from {sorted(sources)}; this test follows exactly one build stage")
         return
     (build_name, copied), = sources.items()
-    COPIED_FROM_BUILD.extend(copied)
     stage = next((s for s in all_stages if s[0] == build_name), None)
     if stage is None:
         fail(f"no stage named {build_name}")
         return
 
     started = time.monotonic()
-    if not build_stage(ctx, out, *stage):
+    if not build_stage(ctx, out, copied, *stage):
         fail(f"the build stage {build_name} fails in the context Docker would send")
         return
     print(f"build stage: {time.monotonic() - started:.0f} s")
