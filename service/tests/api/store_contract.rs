@@ -50,7 +50,7 @@ contract!(
 );
 
 /// Idempotency keys of the contract stores live this long.
-const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(3);
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn new_order(customer: &str) -> NewOrder {
     NewOrder::parse(
