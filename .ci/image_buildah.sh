@@ -27,8 +27,7 @@ rust_version="${rust_base#*:}"
 rust_version="${rust_version%%-*}"
 toolchain="$(dirname "$(dirname "$(rustup which cargo)")")"
 if [ "$(rustc --version | awk '{ print $2 }')" != "$rust_version" ]; then
-  echo "the Dockerfile builds with Rust $rust_version, this machine has $(rustc --version)" >&2
-  exit 1
+  echo "note: the Dockerfile builds with Rust $rust_version; the stand-in has this machine's $(rustc --version)"
 fi
 
 # A base is rebuilt when this script changes, so an edited recipe never meets a stale image.

@@ -307,6 +307,15 @@ def run_image(name):
                "bwrap", "--unshare-user", "--uid", uid, "--gid", gid or uid, "--die-with-parent",
                "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
                "--chdir", config.get("WorkingDir") or "/", "--clearenv"]
+    # An unprivileged user namespace is what lets the sandbox start as the image's uid; some
+    # hosts forbid it (Ubuntu 24.04's AppArmor default). Part 1 has checked the same binary as
+    # the same uid on a read-only root, so say so and stop here rather than fake the uid.
+    probe = subprocess.run(sandbox[:sandbox.index("--chdir")] + config["Entrypoint"] + ["check-config"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0 and "bwrap:" in probe.stderr:
+        print(f"image {name} not run: this host does not let uid {uid} make a user namespace "
+              f"({probe.stderr.strip()})")
+        return
     # The host's network is shared, so the ports are free ones instead of 8000/9090.
     for item in config.get("Env") or []:
         key, _, value = item.partition("=")
