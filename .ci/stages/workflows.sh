@@ -9,7 +9,7 @@
 #      the exact helm arguments); the smoke test fails on a broken service; the preview sweep
 #      destroys closed previews with real terraform against moto
 #   3. the smoke test passes against the real container binary, and against
-#      `cargo lambda watch` when cargo-lambda is installed
+#      `cargo lambda watch` (cargo-lambda installed at the version of .ci/tools.txt)
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -99,27 +99,23 @@ if ! python3 .github/scripts/smoke-test.py "http://staging.order-service.test:$p
 fi
 
 log "smoke test against cargo lambda watch"
-if ! command -v cargo-lambda >/dev/null 2>&1; then
-  echo "skipped: cargo-lambda is not installed (cargo install --locked cargo-lambda)"
-elif ! cargo metadata --no-deps --format-version 1 | grep -q '"name":"order-service-lambda"'; then
-  echo "skipped: the workspace has no package order-service-lambda"
-else
-  # Built up front so watch starts at once instead of compiling on the first request.
-  cargo build --quiet -p order-service-lambda
-  invoke_port=$(free_port)
-  watch_log="$(mktemp)"
-  # The function name in the URL is the binary name of the package.
-  setsid cargo lambda watch -p order-service-lambda \
-    --invoke-address 127.0.0.1 --invoke-port "$invoke_port" \
-    --env-var ENVIRONMENT=local --env-var API_KEYS=smoke-key >"$watch_log" 2>&1 &
-  pids+=($!)
-  if ! python3 .github/scripts/smoke-test.py \
-    "http://127.0.0.1:$invoke_port/lambda-url/order-service-lambda" \
-    --api-key smoke-key --environment local --deadline 240; then
-    echo "--- cargo lambda watch log"
-    tail -n 50 "$watch_log"
-    exit 1
-  fi
+# The prebuilt wheel, seconds; the same helper and version as the lambda stage.
+ensure_rust_tool cargo-lambda cargo-lambda cargo-lambda
+# Built up front so watch starts at once instead of compiling on the first request.
+cargo build --locked --quiet -p order-service-lambda
+invoke_port=$(free_port)
+watch_log="$(mktemp)"
+# The function name in the URL is the binary name of the package.
+setsid cargo lambda watch -p order-service-lambda \
+  --invoke-address 127.0.0.1 --invoke-port "$invoke_port" \
+  --env-var ENVIRONMENT=local --env-var API_KEYS=smoke-key >"$watch_log" 2>&1 &
+pids+=($!)
+if ! python3 .github/scripts/smoke-test.py \
+  "http://127.0.0.1:$invoke_port/lambda-url/order-service-lambda" \
+  --api-key smoke-key --environment local --deadline 240; then
+  echo "--- cargo lambda watch log"
+  tail -n 50 "$watch_log"
+  exit 1
 fi
 
 log "workflows: ok"
