@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Format, lints and every Rust test (unit, integration against real PostgreSQL and moto,
-# the real binaries), then the release build the other stages and the benchmarks use.
+# the real binaries), all in the dev profile: no release build here; a stage that needs an
+# optimised binary builds it itself.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
