@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Instruction budget: instructions per in-process `GET /orders/{id}` and `POST /orders`
+# (order_service::router with production settings, memory store; service/benches/callgrind.rs),
+# counted by valgrind's callgrind and compared with bench/instructions.budget. Fails when
+# either grows by more than 10 %. Instruction counts do not depend on how busy the machine
+# is; they do depend on the compiler, the dependencies and valgrind, so refresh the budget
+# when one of those changes on purpose, as after an intended change of the code:
+#
+#   .ci/stages/perf.sh            check against the budget
+#   .ci/stages/perf.sh --update   write the counts measured now as the budget
+# shellcheck source=.ci/lib.sh
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+
+budget_file=bench/instructions.budget
+requests=1000
+tolerance_percent=10
+update=false
+[ "${1:-}" = --update ] && update=true
+
+ensure_apt valgrind valgrind
+
+# Release settings (the bench profile inherits them, so the dependencies built for the
+# release binary are reused), but with the symbol table kept for this one binary:
+# callgrind finds the measured function by name.
+log "bench binary: release settings, symbols kept"
+bench=$(cargo rustc --locked --quiet -p order-service --profile bench --bench callgrind \
+  --message-format=json -- -C strip=none |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-message":
+        print(message["message"]["rendered"], file=sys.stderr, end="")
+    elif message.get("reason") == "compiler-artifact" and message["target"]["name"] == "callgrind":
+        print(message["executable"])
+')
+[ -x "$bench" ] || { echo "no bench executable built" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# count KIND: instructions per request, only those executed inside `measured` (one request
+# through the router, body read), averaged over $requests requests after a warm-up.
+count() {
+  local kind="$1"
+  if ! valgrind --tool=callgrind --callgrind-out-file="$work/$kind.out" \
+    --collect-atstart=no --toggle-collect='*measured*' \
+    "$bench" "$kind" "$requests" >/dev/null 2>"$work/$kind.log"; then
+    cat "$work/$kind.log" >&2
+    echo "the $kind bench failed under valgrind" >&2
+    return 1
+  fi
+  awk -v n="$requests" '/^totals:/ { printf "%d\n", $2 / n; found = 1 } END { exit !found }' \
+    "$work/$kind.out"
+}
+
+log "callgrind: $requests requests each, counted inside the router only"
+declare -A measured
+for kind in get post; do
+  measured[$kind]=$(count "$kind") || exit 1
+  [ "${measured[$kind]}" -gt 0 ] || { echo "no instructions counted for $kind" >&2; exit 1; }
+done
+
+name() { case "$1" in get) echo "GET /orders/{id}" ;; post) echo "POST /orders" ;; esac; }
+
+if $update; then
+  {
+    echo "# Instructions per in-process request, counted by callgrind (.ci/stages/perf.sh)."
+    echo "# The check fails above budget + ${tolerance_percent} %. Refresh: .ci/stages/perf.sh --update"
+    echo "# $(rustc --version), $(valgrind --version)"
+    for kind in get post; do echo "$kind ${measured[$kind]}"; done
+  } >"$budget_file"
+  echo "budget written to $budget_file:"
+  grep -v '^#' "$budget_file"
+  exit 0
+fi
+
+[ -f "$budget_file" ] || { echo "missing $budget_file: run .ci/stages/perf.sh --update" >&2; exit 1; }
+status=0
+printf '%-18s %12s %12s %9s\n' "request" "budget" "measured" "change"
+for kind in get post; do
+  budget=$(awk -v k="$kind" '$1 == k { print $2 }' "$budget_file")
+  [ -n "$budget" ] || { echo "no budget for $kind in $budget_file" >&2; exit 1; }
+  change=$(awk -v m="${measured[$kind]}" -v b="$budget" 'BEGIN { printf "%+.1f %%", (m - b) * 100 / b }')
+  verdict=$(awk -v m="${measured[$kind]}" -v b="$budget" -v t="$tolerance_percent" \
+    'BEGIN { if (m > b * (1 + t / 100)) print "OVER BUDGET"; else if (m < b * (1 - t / 100)) print "cheaper: refresh the budget to keep the gain"; else print "ok" }')
+  printf '%-18s %12s %12s %9s  %s\n' "$(name "$kind")" "$budget" "${measured[$kind]}" "$change" "$verdict"
+  [ "$verdict" = "OVER BUDGET" ] && status=1
+done
+if [ "$status" != 0 ]; then
+  echo "more than ${tolerance_percent} % over $budget_file. Find where: valgrind --tool=callgrind" \
+    "--toggle-collect='*measured*' $bench get, then callgrind_annotate --inclusive=yes." \
+    "If the growth is intended, refresh with .ci/stages/perf.sh --update" >&2
+fi
+exit "$status"

@@ -1,0 +1,154 @@
+//! Requests served in-process, for valgrind's callgrind to count the instructions of each.
+//!
+//!   callgrind get|post [REQUESTS]
+//!
+//! Builds the state and the router exactly as the container does, with production settings
+//! (`ENVIRONMENT=production`: JSON access log at info, metrics on, a bearer key for writes,
+//! memory store with the sample data), serves a few warm-up requests, then `REQUESTS`
+//! (default 1000) requests of the chosen kind, each one through [`measured`]. `.ci/stages/perf.sh` runs this
+//! under `valgrind --tool=callgrind --toggle-collect=*measured*`, so only the work inside
+//! `measured` counts: routing, every layer, the handler, the store and the body, not start-up.
+//! Instruction counts do not depend on how busy the machine is, which makes them a gate that
+//! can run in CI, unlike requests per second.
+//!
+//! Without valgrind it simply serves the requests, so it also checks itself: every answer
+//! must have the expected status, or it exits non-zero (a broken request must not look cheap).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use order_service::{build_state, router, telemetry, Config, Target};
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+/// Requests served before counting starts: lazy initialisation (metric series, the first
+/// allocation of each buffer, tokio's timer wheel) is not per-request cost.
+const WARM_UP: usize = 20;
+const API_KEY: &str = "perf-key-0123456789abcdef";
+const NEW_ORDER: &str = r#"{"customer_name":"Perf","items":[{"product_id":1,"name":"Widget","quantity":2,"price":9.99}],"shipping_address":"1 Perf St"}"#;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Get,
+    Post,
+}
+
+impl Kind {
+    fn request(self) -> Request<Body> {
+        let builder = Request::builder().header("user-agent", "perf");
+        let request = match self {
+            Kind::Get => builder.uri("/orders/1").body(Body::empty()),
+            Kind::Post => builder
+                .method(Method::POST)
+                .uri("/orders")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"))
+                .body(Body::from(NEW_ORDER)),
+        };
+        request.unwrap_or_default()
+    }
+
+    fn expected(self) -> StatusCode {
+        match self {
+            Kind::Get => StatusCode::OK,
+            Kind::Post => StatusCode::CREATED,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kind = match args.first().map(String::as_str) {
+        Some("get") => Some(Kind::Get),
+        Some("post") => Some(Kind::Post),
+        _ => None,
+    };
+    let requests = match args.get(1) {
+        None => Some(1000),
+        Some(n) => n.parse::<usize>().ok(),
+    };
+    let (Some(kind), Some(requests)) = (kind, requests) else {
+        eprintln!("usage: callgrind get|post [REQUESTS]");
+        return ExitCode::from(2);
+    };
+    match run(kind, requests) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("callgrind bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(kind: Kind, requests: usize) -> Result<(), String> {
+    let vars: HashMap<String, String> = [
+        ("ENVIRONMENT", "production"),
+        ("LOG_LEVEL", "info"),
+        ("STORE", "memory"),
+        ("SEED_SAMPLE_DATA", "true"),
+        ("API_KEYS", API_KEY),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = Config::from_vars(&vars).map_err(|e| e.to_string())?;
+    telemetry::init(config.log_level, config.log_format);
+    // One thread: callgrind's toggle follows the calling thread, and every poll of the
+    // request's future then happens inside `measured` on it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let state = runtime
+        .block_on(build_state(config, Target::Container))
+        .map_err(|e| e.to_string())?;
+    let app = router(state);
+    for _ in 0..WARM_UP {
+        check(kind, serve(&runtime, &app, kind.request()))?;
+    }
+    for _ in 0..requests {
+        let request = kind.request();
+        check(kind, measured(&runtime, &app, request))?;
+    }
+    Ok(())
+}
+
+/// The counted part: one request through the whole router, body read to the end.
+#[inline(never)]
+fn measured(runtime: &Runtime, app: &Router, request: Request<Body>) -> (StatusCode, Bytes) {
+    serve(runtime, app, request)
+}
+
+fn serve(runtime: &Runtime, app: &Router, request: Request<Body>) -> (StatusCode, Bytes) {
+    runtime.block_on(async {
+        match app.clone().oneshot(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                (status, body)
+            }
+            Err(never) => match never {},
+        }
+    })
+}
+
+fn check(kind: Kind, (status, body): (StatusCode, Bytes)) -> Result<(), String> {
+    if status == kind.expected() && !body.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {}, got {status}: {}",
+            kind.expected(),
+            String::from_utf8_lossy(&body)
+        ))
+    }
+}
