@@ -310,7 +310,7 @@ impl Config {
                 )?),
                 max_in_flight: env.parse(
                     "MAX_IN_FLIGHT_REQUESTS",
-                    128_usize,
+                    32_usize,
                     "a number 1-100000",
                     |n| (1..=100_000).contains(n),
                 )?,

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Overload figures (a measurement, not a test): the release binary with STORE=postgres on a
+# throwaway loopback cluster, driven by oha at a fixed arrival rate, so requests keep coming
+# whether or not earlier ones were answered (as from many independent clients).
+#
+#   bench/overload.sh [SECONDS]      (default 20 s per overload run)
+#   BENCH_CAPS="32 128 100000" bench/overload.sh    (MAX_IN_FLIGHT_REQUESTS values to compare;
+#                                                   default: "default 100000")
+#
+# The system under test, the service and PostgreSQL, runs on one CPU (taskset; the chart's
+# limit gives the pod one), oha alone on the other, so the load generator's own work does not
+# slow the database down. BENCH_LOG_LEVEL sets the service's LOG_LEVEL (default info).
+#
+# 1. capacity: closed loop, 32 connections, GET /orders?limit=20: successful requests/s (C).
+# 2. unloaded: C/10 requests/s: p99 of the answers.
+# 3. overload: 4×C requests/s against the service as configured (MAX_IN_FLIGHT_REQUESTS as
+#    given, else the binary's default) and, for comparison, with shedding out of reach
+#    (MAX_IN_FLIGHT_REQUESTS=100000). Each prints: successes/s against C, share of requests
+#    answered 200, p99 of the 200s against 5× the unloaded p99, the share shed (503) and the
+#    service's peak RSS against the chart's memory limit (256 MiB).
+# Latencies are corrected for coordinated omission (oha --latency-correction): a request that
+# had to wait for a free connection counts from when it was due. Logs at info, as JSON, as
+# deployed. Everything shares one 2-core machine: the figures compare runs of the same
+# session with each other, not with production.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+seconds="${1:-20}"
+caps="${BENCH_CAPS:-default 100000}"
+log_level="${BENCH_LOG_LEVEL:-info}"
+for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$dir:$PATH"; done
+for tool in initdb pg_ctl psql curl python3; do
+  command -v "$tool" >/dev/null || {
+    echo "missing $tool: apt-get install postgresql curl python3" >&2
+    exit 1
+  }
+done
+command -v oha >/dev/null || cargo install --locked oha
+
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== release build"
+cargo build --locked --release --quiet -p order-service
+binary="$ROOT/target/release/order-service"
+
+work=$(mktemp -d)
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+service_pid=""
+stop_service() {
+  if [ -n "$service_pid" ]; then
+    kill "$service_pid" 2>/dev/null || true
+    wait "$service_pid" 2>/dev/null || true
+    service_pid=""
+  fi
+}
+cleanup() {
+  stop_service
+  as_owner pg_ctl stop -D "$work/data" -m immediate >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== throwaway cluster"
+pg_port=$(free_port)
+as_owner initdb -D "$work/data" -U postgres -A trust --no-instructions >/dev/null
+as_owner taskset -c 0 pg_ctl start -w -D "$work/data" -l "$work/server.log" \
+  -o "-k $work -p $pg_port -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null
+psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench"
+url="postgres://postgres@127.0.0.1:$pg_port/bench"
+
+# start_service MAX_IN_FLIGHT (empty: the binary's default)
+start_service() {
+  port=$(free_port)
+  taskset -c 0 env -i PATH="$PATH" ENVIRONMENT=local STORE=postgres DATABASE_URL="$url" \
+    PORT="$port" METRICS_PORT="$(free_port)" HOST=127.0.0.1 LOG_LEVEL="$log_level" LOG_FORMAT=json \
+    ${1:+MAX_IN_FLIGHT_REQUESTS="$1"} "$binary" >/dev/null 2>"$work/service.err" &
+  service_pid=$!
+  base="http://127.0.0.1:$port"
+  for _ in $(seq 300); do
+    curl -fsS "$base/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$work/service.err"
+  exit 1
+}
+
+peak_rss_mib() { awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$service_pid/status"; }
+
+# load NAME ARGS…: one oha run on the list route; per-request CSV into $work/NAME.csv.
+load() {
+  local name="$1"
+  shift
+  taskset -c 1 oha --no-tui --output-format csv "$@" "$base/orders?limit=20" >"$work/$name.csv"
+}
+
+# stats NAME SECONDS: "ok_per_s ok_share p99_ms_of_200s shed_share other_share total"
+stats() {
+  python3 - "$work/$1.csv" "$2" <<'PY'
+import csv, sys
+path, seconds = sys.argv[1], float(sys.argv[2])
+rows = list(csv.DictReader(open(path)))
+ok = sorted(float(r["request-duration"]) for r in rows if r["status"] == "200")
+shed = sum(1 for r in rows if r["status"] == "503")
+total = len(rows)
+p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))] * 1000 if ok else float("nan")
+print(f"{len(ok) / seconds:.0f} {len(ok) / total:.3f} {p99:.2f} {shed / total:.3f} "
+      f"{(total - len(ok) - shed) / total:.3f} {total}")
+PY
+}
+
+start_service ""
+echo "== seed: 100 orders"
+for n in $(seq 100); do
+  curl -fsS -o /dev/null -X POST "$base/orders" -H 'Content-Type: application/json' \
+    -d "{\"customer_name\":\"Bench $n\",\"items\":[{\"product_id\":$n,\"name\":\"Widget\",\"quantity\":2,\"price\":9.99},{\"product_id\":1,\"name\":\"Bolt\",\"quantity\":9,\"price\":0.25}],\"shipping_address\":\"$n Bench St\"}"
+done
+
+echo "== capacity: closed loop, 32 connections, 10 s"
+load warmup -z 3s -c 32
+load capacity -z 10s -c 32
+read -r capacity _ <<<"$(stats capacity 10)"
+echo "capacity: $capacity successful requests/s"
+
+echo "== unloaded: $((capacity / 10)) requests/s, 10 s"
+load unloaded -z 10s -c 32 -q "$((capacity / 10))" --latency-correction
+read -r _ _ unloaded_p99 _ <<<"$(stats unloaded 10)"
+echo "unloaded p99: $unloaded_p99 ms"
+stop_service
+
+rate=$((capacity * 4))
+for setting in $caps; do
+  if [ "$setting" = default ]; then start_service ""; else start_service "$setting"; fi
+  load "overload-$setting-warmup" -z 2s -c 32
+  echo "== overload, MAX_IN_FLIGHT_REQUESTS=$setting: $rate requests/s for ${seconds} s"
+  load "overload-$setting" -z "${seconds}s" -c 512 -q "$rate" --latency-correction
+  read -r ok_rate ok_share p99 shed other total <<<"$(stats "overload-$setting" "$seconds")"
+  rss=$(peak_rss_mib)
+  stop_service
+  python3 - "$setting" "$capacity" "$unloaded_p99" "$ok_rate" "$ok_share" "$p99" "$shed" \
+    "$other" "$total" "$rss" <<'PY'
+import sys
+setting, capacity, base_p99, ok_rate, ok_share, p99, shed, other, total, rss = sys.argv[1:]
+capacity, base_p99, ok_rate, p99, rss = map(float, (capacity, base_p99, ok_rate, p99, rss))
+verdict = lambda good: "PASS" if good else "MISS"
+print(f"  sent {total} requests; 200: {float(ok_share):.1%}, 503 shed: {float(shed):.1%}, other/failed: {float(other):.1%}")
+print(f"  successes {ok_rate:.0f}/s = {ok_rate / capacity:.2f}x capacity (>= 0.8x): {verdict(ok_rate >= 0.8 * capacity)}")
+print(f"  p99 of 200s {p99:.2f} ms = {p99 / base_p99:.1f}x unloaded p99 (<= 5x): {verdict(p99 <= 5 * base_p99)}")
+print(f"  peak RSS {rss:.1f} MiB (<= 256 MiB chart limit): {verdict(rss <= 256)}")
+PY
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
