@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_level, config.log_format);
+    let _logs = telemetry::init_container(config.log_level, config.log_format);
     let state = build_state(config, Target::Container).await?;
     server::serve(state).await?;
     Ok(())

@@ -25,6 +25,39 @@ pub fn init(level: tracing::Level, format: LogFormat) {
     };
 }
 
+/// Keeps the container's log writer thread alive; dropping it writes what is still queued.
+#[must_use = "logs stop being written when the guard is dropped"]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+/// The container's subscriber: like [`init`], but lines go to standard output through a
+/// writer thread, so a request formats its line and moves on instead of waiting for the
+/// stdout lock and the write. Lines are never dropped: when 128 k lines are queued, callers
+/// wait. Hold the guard until exit.
+pub fn init_container(level: tracing::Level, format: LogFormat) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let filter = filter(level);
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(false).with_writer(writer))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            )
+            .try_init(),
+    };
+    LogGuard(guard)
+}
+
 /// The Lambda shell's subscriber: like [`init`], but the function's logging configuration
 /// (`AWS_LAMBDA_LOG_LEVEL`, `AWS_LAMBDA_LOG_FORMAT`, set by Lambda when the function uses
 /// advanced logging controls) wins over the service's own settings. JSON lines list every
