@@ -6,6 +6,7 @@
 #   bench/overload.sh [SECONDS]      (default 20 s per overload run)
 #   BENCH_CAPS="32 128 100000" bench/overload.sh    (MAX_IN_FLIGHT_REQUESTS values to compare;
 #                                                   default: "default 100000")
+#   ORDER_SERVICE_BIN=/path/to/order-service bench/overload.sh    (measure that build instead)
 #
 # The system under test, the service and PostgreSQL, runs on one CPU (taskset; the chart's
 # limit gives the pod one), oha alone on the other, so the load generator's own work does not
@@ -41,9 +42,13 @@ command -v oha >/dev/null || cargo install --locked oha
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-echo "== release build"
-cargo build --locked --release --quiet -p order-service
-binary="$ROOT/target/release/order-service"
+if [ -n "${ORDER_SERVICE_BIN:-}" ]; then
+  binary="$ORDER_SERVICE_BIN" # a build to compare, e.g. from another commit
+else
+  echo "== release build"
+  cargo build --locked --release --quiet -p order-service
+  binary="$ROOT/target/release/order-service"
+fi
 
 work=$(mktemp -d)
 [ "$(id -u)" = 0 ] && chown postgres "$work"
