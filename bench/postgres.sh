@@ -33,9 +33,14 @@ done
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-echo "== release build"
-cargo build --locked --release --quiet -p order-service
-binary="$ROOT/target/release/order-service"
+# BENCH_BINARY=PATH measures that build instead (an A/B of two builds, run after each other).
+if [ -n "${BENCH_BINARY:-}" ]; then
+  binary="$BENCH_BINARY"
+else
+  echo "== release build"
+  cargo build --locked --release --quiet -p order-service
+  binary="$ROOT/target/release/order-service"
+fi
 
 work=$(mktemp -d)
 [ "$(id -u)" = 0 ] && chown postgres "$work"
