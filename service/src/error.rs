@@ -69,19 +69,24 @@ impl ErrorCause {
     /// `error` and each of its sources, joined by ": ", with any URL credentials masked (a
     /// driver error may quote a connection string).
     pub fn from_error(error: &dyn std::error::Error) -> Self {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        Self::new(text)
+        Self::new(error_chain(error))
     }
 
     pub fn new(text: impl Into<String>) -> Self {
         Self(redact_url_credentials(&text.into()))
     }
+}
+
+/// `error` and each of its sources in one line, joined by ": ".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `scheme://user:password@host` → `scheme://***@host`, wherever it appears.

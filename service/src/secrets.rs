@@ -8,7 +8,6 @@
 
 mod format;
 
-use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -363,16 +362,7 @@ fn describe(error: &SdkError<GetSecretValueError>) -> String {
     let text = match (error.code(), error.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut text = error.to_string();
-            let mut source = error.source();
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
-        }
+        _ => crate::error::error_chain(error),
     };
     text.replace(['\r', '\n'], " ")
 }

@@ -50,24 +50,12 @@ pub enum StartupError {
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     /// `StoreError`'s own text is generic; its cause is what start-up must show.
-    #[error("cannot seed sample data: {}", describe_chain(.0))]
+    #[error("cannot seed sample data: {}", crate::error::error_chain(.0))]
     Seed(StoreError),
     #[error("STORE=postgres needs DATABASE_URL or a database connection in the runtime secret")]
     DatabaseUrlMissing,
     #[error(transparent)]
     Postgres(#[from] PostgresError),
-}
-
-/// An error and its causes in one line.
-fn describe_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Builds the state both shells serve: metrics, write auth, runtime secret, store (seeded
