@@ -51,11 +51,23 @@ impl Order {
     /// Strong entity tag of this representation: a digest of its JSON. Any change to what a
     /// client sees changes the tag.
     pub fn etag(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        let digest = Sha256::digest(&json);
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        format!("\"{hex}\"")
+        etag_of(&serde_json::to_vec(self).unwrap_or_default())
     }
+}
+
+/// The strong entity tag of an order's JSON bytes, for a handler that has serialized the
+/// order already (one serialization per response, not two).
+pub fn etag_of(json: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(json);
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for byte in &digest[..16] {
+        tag.push(char::from(HEX[usize::from(byte >> 4)]));
+        tag.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    tag.push('"');
+    tag
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::WriteAccess;
 use crate::domain::{
-    can_transition, parse_tracking_number, ItemInput, NewOrder, Order, OrderStatus,
+    can_transition, etag_of, parse_tracking_number, ItemInput, NewOrder, Order, OrderStatus,
     ValidationErrors,
 };
 use crate::error::{ApiError, Json, Problem, Query};
@@ -277,8 +277,20 @@ pub async fn get_order(
 
 /// The order as JSON with its `ETag`.
 fn with_etag(order: &Order, status: StatusCode) -> Response {
-    let mut response = (status, axum::Json(order)).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&order.etag()) {
+    let Ok(json) = serde_json::to_vec(order) else {
+        return (status, axum::Json(order)).into_response();
+    };
+    let etag = HeaderValue::from_str(&etag_of(&json));
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response();
+    if let Ok(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
