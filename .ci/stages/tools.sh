@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One version of each tool: the versions ./.ci/test installs (.ci/tools.txt) are the ones the
 # workflows pin, and what is installed in the cache is what .ci/tools.txt says
-# (.ci/tools_test.py). Runs last, after the other stages have installed their tools.
+# (.ci/tools_test.py), and the lint pass inside the test build fails like cargo clippy
+# (.ci/lint_pass_test.py). Runs last, after the other stages have installed their tools.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -9,3 +10,6 @@ cd "$ROOT"
 "$VENV/bin/python" -c "import yaml" 2>/dev/null || ensure_pip pyyaml
 log "tool versions: .ci/tools.txt, the workflows, the installed tools"
 "$VENV/bin/python" .ci/tools_test.py "$ROOT"
+
+log "the rust stage's lint pass fails on what cargo clippy -D warnings fails on"
+python3 .ci/lint_pass_test.py "$ROOT"
