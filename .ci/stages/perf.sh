@@ -18,8 +18,6 @@ tolerance_percent=10
 update=false
 [ "${1:-}" = --update ] && update=true
 
-ensure_apt valgrind valgrind
-
 # Release settings (the bench profile inherits them, so the dependencies built for the
 # release binary are reused), but with the symbol table kept for this one binary:
 # callgrind finds the measured function by name.
@@ -37,6 +35,7 @@ for line in sys.stdin:
 ')
 [ -x "$bench" ] || { echo "no bench executable built" >&2; exit 1; }
 
+ensure_apt valgrind valgrind
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
