@@ -2,9 +2,9 @@
 # Chart, image and observability checks: Dockerfile lint and scan, alert rules and their unit
 # tests, the rendered chart scanned by checkov, then the Python suite (lint, schemas, deploy
 # invariants, dashboard metrics, and the real binary run with the env the chart renders).
+# shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
-CHART="$ROOT/charts/order-service"
 TESTS="$ROOT/charts/tests"
 
 # Tools; each is installed only when missing.
@@ -47,5 +47,5 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 export ORDER_SERVICE_BIN="$target_dir/debug/order-service"
 
 log "pytest charts/tests"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 python -m pytest -q -p no:cacheprovider -rxXs charts/tests

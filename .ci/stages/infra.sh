@@ -4,6 +4,7 @@
 # and of the Grafana secret against moto server; the HCL and contract checks), and checkov
 # on every root.
 # TF_PROVIDER_MIRROR overrides the provider mirror directory (default /opt/tf-plugins).
+# shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH" >&2; exit 1; }

@@ -8,8 +8,9 @@
 #      option, a re-run against moto's immutable ECR pushes nothing, the chart rendered from
 #      the exact helm arguments); the smoke test fails on a broken service; the preview sweep
 #      destroys closed previews with real terraform against moto
-#   3. the smoke test passes against the real container binary, and against
-#      `cargo lambda watch` (cargo-lambda installed at the version of .ci/tools.txt)
+#   3. the smoke test passes against the real container binary, directly and through
+#      --resolve as the deploy job calls it (the lambda stage runs the same smoke test
+#      through `cargo lambda watch`)
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -27,9 +28,9 @@ ensure_pip python-hcl2 hcl2tojson
 # The image delivery test renders the chart from the deploy step's helm arguments.
 "$VENV/bin/python" -c 'import helm_python' 2>/dev/null || ensure_pip helm-python-sdk
 
-log "shellcheck (workflow scripts)"
+log "shellcheck (workflow scripts and the test command)"
 ensure_apt shellcheck shellcheck
-shellcheck -x .github/scripts/*.sh .ci/stages/workflows.sh
+shellcheck -x .github/scripts/*.sh .ci/test .ci/run .ci/lib.sh .ci/stages/*.sh .ci/image_buildah.sh
 
 log "zizmor (offline)"
 zizmor --offline --persona=pedantic .github/workflows .github/dependabot.yml
@@ -63,8 +64,7 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Each server runs in its own process group (setsid), so stopping it also stops the
-# processes it started (cargo lambda watch runs the function as a child).
+# The server runs in its own process group (setsid), so stopping it stops all it started.
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do
@@ -95,26 +95,6 @@ if ! python3 .github/scripts/smoke-test.py "http://staging.order-service.test:$p
   --resolve "staging.order-service.test:$port:127.0.0.1" --environment local --deadline 10; then
   echo "--- order-service log"
   tail -n 50 "$service_log"
-  exit 1
-fi
-
-log "smoke test against cargo lambda watch"
-# The prebuilt wheel, seconds; the same helper and version as the lambda stage.
-ensure_rust_tool cargo-lambda cargo-lambda cargo-lambda
-# Built up front so watch starts at once instead of compiling on the first request.
-cargo build --locked --quiet -p order-service-lambda
-invoke_port=$(free_port)
-watch_log="$(mktemp)"
-# The function name in the URL is the binary name of the package.
-setsid cargo lambda watch -p order-service-lambda \
-  --invoke-address 127.0.0.1 --invoke-port "$invoke_port" \
-  --env-var ENVIRONMENT=local --env-var API_KEYS=smoke-key >"$watch_log" 2>&1 &
-pids+=($!)
-if ! python3 .github/scripts/smoke-test.py \
-  "http://127.0.0.1:$invoke_port/lambda-url/order-service-lambda" \
-  --api-key smoke-key --environment local --deadline 240; then
-  echo "--- cargo lambda watch log"
-  tail -n 50 "$watch_log"
   exit 1
 fi
 

@@ -1,7 +1,8 @@
 """The smoke test must fail, check by check, when a service breaks the contract.
 
-The passing side is proven against the real binaries by .ci/stages/workflows.sh; this
-file serves a deliberately wrong API and checks that every breach is reported.
+The passing side is proven against the real binaries by .ci/stages/workflows.sh (the container
+binary) and .ci/stages/lambda.sh (`cargo lambda watch`); this file serves a deliberately wrong
+API and checks that every breach is reported.
 """
 
 from __future__ import annotations
