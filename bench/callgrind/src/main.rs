@@ -1,6 +1,6 @@
 //! Requests served in-process, for valgrind's callgrind to count the instructions of each.
 //!
-//!   callgrind get|post [REQUESTS]
+//!   bench-callgrind get|post [REQUESTS]
 //!
 //! Builds the state and the router exactly as the container does, with production settings
 //! (`ENVIRONMENT=production`: JSON access log at info, metrics on, a bearer key for writes,
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Some(n) => n.parse::<usize>().ok(),
     };
     let (Some(kind), Some(requests)) = (kind, requests) else {
-        eprintln!("usage: callgrind get|post [REQUESTS]");
+        eprintln!("usage: bench-callgrind get|post [REQUESTS]");
         return ExitCode::from(2);
     };
     match run(kind, requests) {
