@@ -11,8 +11,9 @@
 # Packages come from the machine's own apt sources (Debian bookworm here, as the real images).
 # The Dockerfile's cache mounts are bound to the local cargo cache and target/image (buildah
 # keeps a mount without an id under /var/tmp/buildah-cache/<target>), in a private mount
-# namespace. The stand-in rust image sets the same cheaper release settings and offline mode
-# as .ci/image_test.py. Usage: .ci/image_buildah.sh WORK_DIR  (prints the image name)
+# namespace, so the build finds the release tree the perf stage and .ci/image_test.py left
+# there. The stand-in rust image keeps cargo offline. Usage: .ci/image_buildah.sh WORK_DIR
+# (prints the image name)
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -77,9 +78,7 @@ if ! have_base "$rust_base"; then
   commit_base "$root" "$rust_base" \
     --env PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env CARGO_HOME=/usr/local/cargo --env RUSTUP_HOME=/usr/local/rustup --env "RUST_VERSION=$rust_version" \
-    --env CARGO_NET_OFFLINE=true \
-    --env CARGO_PROFILE_RELEASE_OPT_LEVEL=0 --env CARGO_PROFILE_RELEASE_LTO=false \
-    --env CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 --env CARGO_PROFILE_RELEASE_DEBUG=false
+    --env CARGO_NET_OFFLINE=true
   rm -rf "$root"
 fi
 

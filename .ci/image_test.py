@@ -15,7 +15,11 @@
 4. With --image NAME: the same run, of the image buildah built (.ci/image_buildah.sh), from its
    own root filesystem and config.
 
-Usage: python .ci/image_test.py REPO_ROOT WORK_DIR [--image NAME]
+5. With --in-build-stage COMMAND...: run COMMAND in the build stage's environment, with the
+   repository itself as the context (read-only) and the same cache mounts, so what it builds
+   lands where the image build looks (the perf stage builds its release bench this way).
+
+Usage: python .ci/image_test.py REPO_ROOT WORK_DIR [--image NAME | --in-build-stage COMMAND...]
 """
 
 import json
@@ -96,25 +100,16 @@ def cache_source(target, workdir):
     known = {
         f"{IMAGE_CARGO_HOME}/registry": CARGO_HOME / "registry",
         f"{IMAGE_CARGO_HOME}/git": CARGO_HOME / "git",
-        # With the Dockerfile's profile, the repository's target dir, where `cargo build
-        # --release` has built the same dependencies; otherwise one of its own, so the
-        # cheaper settings (CHEAP_RELEASE) never replace the repository's release builds.
-        f"{workdir.rstrip('/')}/target": ROOT / "target" if EXACT else ROOT / "target" / "image",
+        # The release tree of the image's build environment. The perf stage builds its bench
+        # in the same environment (--in-build-stage), so this build finds every dependency
+        # compiled: cargo reuses a build only where the paths (the workspace, CARGO_HOME) are
+        # the same, and here they are the image's.
+        f"{workdir.rstrip('/')}/target": RELEASE_TREE,
     }
     return known.get(target.rstrip("/"))
 
 
-# The release profile (thin LTO, one codegen unit) costs a fresh machine several minutes more
-# than the whole rest of the test command; what this test checks (the context, the lock file,
-# the command and its paths, the binary as the image runs it) does not depend on optimisation.
-# IMAGE_PROFILE=exact builds with the Dockerfile's profile unchanged.
-EXACT = os.environ.get("IMAGE_PROFILE") == "exact"
-CHEAP_RELEASE = {
-    "CARGO_PROFILE_RELEASE_OPT_LEVEL": "0",
-    "CARGO_PROFILE_RELEASE_LTO": "false",
-    "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "256",
-    "CARGO_PROFILE_RELEASE_DEBUG": "false",
-}
+RELEASE_TREE = ROOT / "target" / "image"
 
 
 def host_toolchain():
@@ -134,15 +129,14 @@ def sandbox_base():
     return args
 
 
-def build_stage(ctx, out, copied, stage_name, base, instructions):
+def build_stage(ctx, out, copied, stage_name, base, instructions, run_instead=None):
     """Run the stage's RUN commands in the context; copy the files the final stage takes
-    (`copied`, paths in the stage's filesystem) to `out`."""
+    (`copied`, paths in the stage's filesystem) to `out`. With `run_instead` (a list), run that
+    instead, in the same environment, with `ctx` read-only, and return its exit code."""
     workdir = "/"
     env = {"PATH": f"{IMAGE_CARGO_HOME}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "CARGO_HOME": IMAGE_CARGO_HOME, "RUSTUP_HOME": IMAGE_RUSTUP_HOME,
            "HOME": "/root", "CARGO_NET_OFFLINE": "true", "CARGO_TERM_COLOR": "never"}
-    if not EXACT:
-        env.update(CHEAP_RELEASE)
     binds = []
     commands = []
     for ins in instructions:
@@ -154,7 +148,7 @@ def build_stage(ctx, out, copied, stage_name, base, instructions):
             if words != [".", "."]:
                 fail(f"stage {stage_name}: COPY {value} is not `COPY . .`; teach this test how to stage it")
                 return False
-            binds += ["--bind", str(ctx), workdir]
+            binds += ["--ro-bind" if run_instead else "--bind", str(ctx), workdir]
         elif kind == "ENV":
             for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', value):
                 env[k] = v.strip('"')
@@ -177,7 +171,7 @@ def build_stage(ctx, out, copied, stage_name, base, instructions):
 
     image_version = re.match(r"rust:(\d+\.\d+\.\d+)", base)
     if image_version and image_version.group(1) != host_toolchain():
-        print(f"note: the build stage uses {base}, this machine has rustc {host_toolchain()}")
+        print(f"note: the build stage uses {base}, this machine has rustc {host_toolchain()}", file=sys.stderr)
 
     script = " && ".join(f"( {c} )" for c in commands)
     # /usr/local is the image's own (cargo and rustup live there), not this machine's.
@@ -191,8 +185,9 @@ def build_stage(ctx, out, copied, stage_name, base, instructions):
     ]
     for k, v in env.items():
         args += ["--setenv", k, v]
-    profile = "the release profile" if EXACT else "opt-level 0, no LTO"
-    print(f"build stage {stage_name} (offline, context at {workdir}, {profile}): {script}", flush=True)
+    if run_instead:
+        return subprocess.run(args + run_instead).returncode
+    print(f"build stage {stage_name} (offline, context at {workdir}): {script}", flush=True)
     command = ["/bin/sh", "-euc", script + ' && cp -a "$@" /out/', "sh", *copied]
     return subprocess.run(args + command).returncode == 0
 
@@ -377,6 +372,39 @@ def linked_packages(binary):
     return packages
 
 
+def build_stage_of_dockerfile():
+    """(build stage name, files the final stage copies from it, the stage, the final stage's
+    instructions), or None after a failure."""
+    parsed = DockerfileParser(path=str(ROOT / "Dockerfile"))
+    all_stages = stages(parsed)
+    final_name, _, final = all_stages[-1]
+    sources = {}
+    for ins in final:
+        m = re.match(r"--from=(\S+)\s+(\S+)\s+(\S+)", ins["value"]) if ins["instruction"] == "COPY" else None
+        if m:
+            sources.setdefault(m.group(1), []).append(m.group(2))
+    if len(sources) != 1:
+        fail(f"the final stage copies from {sorted(sources)}; this test follows exactly one build stage")
+        return None
+    (build_name, copied), = sources.items()
+    stage = next((s for s in all_stages if s[0] == build_name), None)
+    if stage is None:
+        fail(f"no stage named {build_name}")
+        return None
+    return build_name, copied, stage, final
+
+
+def run_in_build_stage(command):
+    """Run `command` where the build stage runs its RUN commands (the repository read-only as
+    the context, the stage's cache mounts, no network) and return its exit code."""
+    found = build_stage_of_dockerfile()
+    if found is None:
+        return 1
+    _, copied, stage, _ = found
+    WORK.mkdir(parents=True, exist_ok=True)
+    return build_stage(ROOT, WORK, copied, *stage, run_instead=command)
+
+
 def main():
     ctx = WORK / "context"
     out = WORK / "out"
@@ -400,22 +428,10 @@ def main():
             fail(f"workspace member {pkg['name']} ({manifest.parent}/) is not in the build context: "
                  f"admit it in .dockerignore, or take it out of the workspace")
 
-    parsed = DockerfileParser(path=str(ROOT / "Dockerfile"))
-    all_stages = stages(parsed)
-    final_name, _, final = all_stages[-1]
-    sources = {}
-    for ins in final:
-        m = re.match(r"--from=(\S+)\s+(\S+)\s+(\S+)", ins["value"]) if ins["instruction"] == "COPY" else None
-        if m:
-            sources.setdefault(m.group(1), []).append(m.group(2))
-    if len(sources) != 1:
-        fail(f"the final stage copies from {sorted(sources)}; this test follows exactly one build stage")
+    found = build_stage_of_dockerfile()
+    if found is None:
         return
-    (build_name, copied), = sources.items()
-    stage = next((s for s in all_stages if s[0] == build_name), None)
-    if stage is None:
-        fail(f"no stage named {build_name}")
-        return
+    build_name, copied, stage, final = found
 
     started = time.monotonic()
     if not build_stage(ctx, out, copied, *stage):
@@ -435,6 +451,12 @@ def main():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 4 and sys.argv[3] == "--in-build-stage":
+        # Used by the perf stage: cargo's JSON on stdout, nothing else.
+        code = run_in_build_stage(sys.argv[4:])
+        for failure in failures:
+            print("FAIL", failure, file=sys.stderr)
+        sys.exit(code or (1 if failures else 0))
     if len(sys.argv) == 5 and sys.argv[3] == "--image":
         # The real image, built by .ci/image_buildah.sh.
         run_image(sys.argv[4])

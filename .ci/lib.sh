@@ -85,6 +85,16 @@ ensure_rust_tool() {
   fi
 }
 
+# as_root COMMAND...: COMMAND as root (bubblewrap's sandboxes, setpriv, buildah), through sudo
+# when the test command runs as a user, keeping the user's toolchain and caches.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  else
+    sudo --preserve-env=HOME,PATH,CARGO_HOME,RUSTUP_HOME "$@"
+  fi
+}
+
 # ensure_apt COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is not on PATH.
 ensure_apt() {
   local cmd="$1" pkg="$2"

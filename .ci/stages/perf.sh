@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instruction budget: instructions per in-process `GET /orders/{id}` and `POST /orders`
-# (order_service::router with production settings, memory store; service/benches/callgrind.rs),
+# (order_service::router with production settings, memory store; bench/callgrind),
 # counted by valgrind's callgrind and compared with bench/instructions.budget. Fails when
 # either grows by more than 10 %. Instruction counts do not depend on how busy the machine
 # is; they do depend on the compiler, the dependencies and valgrind, so refresh the budget
@@ -18,26 +18,41 @@ tolerance_percent=10
 update=false
 [ "${1:-}" = --update ] && update=true
 
-# Release settings (the bench profile inherits them, so the dependencies built for the
-# release binary are reused), but with the symbol table kept for this one binary:
-# callgrind finds the measured function by name.
-log "bench binary: release settings, symbols kept"
-bench=$(cargo rustc --locked --quiet -p order-service --profile bench --bench callgrind \
+ensure_apt bwrap bubblewrap
+ensure_pip docker
+ensure_pip dockerfile-parse
+cargo fetch --locked --quiet
+
+work=$(mktemp -d)
+trap 'as_root rm -rf "$work"' EXIT
+
+# The release profile, with the symbol table kept for this one binary: callgrind finds the
+# measured function by name. Built where the image's build stage
+# builds (.ci/image_test.py --in-build-stage: the Dockerfile's paths and cache mounts, offline),
+# so the image stage then finds every dependency compiled in target/image: one release build
+# for both stages.
+log "bench binary: release settings, symbols kept, in the image's build environment"
+bench=$(as_root "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work/build" --in-build-stage \
+  cargo rustc --locked --quiet -p bench-callgrind --release --bin bench-callgrind \
   --message-format=json -- -C strip=none |
   python3 -c '
 import json, sys
+root = sys.argv[1]
 for line in sys.stdin:
-    message = json.loads(line)
+    try:
+        message = json.loads(line)
+    except ValueError:
+        print(line, file=sys.stderr, end="")
+        continue
     if message.get("reason") == "compiler-message":
         print(message["message"]["rendered"], file=sys.stderr, end="")
-    elif message.get("reason") == "compiler-artifact" and message["target"]["name"] == "callgrind":
-        print(message["executable"])
-')
+    elif message.get("reason") == "compiler-artifact" and message["target"]["name"] == "bench-callgrind":
+        # A path inside the build stage: <workdir>/target/...; here, target/image/...
+        print(root + "/target/image/" + message["executable"].split("/target/", 1)[1])
+' "$ROOT")
 [ -x "$bench" ] || { echo "no bench executable built" >&2; exit 1; }
 
 ensure_apt valgrind valgrind
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 # count KIND: instructions per request, only those executed inside `measured` (one request
 # through the router, body read), averaged over $requests requests after a warm-up.
