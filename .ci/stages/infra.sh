@@ -10,6 +10,7 @@ source "$(dirname "$0")/../lib.sh"
 command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH" >&2; exit 1; }
 ensure_pip checkov checkov
 ensure_pip pytest pytest
+"$VENV/bin/python" -c "import xdist" 2>/dev/null || ensure_pip pytest-xdist
 ensure_pip python-hcl2 hcl2tojson
 # moto runs in-process for the apply/plan/destroy rehearsals of infra/tests.
 ensure_pip "moto[server]" moto_server
@@ -62,8 +63,10 @@ else
   log "SKIPPED terraform validate/test: no provider mirror at $mirror (hashicorp/aws cannot be installed offline). fmt, HCL tests and checkov still run."
 fi
 
+# Three workers, one test file each at a time (each rehearsal has its own moto server in its
+# own process): the rehearsals spend their time in the AWS provider's pollers, not on a CPU.
 log "infra/tests (moto rehearsals, addons, lock files, contract with chart and workflows)"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 "$ROOT/infra/tests"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 -n 3 --dist loadfile "$ROOT/infra/tests"
 
 for root in aws addons preview; do
   log "checkov: infra/$root"
