@@ -23,6 +23,15 @@ trap 'rm -rf "$work"' EXIT
 log "terraform fmt"
 terraform fmt -check -recursive -diff "$ROOT/infra"
 
+# infra/tests start first and run while terraform test and checkov do: the moto rehearsals
+# spend minutes in the AWS provider's pollers, not on a CPU. Three workers, one test file each
+# at a time (each rehearsal has its own moto server in its own process).
+setsid "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 -n 3 --dist loadfile \
+  "$ROOT/infra/tests" >"$work/pytest.log" 2>&1 &
+pytest_pid=$!
+# A failure below ends the stage: stop the tests (and their moto servers) with it.
+trap 'kill -- "-$pytest_pid" 2>/dev/null; rm -rf "$work"' EXIT
+
 # Only the hashicorp/aws provider can be installed offline, from the filesystem
 # mirror; infra/addons needs helm and kubernetes, so it is parsed by infra/tests.
 mirror="${TF_PROVIDER_MIRROR:-/opt/tf-plugins}"
@@ -63,14 +72,17 @@ else
   log "SKIPPED terraform validate/test: no provider mirror at $mirror (hashicorp/aws cannot be installed offline). fmt, HCL tests and checkov still run."
 fi
 
-# Three workers, one test file each at a time (each rehearsal has its own moto server in its
-# own process): the rehearsals spend their time in the AWS provider's pollers, not on a CPU.
-log "infra/tests (moto rehearsals, addons, lock files, contract with chart and workflows)"
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 -n 3 --dist loadfile "$ROOT/infra/tests"
-
+# One root per run: given several -d at once, checkov 3.3.30 reports the first root's results
+# for each of them.
 for root in aws addons preview; do
   log "checkov: infra/$root"
   BC_SKIP_MAPPING=TRUE checkov -d "$ROOT/infra/$root" --framework terraform --quiet --compact
 done
+
+log "infra/tests (moto rehearsals, addons, lock files, contract with chart and workflows)"
+status=0
+wait "$pytest_pid" || status=$?
+cat "$work/pytest.log"
+[ "$status" = 0 ] || exit "$status"
 
 log "infra: all checks passed"
