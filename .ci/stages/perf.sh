@@ -26,15 +26,14 @@ cargo fetch --locked --quiet
 work=$(mktemp -d)
 trap 'as_root rm -rf "$work"' EXIT
 
-# The release profile, with the symbol table kept for this one binary: callgrind finds the
-# measured function by name. Built where the image's build stage
-# builds (.ci/image_test.py --in-build-stage: the Dockerfile's paths and cache mounts, offline),
-# so the image stage then finds every dependency compiled in target/image: one release build
-# for both stages.
-log "bench binary: release settings, symbols kept, in the image's build environment"
+# The release profile (bench-callgrind keeps its symbol table: callgrind finds the measured
+# function by name). Built where the image's build stage builds (.ci/image_test.py
+# --in-build-stage: the Dockerfile's paths and cache mounts, offline), together with the
+# image's own binary, so the two long thin-LTO links run side by side and the image stage then
+# finds everything compiled in target/image: one release build for both stages.
+log "release build of the bench and of the image's binary, in the image's build environment"
 bench=$(as_root "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work/build" --in-build-stage \
-  cargo rustc --locked --quiet -p bench-callgrind --release --bin bench-callgrind \
-  --message-format=json -- -C strip=none |
+  cargo build --locked --quiet --release -p bench-callgrind -p order-service --message-format=json |
   python3 -c '
 import json, sys
 root = sys.argv[1]
