@@ -30,7 +30,7 @@ setsid "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=5 -n 3 --
   "$ROOT/infra/tests" >"$work/pytest.log" 2>&1 &
 pytest_pid=$!
 # A failure below ends the stage: stop the tests (and their moto servers) with it.
-trap 'kill -- "-$pytest_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill -- "-$pytest_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # Only the hashicorp/aws provider can be installed offline, from the filesystem
 # mirror; infra/addons needs helm and kubernetes, so it is parsed by infra/tests.
