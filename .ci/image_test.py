@@ -17,7 +17,8 @@
 
 5. With --in-build-stage COMMAND...: run COMMAND in the build stage's environment, with the
    repository itself as the context (read-only) and the same cache mounts, so what it builds
-   lands where the image build looks (the perf stage builds its release bench this way).
+   lands where the image build looks (the perf stage builds its bench and the image's binary
+   this way).
 
 Usage: python .ci/image_test.py REPO_ROOT WORK_DIR [--image NAME | --in-build-stage COMMAND...]
 """

@@ -51,6 +51,27 @@ for line in sys.stdin:
 ' "$ROOT")
 [ -x "$bench" ] || { echo "no bench executable built" >&2; exit 1; }
 
+# The Dockerfile's own build command must now find everything compiled. If it would compile
+# anything, the two builds have drifted apart (bench-callgrind asking for a feature the service
+# does not use, say), and the image stage would quietly compile the release tree a second time.
+image_build="cargo build --release --locked -p order-service"
+grep -qF "$image_build" Dockerfile || { echo "the Dockerfile no longer runs \`$image_build\`: update this check" >&2; exit 1; }
+# shellcheck disable=SC2086 # the command's words
+stale=$(as_root "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work/build" --in-build-stage \
+  $image_build --quiet --message-format=json |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("{"):
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and not message["fresh"]:
+            print(message["package_id"])
+')
+if [ -n "$stale" ]; then
+  echo "the image's build would compile again what this build compiled: $stale" >&2
+  exit 1
+fi
+
 ensure_apt valgrind valgrind
 
 # count KIND: instructions per request, only those executed inside `measured` (one request
