@@ -95,6 +95,16 @@ as_root() {
   fi
 }
 
+# ensure_build_stage: what .ci/image_test.py needs to run the Dockerfile's build stage
+# (bubblewrap, Docker's client library, a Dockerfile parser), and the locked crates in the cargo
+# cache: the sandbox is offline, like a build whose cache mounts are warm.
+ensure_build_stage() {
+  ensure_apt bwrap bubblewrap
+  ensure_pip docker
+  ensure_pip dockerfile-parse
+  cargo fetch --locked --quiet
+}
+
 # ensure_apt COMMAND PACKAGE: apt-get install PACKAGE when COMMAND is not on PATH.
 ensure_apt() {
   local cmd="$1" pkg="$2"

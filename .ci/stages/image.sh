@@ -11,13 +11,7 @@
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
 
-ensure_apt bwrap bubblewrap
-ensure_pip docker
-ensure_pip dockerfile-parse
-
-# The sandboxed builds are offline, like a build whose cache mounts are warm: fill the cache
-# first (a no-op once the rust stage or any build has fetched the locked crates).
-cargo fetch --locked --quiet
+ensure_build_stage
 
 work=$(mktemp -d)
 

@@ -18,10 +18,7 @@ tolerance_percent=10
 update=false
 [ "${1:-}" = --update ] && update=true
 
-ensure_apt bwrap bubblewrap
-ensure_pip docker
-ensure_pip dockerfile-parse
-cargo fetch --locked --quiet
+ensure_build_stage
 
 work=$(mktemp -d)
 trap 'as_root rm -rf "$work"' EXIT
