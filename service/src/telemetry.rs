@@ -9,20 +9,7 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `RUST_LOG`, when set, refines `level` per module.
 /// Calling it twice is harmless (the second call keeps the first subscriber).
 pub fn init(level: tracing::Level, format: LogFormat) {
-    let filter = filter(level);
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init(),
-    };
+    install(level, format, std::io::stdout, Shell::Default);
 }
 
 /// Keeps the container's log writer thread alive; dropping it writes what is still queued.
@@ -38,30 +25,13 @@ pub fn init_container(level: tracing::Level, format: LogFormat) -> LogGuard {
         .lossy(false)
         .thread_name("log-writer")
         .finish(std::io::stdout());
-    let filter = filter(level);
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Text => registry
-            .with(fmt::layer().with_target(false).with_writer(writer))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(writer),
-            )
-            .try_init(),
-    };
+    install(level, format, writer, Shell::Default);
     LogGuard(guard)
 }
 
 /// The Lambda shell's subscriber: like [`init`], but the function's logging configuration
 /// (`AWS_LAMBDA_LOG_LEVEL`, `AWS_LAMBDA_LOG_FORMAT`, set by Lambda when the function uses
-/// advanced logging controls) wins over the service's own settings. JSON lines list every
-/// open span, so each line of an invocation carries the runtime's `requestId`.
+/// advanced logging controls) wins over the service's own settings.
 pub fn init_lambda(level: tracing::Level, format: LogFormat) {
     let (level, format) = lambda_log_settings(
         level,
@@ -69,20 +39,43 @@ pub fn init_lambda(level: tracing::Level, format: LogFormat) {
         std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
         std::env::var("AWS_LAMBDA_LOG_FORMAT").ok().as_deref(),
     );
-    let filter = filter(level);
-    let registry = tracing_subscriber::registry().with(filter);
-    // CloudWatch shows escape codes verbatim, so no colours.
+    install(level, format, std::io::stdout, Shell::Lambda);
+}
+
+/// Where the lines are read, which decides their details.
+enum Shell {
+    /// A terminal or a log collector: JSON lines carry the innermost open span.
+    Default,
+    /// CloudWatch: no colours (it shows escape codes verbatim), and JSON lines list every
+    /// open span, so each line of an invocation carries the runtime's `requestId`.
+    Lambda,
+}
+
+fn install<W>(level: tracing::Level, format: LogFormat, writer: W, shell: Shell)
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let lambda = matches!(shell, Shell::Lambda);
+    let registry = tracing_subscriber::registry().with(filter(level));
     let _ = match format {
-        LogFormat::Text => registry
-            .with(fmt::layer().with_target(false).with_ansi(false))
-            .try_init(),
+        LogFormat::Text => {
+            let layer = fmt::layer().with_target(false).with_writer(writer);
+            // Left alone elsewhere: the default honours NO_COLOR.
+            let layer = if lambda {
+                layer.with_ansi(false)
+            } else {
+                layer
+            };
+            registry.with(layer).try_init()
+        }
         LogFormat::Json => registry
             .with(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(true),
+                    .with_current_span(!lambda)
+                    .with_span_list(lambda)
+                    .with_writer(writer),
             )
             .try_init(),
     };
