@@ -17,6 +17,8 @@
 # BENCH_LOG_LEVEL=warn measures without the access log.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../.ci/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$ROOT" || exit 1
 seconds="${1:-10}"
 connections="${2:-64}"
@@ -47,7 +49,6 @@ trap cleanup EXIT
 
 # The interpreter itself, not a version-manager shim: the service's environment is emptied.
 python=$(python3 -c 'import sys; print(sys.executable)')
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The service's environment (after `env -i`: no RUST_LOG, no API_KEYS inherited), no drain
 # on stop; PORT and METRICS_PORT are added per start.

@@ -6,7 +6,7 @@
 #   bench/overload.sh [SECONDS]      (default 20 s per overload run)
 #   BENCH_CAPS="32 128 100000" bench/overload.sh    (MAX_IN_FLIGHT_REQUESTS values to compare;
 #                                                   default: "default 100000")
-#   ORDER_SERVICE_BIN=/path/to/order-service bench/overload.sh    (measure that build instead)
+#   BENCH_BINARY=/path/to/order-service bench/overload.sh    (measure that build instead)
 #
 # The system under test, the service and PostgreSQL, runs on one CPU (taskset; the chart's
 # limit gives the pod one), oha alone on the other, so the load generator's own work does not
@@ -23,14 +23,11 @@
 # had to wait for a free connection counts from when it was due. Logs at info, as JSON, as
 # deployed. Everything shares one 2-core machine: the figures compare runs of the same
 # session with each other, not with production.
-set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
-export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 seconds="${1:-20}"
 caps="${BENCH_CAPS:-default 100000}"
 log_level="${BENCH_LOG_LEVEL:-info}"
-for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$dir:$PATH"; done
 for tool in initdb pg_ctl psql curl python3; do
   command -v "$tool" >/dev/null || {
     echo "missing $tool: apt-get install postgresql curl python3" >&2
@@ -39,19 +36,9 @@ for tool in initdb pg_ctl psql curl python3; do
 done
 command -v oha >/dev/null || cargo install --locked oha
 
-as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-if [ -n "${ORDER_SERVICE_BIN:-}" ]; then
-  binary="$ORDER_SERVICE_BIN" # a build to compare, e.g. from another commit
-else
-  echo "== release build"
-  cargo build --locked --release --quiet -p order-service
-  binary="$ROOT/target/release/order-service"
-fi
+binary=$(release_binary)
 
 work=$(mktemp -d)
-[ "$(id -u)" = 0 ] && chown postgres "$work"
 service_pid=""
 stop_service() {
   if [ -n "$service_pid" ]; then
@@ -62,18 +49,12 @@ stop_service() {
 }
 cleanup() {
   stop_service
-  as_owner pg_ctl stop -D "$work/data" -m immediate >/dev/null 2>&1 || true
+  stop_cluster "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "== throwaway cluster"
-pg_port=$(free_port)
-as_owner initdb -D "$work/data" -U postgres -A trust --no-instructions >/dev/null
-as_owner taskset -c 0 pg_ctl start -w -D "$work/data" -l "$work/server.log" \
-  -o "-k $work -p $pg_port -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null
-psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE bench"
-url="postgres://postgres@127.0.0.1:$pg_port/bench"
+start_cluster "$work" 100 taskset -c 0
 
 # start_service MAX_IN_FLIGHT (empty: the binary's default)
 start_service() {
@@ -83,12 +64,7 @@ start_service() {
     ${1:+MAX_IN_FLIGHT_REQUESTS="$1"} "$binary" >/dev/null 2>"$work/service.err" &
   service_pid=$!
   base="http://127.0.0.1:$port"
-  for _ in $(seq 300); do
-    curl -fsS "$base/ready" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  cat "$work/service.err"
-  exit 1
+  wait_ready "$base" "$work/service.err"
 }
 
 peak_rss_mib() { awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$service_pid/status"; }

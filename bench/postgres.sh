@@ -13,15 +13,12 @@
 # creates >= 0.5 x the pgbench insert. pgbench runs with -M prepared because sqlx prepares
 # its statements too. Everything shares one machine, so the figures compare the service
 # with the database's own ceiling here, not with production.
-set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
-export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 connections="${1:-16}"
 seconds="${2:-10}"
 rounds="${BENCH_ROUNDS:-3}"
 
-for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$dir:$PATH"; done
 for tool in initdb pg_ctl pgbench psql wrk curl; do
   command -v "$tool" >/dev/null || {
     echo "missing $tool: apt-get install postgresql postgresql-contrib wrk curl" >&2
@@ -29,38 +26,19 @@ for tool in initdb pg_ctl pgbench psql wrk curl; do
   }
 done
 
-# initdb refuses to run as root; the cluster then belongs to the postgres user.
-as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# BENCH_BINARY=PATH measures that build instead (an A/B of two builds, run after each other).
-if [ -n "${BENCH_BINARY:-}" ]; then
-  binary="$BENCH_BINARY"
-else
-  echo "== release build"
-  cargo build --locked --release --quiet -p order-service
-  binary="$ROOT/target/release/order-service"
-fi
+binary=$(release_binary)
 
 work=$(mktemp -d)
-[ "$(id -u)" = 0 ] && chown postgres "$work"
 service_pid=""
 cleanup() {
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
-  as_owner pg_ctl stop -D "$work/data" -m immediate >/dev/null 2>&1 || true
+  stop_cluster "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "== throwaway cluster"
-pg_port=$(free_port)
-as_owner initdb -D "$work/data" -U postgres -A trust --no-instructions >/dev/null
-as_owner pg_ctl start -w -D "$work/data" -l "$work/server.log" \
-  -o "-k $work -p $pg_port -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
-psql_() { psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres "$@"; }
-psql_ -d postgres -c "CREATE DATABASE bench"
+start_cluster "$work" 200
 pgbench -q -i -s 10 -h 127.0.0.1 -p "$pg_port" -U postgres bench >/dev/null 2>&1
-url="postgres://postgres@127.0.0.1:$pg_port/bench"
 
 echo "== service (STORE=postgres, DB_MAX_CONNECTIONS=$connections)"
 port=$(free_port)
@@ -71,11 +49,7 @@ env -i PATH="$PATH" ENVIRONMENT=local STORE=postgres DATABASE_URL="$url" DB_SCHE
   HOST=127.0.0.1 LOG_LEVEL=warn SEED_SAMPLE_DATA=true "$binary" >"$work/service.log" 2>&1 &
 service_pid=$!
 base="http://127.0.0.1:$port"
-for _ in $(seq 300); do
-  curl -fsS "$base/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "$base/ready" >/dev/null || { cat "$work/service.log"; exit 1; }
+wait_ready "$base" "$work/service.log"
 
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"

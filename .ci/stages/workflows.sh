@@ -30,7 +30,7 @@ ensure_pip python-hcl2 hcl2tojson
 
 log "shellcheck (workflow scripts and the test command)"
 ensure_apt shellcheck shellcheck
-shellcheck -x .github/scripts/*.sh .ci/test .ci/run .ci/lib.sh .ci/stages/*.sh .ci/image_buildah.sh
+shellcheck -x .github/scripts/*.sh .ci/test .ci/run .ci/lib.sh .ci/stages/*.sh .ci/image_buildah.sh bench/*.sh
 
 log "zizmor (offline)"
 zizmor --offline --persona=pedantic .github/workflows .github/dependabot.yml
