@@ -2,7 +2,8 @@
 # One version of each tool: the versions ./.ci/test installs (.ci/tools.txt) are the ones the
 # workflows pin, and what is installed in the cache is what .ci/tools.txt says
 # (.ci/tools_test.py), and the lint pass inside the test build fails like cargo clippy
-# (.ci/lint_pass_test.py). Runs last, after the other stages have installed their tools.
+# (.ci/lint_pass_test.py), and every relative Markdown link and anchor resolves
+# (.ci/markdown_links.py). Runs last, after the other stages have installed their tools.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -13,3 +14,7 @@ log "tool versions: .ci/tools.txt, the workflows, the installed tools"
 
 log "the rust stage's lint pass fails on what cargo clippy -D warnings fails on"
 python3 .ci/lint_pass_test.py "$ROOT"
+
+log "every relative link and anchor in the Markdown files resolves"
+python3 .ci/markdown_links.py --self-test
+python3 .ci/markdown_links.py "$ROOT"
