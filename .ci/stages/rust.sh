@@ -29,9 +29,10 @@ fi
 for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && export PATH="$PATH:$dir"; done
 ensure_pip "moto[server]" moto_server
 
+# An #[ignore]d test runs too: a test that is there is a test that runs.
 log "cargo test"
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast --run-ignored all
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast -- --include-ignored
 fi
