@@ -128,3 +128,16 @@ export PYTEST_ADDOPTS="-p pytest_skips${PYTEST_ADDOPTS:+ $PYTEST_ADDOPTS}"
 skip() {
   python3 "$ROOT/.ci/skips.py" record "$1" "$2"
 }
+
+# ensure_postgres: PostgreSQL's server binaries (initdb, pg_ctl, postgres) on PATH, for the
+# throwaway clusters the tests start. Debian and Ubuntu install them outside PATH, under
+# /usr/lib/postgresql/<major>/bin; GitHub's runner image ships them there too.
+ensure_postgres() {
+  if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    ensure_apt initdb postgresql
+  fi
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
+  export PATH
+  command -v initdb >/dev/null 2>&1 || { echo "PostgreSQL installed, yet initdb is not found" >&2; return 1; }
+}

@@ -23,10 +23,7 @@ cargo test --workspace --all-targets --locked --no-run --message-format=json-dia
 
 # Installed after the build, so compiling starts at once on a fresh machine. Integration tests
 # start their own PostgreSQL and moto server.
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  ensure_apt psql postgresql
-fi
-for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && export PATH="$PATH:$dir"; done
+ensure_postgres
 ensure_pip "moto[server]" moto_server
 
 # An #[ignore]d test runs too: a test that is there is a test that runs.

