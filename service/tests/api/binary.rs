@@ -68,7 +68,13 @@ async fn serves_probes_on_the_api_port_and_metrics_on_its_own() {
 
 #[tokio::test]
 async fn metrics_port_is_closed_when_metrics_are_disabled() {
-    let service = Service::start(&[("ENABLE_METRICS", "false")]);
+    // A port the service is told to use for metrics, free when it starts.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+        .to_string();
+    let service = Service::start(&[("ENABLE_METRICS", "false"), ("METRICS_PORT", &metrics_port)]);
     assert!(service.metrics.is_none());
     let health = client()
         .get(service.url("/health"))
@@ -76,6 +82,18 @@ async fn metrics_port_is_closed_when_metrics_are_disabled() {
         .await
         .expect("health");
     assert_eq!(health.status(), 200);
+    let connect = TcpStream::connect(format!("127.0.0.1:{metrics_port}")).await;
+    assert_eq!(
+        connect.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "something listens on the metrics port"
+    );
+    let on_api_port = client()
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .expect("api /metrics");
+    assert_eq!(on_api_port.status(), 404);
 }
 
 #[tokio::test]
