@@ -36,6 +36,8 @@ from pathlib import Path
 import docker.utils.build
 from dockerfile_parse import DockerfileParser
 
+import skips  # .ci/skips.py, beside this file
+
 ROOT = Path(sys.argv[1]).resolve()
 WORK = Path(sys.argv[2]).resolve()
 CARGO_HOME = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
@@ -309,8 +311,8 @@ def run_image(name):
     probe = subprocess.run(sandbox[:sandbox.index("--chdir")] + config["Entrypoint"] + ["check-config"],
                            capture_output=True, text=True)
     if probe.returncode != 0 and "bwrap:" in probe.stderr:
-        print(f"image {name} not run: this host does not let uid {uid} make a user namespace "
-              f"({probe.stderr.strip()})")
+        skips.record("image:run-built-image", f"this host does not let uid {uid} make a user namespace "
+                     f"({probe.stderr.strip()}); on Ubuntu 24.04: sysctl kernel.apparmor_restrict_unprivileged_userns=0")
         return
     # The host's network is shared, so the ports are free ones instead of 8000/9090.
     for item in config.get("Env") or []:

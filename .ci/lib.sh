@@ -91,7 +91,7 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then
     "$@"
   else
-    sudo --preserve-env=HOME,PATH,CARGO_HOME,RUSTUP_HOME "$@"
+    sudo --preserve-env=HOME,PATH,CARGO_HOME,RUSTUP_HOME,CI,CI_SKIPS,PYTHONPATH,PYTEST_ADDOPTS "$@"
   fi
 }
 
@@ -117,4 +117,27 @@ ensure_apt() {
   fi
   # The timeout waits out an unattended upgrade holding the dpkg lock on a fresh machine.
   locked $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$pkg" >/dev/null
+}
+
+# Skips are named, recorded and, in CI, allowed only when listed (.ci/skips.py, .ci/skips.txt).
+# pytest reports each skipped test through .ci/pytest_skips.py, wherever a stage runs it.
+export PYTHONPATH="$ROOT/.ci${PYTHONPATH:+:$PYTHONPATH}"
+export PYTEST_ADDOPTS="-p pytest_skips${PYTEST_ADDOPTS:+ $PYTEST_ADDOPTS}"
+
+# skip NAME REASON: a check this stage leaves out, by name (STAGE:what) and why.
+skip() {
+  python3 "$ROOT/.ci/skips.py" record "$1" "$2"
+}
+
+# ensure_postgres: PostgreSQL's server binaries (initdb, pg_ctl, postgres) on PATH, for the
+# throwaway clusters the tests start. Debian and Ubuntu install them outside PATH, under
+# /usr/lib/postgresql/<major>/bin; GitHub's runner image ships them there too.
+ensure_postgres() {
+  if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    ensure_apt initdb postgresql
+  fi
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && PATH="$PATH:$dir"; done
+  export PATH
+  command -v initdb >/dev/null 2>&1 || { echo "PostgreSQL installed, yet initdb is not found" >&2; return 1; }
 }

@@ -6,7 +6,7 @@
   version as every workflow that installs it.
 - What the test command has installed is what .ci/tools.txt pins: the packages in its venv, and
   the Rust tools as `cargo <subcommand>` would run them. A tool not installed yet is reported
-  and skipped (its stage installs it).
+  and recorded as a skip (its stage installs it; .ci/skips.py).
 - One Rust toolchain: the `rust==` line of .ci/tools.txt is the tag of every `rust:` image the
   Dockerfile builds from, and every workflow job that runs cargo (or the test command) first
   installs that toolchain with rustup and makes it the default; no rustup command or
@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+import skips  # .ci/skips.py, beside this file
 
 ROOT = Path(sys.argv[1]).resolve()
 # The line of .ci/tools.txt that pins the Rust toolchain rather than a Python package (pip
@@ -263,7 +265,7 @@ def main():
         try:
             have = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            print(f"-   {name}: not installed in the venv yet")
+            skips.record(f"tools:installed:{name}", "not installed in the venv yet (its stage installs it)")
             continue
         if have != want:
             fail(f"the venv holds {name} {have}, .ci/tools.txt pins {want}")
@@ -276,7 +278,7 @@ def main():
         command = how.split()[1]
         exe, have = installed_rust_tool(command)
         if exe is None:
-            print(f"-   {command}: not installed yet")
+            skips.record(f"tools:installed:{command}", "not installed yet (its stage installs it)")
         elif have != pins.get(name):
             fail(f"cargo runs {exe} {have}, .ci/tools.txt pins {pins.get(name)}")
         else:

@@ -20,6 +20,9 @@ ensure_pip jsonschema
 "$VENV/bin/python" -c 'import hcl2' 2>/dev/null || ensure_pip python-hcl2
 ensure_pip boto3
 ensure_apt promtool prometheus
+# The staging end-to-end test (charts/tests/test_contract.py) runs the binary against a real
+# PostgreSQL cluster of its own.
+ensure_postgres
 
 # checkov must not reach out to a SaaS platform from CI.
 export BC_SKIP_MAPPING=TRUE

@@ -69,7 +69,9 @@ PY
   done
   unset TF_DATA_DIR
 else
-  log "SKIPPED terraform validate/test: no provider mirror at $mirror (hashicorp/aws cannot be installed offline). fmt, HCL tests and checkov still run."
+  for root in aws preview; do
+    skip "infra:terraform-test:$root" "no provider mirror at $mirror (hashicorp/aws cannot be installed offline); set TF_PROVIDER_MIRROR"
+  done
 fi
 
 # One root per run: given several -d at once, checkov 3.3.30 reports the first root's results

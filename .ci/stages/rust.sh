@@ -23,15 +23,13 @@ cargo test --workspace --all-targets --locked --no-run --message-format=json-dia
 
 # Installed after the build, so compiling starts at once on a fresh machine. Integration tests
 # start their own PostgreSQL and moto server.
-if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  ensure_apt psql postgresql
-fi
-for dir in /usr/lib/postgresql/*/bin; do [ -d "$dir" ] && export PATH="$PATH:$dir"; done
+ensure_postgres
 ensure_pip "moto[server]" moto_server
 
+# An #[ignore]d test runs too: a test that is there is a test that runs.
 log "cargo test"
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast --run-ignored all
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast -- --include-ignored
 fi

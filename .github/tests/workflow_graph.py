@@ -347,7 +347,8 @@ def render(value, context: dict):
     """A `with:` or `outputs:` value: a whole expression keeps its type, text interpolates."""
     if not isinstance(value, str):
         return value
-    whole = re.fullmatch(r"\s*\$\{\{(.*?)\}\}\s*", value, re.S)
+    # One expression and nothing else ("${{ a }}/${{ b }}" is text with two).
+    whole = re.fullmatch(r"\s*\$\{\{((?:(?!\}\}).)*)\}\}\s*", value, re.S)
     if whole:
         return evaluate(Parser(whole.group(1)).parse(), context)
     return EMBEDDED.sub(lambda m: to_string(evaluate(Parser(m.group(1)).parse(), context)), value)

@@ -139,7 +139,7 @@ def test_grace_period_outlasts_drain_and_grace(objects: list[dict[str, Any]]) ->
     assert "lifecycle" not in app_container(objects), "a preStop hook would eat into the budget"
 
 
-def test_rollout_never_drops_below_the_budget(objects: list[dict[str, Any]]) -> None:
+def test_rollout_is_configured_never_to_drop_below_the_budget(objects: list[dict[str, Any]]) -> None:
     deployment = find(objects, "Deployment")
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     hpa = find(objects, "HorizontalPodAutoscaler")

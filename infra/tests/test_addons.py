@@ -44,7 +44,7 @@ def test_every_chart_version_is_pinned(addons):
             )
 
 
-def test_adapter_exposes_requests_per_second_per_pod(addons):
+def test_adapter_is_configured_to_expose_requests_per_second_per_pod(addons):
     values = static_values(release(addons, "prometheus_adapter"))
     rules = {r["name"]["as"]: r for r in values["rules"]["custom"]}
     assert "http_requests_per_second" in rules, (
@@ -58,7 +58,7 @@ def test_adapter_exposes_requests_per_second_per_pod(addons):
     assert re.fullmatch(rule["name"]["matches"], "http_requests_total")
 
 
-def test_adapter_exposes_p95_latency(addons):
+def test_adapter_is_configured_to_expose_p95_latency(addons):
     values = static_values(release(addons, "prometheus_adapter"))
     rules = {r["name"]["as"]: r for r in values["rules"]["custom"]}
     rule = rules["http_request_duration_seconds_p95"]
@@ -67,7 +67,7 @@ def test_adapter_exposes_p95_latency(addons):
     assert "le" in re.search(r"by \(([^)]*)\)\)$", rule["metricsQuery"]).group(1)
 
 
-def test_adapter_queries_the_stack_prometheus(addons):
+def test_adapter_is_configured_to_query_the_stack_prometheus(addons):
     values = static_values(release(addons, "prometheus_adapter"))
     stack = release(addons, "kube_prometheus_stack")
     service = f"{unwrap(stack['name'])}-prometheus"
@@ -75,7 +75,7 @@ def test_adapter_queries_the_stack_prometheus(addons):
     assert values["prometheus"]["port"] == 9090
 
 
-def test_prometheus_selects_the_release_label(addons):
+def test_prometheus_is_configured_to_select_the_release_label(addons):
     stack = release(addons, "kube_prometheus_stack")
     # Its own ServiceMonitors carry release=<release name>, so the name must match.
     assert unwrap(stack["name"]) == "kube-prometheus-stack"
@@ -87,7 +87,7 @@ def test_prometheus_selects_the_release_label(addons):
         assert spec[f"{kind}NamespaceSelector"] == {}
 
 
-def test_grafana_loads_labelled_dashboards_from_all_namespaces(addons):
+def test_grafana_is_configured_to_load_labelled_dashboards_from_all_namespaces(addons):
     stack = release(addons, "kube_prometheus_stack")
     dashboards = static_values(stack)["grafana"]["sidecar"]["dashboards"]
     assert dashboards["enabled"] is True
@@ -116,7 +116,7 @@ def test_controllers_get_cluster_settings_and_irsa(addons, name, settings):
     assert unwrap(body["namespace"]) == "kube-system"
 
 
-def test_external_dns_syncs_route53(addons):
+def test_external_dns_is_configured_to_sync_route53(addons):
     values = static_values(release(addons, "external_dns"))
     assert values["provider"]["name"] == "aws"
     assert values["policy"] == "sync"
@@ -189,7 +189,7 @@ def namespace_labels(addons, name):
     return unwrap(unwrap(body["metadata"])["labels"])
 
 
-def test_node_exporter_runs_in_a_namespace_that_admits_host_access(addons):
+def test_node_exporter_is_configured_into_a_namespace_that_admits_host_access(addons):
     """node-exporter needs hostNetwork, hostPID and hostPath: only `privileged` admits them.
     A DaemonSet that never becomes ready fails the whole kube-prometheus-stack release."""
     stack = release(addons, "kube_prometheus_stack")
@@ -305,7 +305,7 @@ def test_controller_has_no_webhook_in_front_of_every_service(addons):
 # --- Resource metrics ---------------------------------------------------------------
 
 
-def test_metrics_server_serves_the_resource_metrics_api(addons):
+def test_metrics_server_is_configured_to_serve_the_resource_metrics_api(addons):
     """The HPA scales on CPU and memory: without metrics-server it never acts."""
     body = release(addons, "metrics_server")
     assert unwrap(body["chart"]) == "metrics-server"
@@ -319,7 +319,7 @@ def test_adapter_leaves_the_resource_metrics_api_to_metrics_server(addons):
     assert "resource" not in values["rules"], "two servers cannot both register metrics.k8s.io"
 
 
-def test_chart_hpa_scales_on_resource_metrics():
+def test_chart_hpa_is_configured_to_scale_on_resource_metrics():
     hpa = ROOT / "charts/order-service/templates/hpa.yaml"
     if not hpa.exists():
         pytest.skip("charts/order-service is not in this checkout")

@@ -377,7 +377,7 @@ run "registry_is_ecr_with_immutable_scanned_tags" {
   }
 }
 
-run "network_policy_is_enforced" {
+run "network_policy_enforcement_is_configured" {
   command = plan
 
   assert {
