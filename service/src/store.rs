@@ -15,7 +15,7 @@ use crate::domain::{NewOrder, Order, OrderStatus};
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 pub use memory::{MemoryStore, DEFAULT_MAX_ORDERS};
-pub use postgres::{PostgresError, PostgresStore};
+pub use postgres::{required_schema_version, PostgresError, PostgresStore};
 pub use sample::sample_orders;
 
 /// Boxed cause of a backend failure; kept for logs, never sent to clients.
@@ -59,18 +59,40 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
-/// A page request: at most `limit` orders with an id sequence greater than `after`.
+/// A place in the listing order, which is (`tx`, `seq`): the creating transaction, then the
+/// order's sequence. A page holds the orders after a position. On PostgreSQL `tx` is the
+/// transaction id of the create; the memory store creates one order at a time and uses 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub tx: u64,
+    pub seq: u64,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// A position the service handed out.
+    At(Position),
+    /// The id of the last order a client saw (the cursor of earlier versions): the page
+    /// continues after that order.
+    AfterOrder(u64),
+}
+
+/// A page request: at most `limit` orders after `after` (from the start when `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: u32,
-    pub after: Option<u64>,
+    pub after: Option<Cursor>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub orders: Vec<Arc<Order>>,
-    /// Where the next page starts, when there is one.
-    pub next_after: Option<u64>,
+    /// More orders follow now.
+    pub more: bool,
+    /// Where to continue, now or later: after this page's last order, or on the last page
+    /// past every order that can still appear before it.
+    pub resume: Position,
 }
 
 /// A status change applied only if the order is still in `from` (compare-and-set).
@@ -81,8 +103,9 @@ pub struct StatusChange {
     pub tracking_number: Option<String>,
 }
 
-/// Orders are listed in id order, and ids are given in commit order: an order that is not yet
-/// visible always gets a larger id than every visible one, so a cursor never passes it.
+/// Orders are listed in (`tx`, `seq`) order, and a page holds only orders before which no
+/// other can still appear: following `resume` sees every order exactly once, even while
+/// creates commit in parallel.
 /// Orders are shared (`Arc`): reads hand out the stored value without copying it.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {

@@ -1,10 +1,12 @@
 //! One contract, every store: the same checks run against the memory and PostgreSQL stores,
 //! so both behave the same behind the API.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use order_service::domain::{ItemInput, NewOrder, OrderStatus};
 use order_service::store::{
-    sample_orders, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
+    sample_orders, Cursor, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
 };
 
 /// Each case runs once per store, as `memory::<case>` and `postgres::<case>`.
@@ -134,27 +136,60 @@ async fn lists_pages_in_creation_order(store: &dyn OrderStore) {
         sizes.push(result.orders.len());
         seen.extend(result.orders.iter().map(|o| o.id.clone()));
         assert!(result.orders.iter().all(|o| o.items.len() == 3));
-        match result.next_after {
-            Some(after) => page.after = Some(after),
-            None => break,
+        page.after = Some(Cursor::At(result.resume));
+        if !result.more {
+            break;
         }
     }
     assert_eq!(seen, ids);
     assert_eq!(sizes, [2, 2, 1]);
-    // The cursor is exclusive: past the last order there is nothing.
-    let last: u64 = ids[4].parse().expect("digits");
-    let beyond = store
+    // The last page's position resumes with exactly what is created later.
+    let end = page.after;
+    let nothing = store
         .list(PageRequest {
             limit: 10,
-            after: Some(last),
+            after: end,
         })
         .await
         .expect("list");
-    assert!(beyond.orders.is_empty() && beyond.next_after.is_none());
+    assert!(nothing.orders.is_empty() && !nothing.more);
+    let later = store
+        .create(new_order("Later"), None)
+        .await
+        .expect("create");
+    let resumed = store
+        .list(PageRequest {
+            limit: 10,
+            after: end,
+        })
+        .await
+        .expect("list");
+    assert_eq!(resumed.orders, [Arc::clone(&later.order)]);
+    assert!(!resumed.more);
+    // The id of the last order seen, the cursor of earlier versions, continues after it.
+    let legacy = |id: &str| Some(Cursor::AfterOrder(id.parse().expect("digits")));
+    let after_second = store
+        .list(PageRequest {
+            limit: 2,
+            after: legacy(&ids[1]),
+        })
+        .await
+        .expect("list");
+    let after_second: Vec<&str> = after_second.orders.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(after_second, [ids[2].as_str(), ids[3].as_str()]);
+    // Past the last order there is nothing.
+    let beyond = store
+        .list(PageRequest {
+            limit: 10,
+            after: legacy(&later.order.id),
+        })
+        .await
+        .expect("list");
+    assert!(beyond.orders.is_empty() && !beyond.more);
     // A page that holds exactly the rest has no next page.
-    let exact = store.list(first_page(5)).await.expect("list");
-    assert_eq!(exact.orders.len(), 5);
-    assert_eq!(exact.next_after, None);
+    let exact = store.list(first_page(6)).await.expect("list");
+    assert_eq!(exact.orders.len(), 6);
+    assert!(!exact.more);
 }
 
 async fn an_idempotent_retry_replays_the_first_order(store: &dyn OrderStore) {
@@ -278,7 +313,7 @@ async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
         );
     }
     let empty = store.list(first_page(10)).await.expect("list");
-    assert!(empty.orders.is_empty() && empty.next_after.is_none());
+    assert!(empty.orders.is_empty() && !empty.more);
 }
 
 async fn seeding_keeps_ids_and_order_and_new_ids_follow(store: &dyn OrderStore) {
