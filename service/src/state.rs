@@ -13,7 +13,7 @@ use crate::metrics::{Metrics, MetricsError, Target};
 use crate::secrets::{self, RefreshMode, SecretsError, SecretsLoader, StartupRetry};
 use crate::store::{
     sample_orders, CredentialRefresher, MemoryStore, OrderStore, PostgresError, PostgresStore,
-    StoreError,
+    StoreError, KEY_EXPIRY_INTERVAL,
 };
 
 #[derive(Clone)]
@@ -148,7 +148,8 @@ pub async fn build_state_with_aws(
             Arc::new(
                 PostgresStore::connect(&config.database, url, refresher)
                     .await?
-                    .with_idempotency_ttl(config.idempotency_ttl),
+                    .with_idempotency_ttl(config.idempotency_ttl)
+                    .with_key_expiry(KEY_EXPIRY_INTERVAL),
             )
         }
     };

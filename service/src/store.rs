@@ -14,6 +14,9 @@ use crate::domain::{NewOrder, Order, OrderStatus};
 /// How long an idempotency key is remembered unless configured otherwise.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How often a database store deletes expired idempotency keys, in the background.
+pub const KEY_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
 pub use memory::{MemoryStore, DEFAULT_MAX_ORDERS};
 pub use postgres::{required_schema_version, PostgresError, PostgresStore};
 pub use sample::sample_orders;
@@ -25,9 +28,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum StoreError {
     #[error("order not found")]
     NotFound,
-    /// The compare-and-set lost: the order is no longer in the expected status.
-    #[error("order status is {}", current.as_str())]
-    StatusConflict { current: OrderStatus },
+    /// The conditional change matched nothing: the order is in none of the expected statuses
+    /// (or at none of the expected versions). `current` is the order as it is now, for the
+    /// caller to decide the answer.
+    #[error("order status is {}", current.status.as_str())]
+    StatusConflict { current: Arc<Order> },
     #[error("idempotency key was already used for a different request")]
     IdempotencyMismatch,
     /// The store holds as many orders as it is allowed to (memory store).
@@ -95,12 +100,14 @@ pub struct Page {
     pub resume: Position,
 }
 
-/// A status change applied only if the order is still in `from` (compare-and-set).
+/// A status change, applied only while the order is in one of the `from` statuses and, when
+/// `versions` is given (`If-Match`), at one of those versions: one conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
-    pub from: OrderStatus,
+    pub from: Vec<OrderStatus>,
     pub to: OrderStatus,
     pub tracking_number: Option<String>,
+    pub versions: Option<Vec<u64>>,
 }
 
 /// Orders are listed in (`tx`, `seq`) order, and a page holds only orders before which no
@@ -122,7 +129,8 @@ pub trait OrderStore: Send + Sync + 'static {
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError>;
 
-    /// Applies `change` atomically; `StatusConflict` when the status is no longer `from`.
+    /// Applies `change` atomically and bumps the version; `StatusConflict` with the order as
+    /// it is when the conditions do not hold.
     async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError>;
 
     /// Inserts the given orders, ids included, when the store holds no orders yet.

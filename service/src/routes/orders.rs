@@ -10,8 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::WriteAccess;
 use crate::domain::{
-    can_transition, parse_tracking_number, ItemInput, NewOrder, Order, OrderStatus,
-    ValidationErrors,
+    can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order,
+    OrderStatus, ValidationErrors,
 };
 use crate::error::{ApiError, Json, Problem, Query};
 use crate::state::AppState;
@@ -369,60 +369,58 @@ pub async fn update_order_status(
 ) -> Result<Response, ApiError> {
     let tracking_number =
         parse_tracking_number(request.tracking_number.as_deref()).map_err(ApiError::Validation)?;
-    let if_match = headers
-        .get(header::IF_MATCH)
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
     let to = request.status;
-    // Statuses only move forward, so each lost compare-and-set means real progress elsewhere;
-    // this bound is never reached in practice.
-    for _ in 0..OrderStatus::ALL.len() {
-        let current = state
-            .store
-            .get(&id)
-            .await?
-            .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
-        if let Some(if_match) = &if_match {
-            if !etag_matches(if_match, &current.etag()) {
-                return Err(ApiError::PreconditionFailed);
-            }
-        }
-        let from = current.status;
-        if from == to && (tracking_number.is_none() || tracking_number == current.tracking_number) {
-            return Ok(with_etag(&current, StatusCode::OK));
-        }
-        if !can_transition(from, to) {
-            return Err(ApiError::IllegalTransition { from, to });
-        }
-        let change = StatusChange {
-            from,
-            to,
-            tracking_number: tracking_number.clone(),
-        };
-        match state.store.set_status(&id, change).await {
-            Ok(order) => return Ok(with_etag(&order, StatusCode::OK)),
-            // Another request changed the status between our read and our write: decide
-            // again on what the order is now.
-            Err(StoreError::StatusConflict { .. }) => continue,
-            Err(error) => return Err(error.into()),
+    let versions = headers
+        .get(header::IF_MATCH)
+        .and_then(|value| if_match_versions(value.to_str().unwrap_or_default()));
+    let change = StatusChange {
+        from: OrderStatus::ALL
+            .into_iter()
+            .filter(|from| can_transition(*from, to))
+            .collect(),
+        to,
+        tracking_number: tracking_number.clone(),
+        versions: versions.clone(),
+    };
+    let current = match state.store.set_status(&id, change).await {
+        Ok(order) => return Ok(with_etag(&order, StatusCode::OK)),
+        Err(StoreError::StatusConflict { current }) => current,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound(ORDER_NOT_FOUND)),
+        Err(error) => return Err(error.into()),
+    };
+    // Nothing changed; the order as it is now decides the answer.
+    let shows_change = current.status == to
+        && (tracking_number.is_none() || tracking_number == current.tracking_number);
+    if let Some(versions) = &versions {
+        if !versions.contains(&current.version) {
+            // A retry whose first answer was lost finds its own change, one version on
+            // (RFC 9110, section 13.1.1).
+            let own_change = shows_change && versions.iter().any(|v| v + 1 == current.version);
+            return match own_change {
+                true => Ok(with_etag(&current, StatusCode::OK)),
+                false => Err(ApiError::PreconditionFailed),
+            };
         }
     }
-    let current = state
-        .store
-        .get(&id)
-        .await?
-        .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
-    Err(ApiError::IllegalTransition {
-        from: current.status,
-        to,
-    })
+    // Repeating the change that already happened succeeds; anything else is not allowed
+    // from where the order is.
+    match shows_change {
+        true => Ok(with_etag(&current, StatusCode::OK)),
+        false => Err(ApiError::IllegalTransition {
+            from: current.status,
+            to,
+        }),
+    }
 }
 
-/// `If-Match`: `*`, or a list of entity tags compared strongly (a weak tag never matches).
-fn etag_matches(if_match: &str, etag: &str) -> bool {
-    if_match
-        .split(',')
-        .map(str::trim)
-        .any(|candidate| candidate == "*" || candidate == etag)
+/// `If-Match`: `*` (any version: `None`), or the versions its strong entity tags name. Tags
+/// that are weak or not ours name none, so a list of only those matches nothing.
+fn if_match_versions(if_match: &str) -> Option<Vec<u64>> {
+    let tags: Vec<&str> = if_match.split(',').map(str::trim).collect();
+    if tags.contains(&"*") {
+        return None;
+    }
+    Some(tags.into_iter().filter_map(version_of_etag).collect())
 }
 
 #[cfg(test)]

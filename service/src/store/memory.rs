@@ -200,9 +200,13 @@ impl OrderStore for MemoryStore {
             .orders
             .get_mut(&sequence)
             .ok_or(StoreError::NotFound)?;
-        if stored.status != change.from {
+        let version_matches = change
+            .versions
+            .as_ref()
+            .is_none_or(|versions| versions.contains(&stored.version));
+        if !change.from.contains(&stored.status) || !version_matches {
             return Err(StoreError::StatusConflict {
-                current: stored.status,
+                current: Arc::clone(stored),
             });
         }
         // Copy on write: readers holding the previous version keep it unchanged.
@@ -269,9 +273,10 @@ mod tests {
         assert!(Arc::ptr_eq(&read, &page.orders[0]));
         // A change does not alter what an earlier reader holds.
         let change = StatusChange {
-            from: OrderStatus::Pending,
+            from: vec![OrderStatus::Pending],
             to: OrderStatus::Processing,
             tracking_number: None,
+            versions: None,
         };
         let changed = store.set_status(&read.id, change).await.expect("change");
         assert_eq!(read.status, OrderStatus::Pending);

@@ -105,6 +105,48 @@ pub struct PostgresStore {
     statement_timeout: Duration,
     rotation: Option<Rotation>,
     idempotency_ttl: Duration,
+    key_expiry: Option<AbortOnDrop>,
+}
+
+/// The background task that deletes expired idempotency keys; stopped with the store.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What an idempotency key says about a create.
+enum KeyLookup {
+    Absent,
+    Expired,
+    Live {
+        fingerprint: String,
+        first: Box<Order>,
+    },
+}
+
+/// How many expired keys one statement deletes; a short statement, whatever the backlog.
+const KEY_EXPIRY_BATCH: i64 = 1000;
+
+/// Deletes every key older than `ttl`, in batches.
+async fn delete_expired_keys(pool: &PgPool, ttl: Duration) -> Result<(), sqlx::Error> {
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1::interval
+                 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        )
+        .bind(interval(ttl))
+        .bind(KEY_EXPIRY_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if deleted < KEY_EXPIRY_BATCH as u64 {
+            return Ok(());
+        }
+    }
 }
 
 /// Where fresh credentials come from when the database rejects the current ones.
@@ -153,6 +195,7 @@ impl PostgresStore {
                 last_attempt: tokio::sync::Mutex::new(None),
             }),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            key_expiry: None,
         };
         let mut conn = store.pool.acquire().await.map_err(PostgresError::Connect)?;
         let found = schema_version(&mut conn, &store.schema).await?;
@@ -307,39 +350,103 @@ impl PostgresStore {
         .await
     }
 
-    /// Deletes keys older than the time to live, so they neither replay nor pile up. Runs
-    /// before a create with a key; the index on `created_at` keeps it cheap.
-    async fn expire_keys(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval")
-            .bind(interval(self.idempotency_ttl))
-            .execute(&self.pool)
-            .await
-            .map(drop)
+    /// A create with an idempotency key. A retry with a known key is a read and nothing
+    /// else: no insert is attempted, so no id is drawn. Each decision is taken on one row read
+    /// once, so a key that expires meanwhile can only turn a replay into a new order, never
+    /// into an error.
+    async fn create_keyed(
+        &self,
+        order: &NewOrder,
+        order_date: DateTime<Utc>,
+        idempotency: &Idempotency,
+    ) -> Result<Created, StoreError> {
+        // Another attempt only when a racing request committed the same key in between; it
+        // is then found on the next read.
+        for _ in 0..3 {
+            match self.find_key(idempotency).await? {
+                KeyLookup::Live { fingerprint, .. } if fingerprint != idempotency.fingerprint => {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                KeyLookup::Live { first, .. } => {
+                    return Ok(Created {
+                        order: Arc::new(first.as_created()),
+                        replayed: true,
+                    });
+                }
+                // Past its time to live but not yet swept: this request takes the key over.
+                KeyLookup::Expired => self.forget_expired_key(idempotency).await?,
+                KeyLookup::Absent => {}
+            }
+            match self.insert(order, order_date, Some(idempotency)).await {
+                Ok(seq) => {
+                    return Ok(Created {
+                        order: Arc::new(order.clone().into_order(seq.to_string(), order_date)),
+                        replayed: false,
+                    })
+                }
+                Err(error) if is_idempotency_conflict(&error) => continue,
+                Err(error) => return Err(classify(error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the idempotency key changed hands on every attempt".into(),
+        ))
     }
 
-    /// The first response for a key, when the fingerprint matches: the order as created.
-    async fn replay(&self, idempotency: &Idempotency) -> Result<Created, StoreError> {
-        let first: Option<(String, i64)> = sqlx::query_as(
-            "SELECT fingerprint, order_seq FROM idempotency_keys
-             WHERE scope = $1 AND key = $2 AND created_at >= now() - $3::interval",
+    /// The key, whether it is still live, and the order it created, in one read.
+    async fn find_key(&self, idempotency: &Idempotency) -> Result<KeyLookup, StoreError> {
+        let row = sqlx::query(FIND_KEY)
+            .bind(&idempotency.scope)
+            .bind(&idempotency.key)
+            .bind(interval(self.idempotency_ttl))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(KeyLookup::Absent);
+        };
+        if !row.try_get::<bool, _>("live").map_err(internal)? {
+            return Ok(KeyLookup::Expired);
+        }
+        Ok(KeyLookup::Live {
+            fingerprint: row.try_get("fingerprint").map_err(internal)?,
+            first: Box::new(order_from_row(&row)?),
+        })
+    }
+
+    /// Deletes this one key, if it is still expired (a racing request may have taken it
+    /// over already).
+    async fn forget_expired_key(&self, idempotency: &Idempotency) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys
+             WHERE scope = $1 AND key = $2 AND created_at < now() - $3::interval",
         )
         .bind(&idempotency.scope)
         .bind(&idempotency.key)
         .bind(interval(self.idempotency_ttl))
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await
-        .map_err(classify)?;
-        let (fingerprint, seq) = first.ok_or_else(|| {
-            StoreError::Internal("idempotency key vanished after a conflict".into())
-        })?;
-        if fingerprint != idempotency.fingerprint {
-            return Err(StoreError::IdempotencyMismatch);
-        }
-        let order = self.fetch(seq).await?.ok_or(StoreError::NotFound)?;
-        Ok(Created {
-            order: Arc::new(order.as_created()),
-            replayed: true,
-        })
+        .map(drop)
+        .map_err(classify)
+    }
+
+    /// Deletes expired keys in the background every `every`, in batches, so they neither pile
+    /// up nor cost a request anything. Every replica runs it; the batches skip rows another
+    /// replica is deleting. The task ends with the store.
+    pub fn with_key_expiry(mut self, every: Duration) -> Self {
+        let (pool, ttl) = (self.pool.clone(), self.idempotency_ttl);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = delete_expired_keys(&pool, ttl).await {
+                    tracing::warn!(error = %crate::error::error_chain(&error), "cannot delete expired idempotency keys");
+                }
+            }
+        });
+        self.key_expiry = Some(AbortOnDrop(task));
+        self
     }
 
     async fn fetch(&self, seq: i64) -> Result<Option<Order>, StoreError> {
@@ -351,29 +458,31 @@ impl PostgresStore {
         row.as_ref().map(order_from_row).transpose()
     }
 
+    /// One conditional UPDATE; a read only when it matched nothing, to say why.
     async fn try_set_status(&self, seq: i64, change: &StatusChange) -> Result<Order, StoreError> {
+        let from: Vec<&str> = change.from.iter().map(|s| s.as_str()).collect();
+        let versions: Option<Vec<i64>> = change.versions.as_ref().map(|versions| {
+            versions
+                .iter()
+                .filter_map(|v| i64::try_from(*v).ok())
+                .collect()
+        });
         let row = sqlx::query(SET_STATUS)
             .bind(seq)
-            .bind(change.from.as_str())
+            .bind(&from)
             .bind(change.to.as_str())
             .bind(change.tracking_number.as_deref())
+            .bind(versions)
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
         if let Some(row) = row {
             return order_from_row(&row);
         }
-        // Nothing changed: either there is no such order or its status moved on.
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM orders WHERE seq = $1")
-                .bind(seq)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        match current {
+        match self.fetch(seq).await? {
             None => Err(StoreError::NotFound),
-            Some(status) => Err(StoreError::StatusConflict {
-                current: parse_status(&status)?,
+            Some(order) => Err(StoreError::StatusConflict {
+                current: Arc::new(order),
             }),
         }
     }
@@ -522,22 +631,15 @@ impl OrderStore for PostgresStore {
         idempotency: Option<Idempotency>,
     ) -> Result<Created, StoreError> {
         let order_date = to_micros(Utc::now());
-        if idempotency.is_some() {
-            if let Err(error) = self.expire_keys().await {
-                return self.checked(Err(classify(error))).await;
-            }
-        }
-        let result = match self.insert(&order, order_date, idempotency.as_ref()).await {
-            Ok(seq) => Ok(Created {
-                order: Arc::new(order.into_order(seq.to_string(), order_date)),
-                replayed: false,
-            }),
-            // The key was committed by another request first: answer as it did.
-            Err(error) if is_idempotency_conflict(&error) => match &idempotency {
-                Some(idempotency) => self.replay(idempotency).await,
-                None => Err(classify(error)),
+        let result = match &idempotency {
+            Some(idempotency) => self.create_keyed(&order, order_date, idempotency).await,
+            None => match self.insert(&order, order_date, None).await {
+                Ok(seq) => Ok(Created {
+                    order: Arc::new(order.into_order(seq.to_string(), order_date)),
+                    replayed: false,
+                }),
+                Err(error) => Err(classify(error)),
             },
-            Err(error) => Err(classify(error)),
         };
         self.checked(result).await
     }
@@ -700,18 +802,30 @@ const GET_ORDER: &str = concat!(
     "WHERE o.seq = $1"
 );
 
-/// The compare-and-set of a status change, answering the changed order.
+/// The compare-and-set of a status change (legal from-states, and the versions `If-Match`
+/// names when given), answering the changed order.
 const SET_STATUS: &str = concat!(
     "WITH o AS (
          UPDATE orders
          SET status = $3, tracking_number = COALESCE($4, tracking_number), version = version + 1
-         WHERE seq = $1 AND status = $2
+         WHERE seq = $1 AND status = ANY($2::text[])
+           AND ($5::bigint[] IS NULL OR version = ANY($5::bigint[]))
          RETURNING *
      )
      SELECT ",
     order_columns!(),
     " FROM o",
     items!()
+);
+
+/// An idempotency key ($1 scope, $2 key) with the order it created, and whether it is younger
+/// than the time to live ($3).
+const FIND_KEY: &str = concat!(
+    "SELECT k.fingerprint, k.created_at >= now() - $3::interval AS live, ",
+    order_columns!(),
+    " FROM idempotency_keys k JOIN orders o ON o.seq = k.order_seq",
+    items!(),
+    "WHERE k.scope = $1 AND k.key = $2"
 );
 
 /// $1, $2: the position (created_xid as text, seq) the page starts after; $3: rows wanted.

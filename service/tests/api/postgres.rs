@@ -218,6 +218,90 @@ async fn one_idempotency_key_creates_one_order_under_concurrency() {
     assert_eq!(store.list(all(50)).await.expect("list").orders.len(), 1);
 }
 
+fn keyed(key: &str, order: &order_service::domain::NewOrder) -> Option<Idempotency> {
+    Some(Idempotency {
+        scope: "client-a".into(),
+        key: key.into(),
+        fingerprint: order.fingerprint(),
+    })
+}
+
+/// A retry with a key already used is answered by a read: no insert is attempted, so no id
+/// is drawn from the sequence, and the next new order gets the next id.
+#[tokio::test]
+async fn a_retry_with_a_known_key_is_a_read_and_draws_no_id() {
+    let db = TestDb::new().await;
+    let store = db.store("public").await;
+    let order = new_order("Retried");
+    let first = store
+        .create(order.clone(), keyed("retry-1", &order))
+        .await
+        .expect("create");
+    for _ in 0..3 {
+        let retry = store
+            .create(order.clone(), keyed("retry-1", &order))
+            .await
+            .expect("replay");
+        assert!(retry.replayed);
+    }
+    let next = store.create(new_order("Next"), None).await.expect("create");
+    let first_id: u64 = first.order.id.parse().expect("digits");
+    assert_eq!(
+        next.order.id,
+        (first_id + 1).to_string(),
+        "retries drew no ids"
+    );
+}
+
+/// Expired keys are deleted by a background sweep in batches, not by a DELETE in front of
+/// every keyed create; and a key past its time to live that the sweep has not reached yet
+/// lets a new order take it over (201, not a replay, never a 500).
+#[tokio::test]
+async fn expired_keys_are_swept_in_the_background_not_on_the_request_path() {
+    let db = TestDb::new().await;
+    let store = db.store("public").await;
+    let old = new_order("Old");
+    store
+        .create(old.clone(), keyed("old-key", &old))
+        .await
+        .expect("create");
+    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+        .await;
+    let keys = || db.column("SELECT key FROM idempotency_keys ORDER BY key");
+    // Another keyed create leaves the expired key where it is.
+    let other = new_order("Other");
+    store
+        .create(other.clone(), keyed("other-key", &other))
+        .await
+        .expect("create");
+    assert_eq!(keys().await, ["old-key", "other-key"]);
+    // The expired key, used again, creates a new order.
+    let again = store
+        .create(old.clone(), keyed("old-key", &old))
+        .await
+        .expect("create");
+    assert!(!again.replayed, "an expired key never replays");
+    assert_eq!(keys().await, ["old-key", "other-key"]);
+    // Expire both again; the sweep deletes them without any request.
+    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+        .await;
+    let swept = db
+        .store("public")
+        .await
+        .with_key_expiry(Duration::from_millis(50));
+    for _ in 0..400 {
+        if keys().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        keys().await.is_empty(),
+        "the sweep deleted the expired keys"
+    );
+    drop(swept);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_status_changes_have_exactly_one_winner() {
     let db = TestDb::new().await;
@@ -234,9 +318,10 @@ async fn racing_status_changes_have_exactly_one_winner() {
             let (store, id) = (Arc::clone(&store), id.clone());
             tokio::spawn(async move {
                 let change = StatusChange {
-                    from: OrderStatus::Pending,
+                    from: vec![OrderStatus::Pending],
                     to,
                     tracking_number: None,
+                    versions: None,
                 };
                 store.set_status(&id, change).await
             })
@@ -251,7 +336,7 @@ async fn racing_status_changes_have_exactly_one_winner() {
         assert_eq!(winners.len(), 1, "round {round}: {results:?}");
         let loser = results.iter().find(|r| r.is_err()).expect("one loses");
         assert!(
-            matches!(loser, Err(StoreError::StatusConflict { current }) if *current == winners[0]),
+            matches!(loser, Err(StoreError::StatusConflict { current }) if current.status == winners[0]),
             "round {round}: {loser:?}"
         );
         let stored = store.get(&id).await.expect("get").expect("exists");

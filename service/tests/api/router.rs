@@ -566,6 +566,12 @@ async fn patch_honours_if_match_and_repeats_answer_200() {
         Some(new_etag.as_str())
     );
 
+    // The same PATCH with the same If-Match, retried after its answer was lost: the order
+    // shows the change one version on, so 200 (RFC 9110, section 13.1.1), not 412.
+    let retried = send_patch(Some(&etag), json!({"status": "PROCESSING"})).await;
+    assert_eq!(retried.status, StatusCode::OK);
+    assert_eq!(retried.header("etag"), Some(new_etag.as_str()));
+    assert_eq!(retried.json(), processing.json());
     // The same change again (a retry whose first answer was lost): 200 and the order.
     let repeat = send_patch(None, json!({"status": "PROCESSING"})).await;
     assert_eq!(repeat.status, StatusCode::OK);

@@ -42,6 +42,7 @@ contract!(
     an_idempotent_retry_replays_the_first_order,
     a_key_reused_for_another_request_is_rejected,
     status_changes_are_compare_and_set,
+    a_change_can_be_conditional_on_the_version,
     unknown_orders_are_not_found,
     seeding_keeps_ids_and_order_and_new_ids_follow,
     seeding_leaves_a_store_with_orders_alone,
@@ -243,9 +244,10 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
         .id
         .clone();
     let change = |from, to, tracking: Option<&str>| StatusChange {
-        from,
+        from: vec![from],
         to,
         tracking_number: tracking.map(str::to_owned),
+        versions: None,
     };
     let processing = store
         .set_status(
@@ -265,10 +267,8 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
         .await;
     assert!(
         matches!(
-            stale,
-            Err(StoreError::StatusConflict {
-                current: OrderStatus::Processing
-            })
+            &stale,
+            Err(StoreError::StatusConflict { current }) if current.status == OrderStatus::Processing
         ),
         "{stale:?}"
     );
@@ -296,15 +296,54 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
     assert_eq!(delivered.tracking_number.as_deref(), Some("1Z999AA1"));
     let read = store.get(&id).await.expect("get").expect("exists");
     assert_eq!(read, delivered);
+    assert_eq!(
+        [processing.version, shipped.version, delivered.version],
+        [2, 3, 4],
+        "every change bumps the version, in every store alike"
+    );
+}
+
+/// `If-Match` becomes a condition of the one write: a change for another version changes
+/// nothing and reports the order as it is.
+async fn a_change_can_be_conditional_on_the_version(store: &dyn OrderStore) {
+    let created = store
+        .create(new_order("Versioned"), None)
+        .await
+        .expect("create");
+    assert_eq!(created.order.version, 1);
+    let id = &created.order.id;
+    let at = |versions: Vec<u64>| StatusChange {
+        from: vec![OrderStatus::Pending],
+        to: OrderStatus::Processing,
+        tracking_number: None,
+        versions: Some(versions),
+    };
+    let stale = store.set_status(id, at(vec![7])).await;
+    assert!(
+        matches!(&stale, Err(StoreError::StatusConflict { current })
+            if current.version == 1 && current.status == OrderStatus::Pending),
+        "{stale:?}"
+    );
+    let changed = store
+        .set_status(id, at(vec![3, 1]))
+        .await
+        .expect("version 1 matches");
+    assert_eq!(
+        (changed.status, changed.version),
+        (OrderStatus::Processing, 2)
+    );
+    let read = store.get(id).await.expect("get").expect("exists");
+    assert_eq!(read.version, 2);
 }
 
 async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
     for id in ["1", "999", "0", "abc", "-1", "99999999999999999999", ""] {
         assert_eq!(store.get(id).await.expect("get"), None, "{id:?}");
         let change = StatusChange {
-            from: OrderStatus::Pending,
+            from: vec![OrderStatus::Pending],
             to: OrderStatus::Processing,
             tracking_number: None,
+            versions: None,
         };
         let result = store.set_status(id, change).await;
         assert!(
@@ -356,9 +395,10 @@ async fn a_replay_answers_the_order_as_first_created(store: &dyn OrderStore) {
         .await
         .expect("first");
     let change = StatusChange {
-        from: OrderStatus::Pending,
+        from: vec![OrderStatus::Pending],
         to: OrderStatus::Processing,
         tracking_number: Some("TRACK-1".into()),
+        versions: None,
     };
     let changed = store
         .set_status(&first.order.id, change)
