@@ -17,6 +17,28 @@ cargo fmt --all -- --check
 # .ci/lib.sh sets the driver for every stage.
 [ -n "${RUSTC_WORKSPACE_WRAPPER:-}" ] || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
 
+# Every migration must keep the previous release working while both run on one schema during
+# a rollout (README, "Migrations"). squawk flags what breaks that or locks out traffic: a NOT
+# NULL column without a default, a dropped default or column, an index built without
+# CONCURRENTLY, DDL without a lock timeout. sqlx runs each file in a transaction, unless it
+# starts with `-- no-transaction`. 0001 and 0002 are excluded: they shipped before this rule,
+# and sqlx refuses to run against a database whose applied migrations changed (checksums), so
+# they stay as they are; 0002's dropped default is the mistake the rule exists for.
+log "squawk: migrations"
+ensure_pip squawk-cli squawk
+in_transaction=() on_their_own=()
+for migration in service/migrations/*.sql; do
+  case "$(basename "$migration")" in 0001_* | 0002_*) continue ;; esac
+  if head -n1 "$migration" | grep -qx -- '-- no-transaction'; then
+    on_their_own+=("$migration")
+  else
+    in_transaction+=("$migration")
+  fi
+done
+[ ${#in_transaction[@]} -eq 0 ] || squawk --pg-version=15.0 --assume-in-transaction "${in_transaction[@]}"
+[ ${#on_their_own[@]} -eq 0 ] || squawk --pg-version=15.0 "${on_their_own[@]}"
+echo "squawk: ${#in_transaction[@]} + ${#on_their_own[@]} migrations clean"
+
 log "cargo clippy, in the build of every target"
 cargo test --workspace --all-targets --locked --no-run --message-format=json-diagnostic-rendered-ansi |
   python3 .ci/cargo_warnings.py

@@ -1,5 +1,6 @@
 //! Container shell: config → telemetry → state → router → serve.
-//! Subcommands: `healthcheck` (for images without curl) and `check-config`.
+//! Subcommands: `healthcheck` (for images without curl), `check-config`, and `migrate` (the
+//! deploy step that applies the schema migrations; serving never does).
 
 use std::process::ExitCode;
 
@@ -21,8 +22,9 @@ async fn main() -> ExitCode {
             println!("config ok");
             Ok(())
         }
+        Some("migrate") => migrate(config).await,
         Some(other) => Err(anyhow::anyhow!(
-            "unknown command {other:?}; expected serve, healthcheck or check-config"
+            "unknown command {other:?}; expected serve, healthcheck, check-config or migrate"
         )),
     };
     match result {
@@ -32,6 +34,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let schema = config.database.schema.clone();
+    let (before, after) = order_service::state::migrate(&config).await?;
+    if before == after {
+        println!("schema {schema} is at version {after}; nothing to apply");
+    } else {
+        println!("schema {schema} migrated from version {before} to {after}");
+    }
+    Ok(())
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use chrono::Utc;
+use secrecy::SecretString;
 
 use crate::auth::WriteAuth;
 use crate::config::{Config, StoreKind};
@@ -12,7 +13,7 @@ use crate::metrics::{Metrics, MetricsError, Target};
 use crate::secrets::{self, RefreshMode, SecretsError, SecretsLoader, StartupRetry};
 use crate::store::{
     sample_orders, CredentialRefresher, MemoryStore, OrderStore, PostgresError, PostgresStore,
-    StoreError,
+    StoreError, KEY_EXPIRY_INTERVAL,
 };
 
 #[derive(Clone)]
@@ -58,6 +59,49 @@ pub enum StartupError {
     Postgres(#[from] PostgresError),
 }
 
+/// DATABASE_URL wins; a URL from the runtime secret comes with the loader, which re-reads it
+/// when the database rejects it.
+fn database_url(
+    config: &Config,
+    secrets: Option<&Arc<SecretsLoader>>,
+) -> Result<(SecretString, Option<Arc<dyn CredentialRefresher>>), StartupError> {
+    match (&config.database.url, secrets) {
+        (Some(url), _) => Ok((url.clone(), None)),
+        (None, Some(loader)) => Ok((
+            loader
+                .database_url()
+                .ok_or(StartupError::DatabaseUrlMissing)?,
+            Some(Arc::clone(loader) as Arc<dyn CredentialRefresher>),
+        )),
+        (None, None) => Err(StartupError::DatabaseUrlMissing),
+    }
+}
+
+/// `order-service migrate`: creates `DB_SCHEMA` when missing and applies the embedded
+/// migrations not applied yet, with the database URL the service itself would use
+/// (`DATABASE_URL`, else the runtime secret). Answers the schema version before and after.
+pub async fn migrate(config: &Config) -> Result<(i64, i64), StartupError> {
+    let secrets = match &config.secrets {
+        Some(secrets_config) => {
+            let aws = secrets::aws_config_from_env(secrets_config).await;
+            // One fetch, no refresh task: the command ends long before a refresh is due.
+            let loader = SecretsLoader::start(
+                secrets::client(&aws),
+                secrets_config,
+                RefreshMode::OnRequest,
+                Arc::new(WriteAuth::new(Vec::new(), false)),
+                Arc::new(Metrics::new(Target::Container)?),
+                StartupRetry::default(),
+            )
+            .await?;
+            Some(loader)
+        }
+        None => None,
+    };
+    let (url, _) = database_url(config, secrets.as_ref())?;
+    Ok(PostgresStore::migrate(&config.database, &url).await?)
+}
+
 /// Builds the state both shells serve: metrics, write auth, runtime secret, store (seeded
 /// when asked).
 pub async fn build_state(config: Config, target: Target) -> Result<AppState, StartupError> {
@@ -100,21 +144,12 @@ pub async fn build_state_with_aws(
                 .with_idempotency_ttl(config.idempotency_ttl),
         ),
         StoreKind::Postgres => {
-            // DATABASE_URL wins; a URL from the runtime secret is re-read when rejected.
-            let (url, refresher) = match (&config.database.url, &secrets) {
-                (Some(url), _) => (url.clone(), None),
-                (None, Some(loader)) => (
-                    loader
-                        .database_url()
-                        .ok_or(StartupError::DatabaseUrlMissing)?,
-                    Some(Arc::clone(loader) as Arc<dyn CredentialRefresher>),
-                ),
-                (None, None) => return Err(StartupError::DatabaseUrlMissing),
-            };
+            let (url, refresher) = database_url(&config, secrets.as_ref())?;
             Arc::new(
                 PostgresStore::connect(&config.database, url, refresher)
                     .await?
-                    .with_idempotency_ttl(config.idempotency_ttl),
+                    .with_idempotency_ttl(config.idempotency_ttl)
+                    .with_key_expiry(KEY_EXPIRY_INTERVAL),
             )
         }
     };

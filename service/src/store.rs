@@ -14,8 +14,11 @@ use crate::domain::{NewOrder, Order, OrderStatus};
 /// How long an idempotency key is remembered unless configured otherwise.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How often a database store deletes expired idempotency keys, in the background.
+pub const KEY_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
 pub use memory::{MemoryStore, DEFAULT_MAX_ORDERS};
-pub use postgres::{PostgresError, PostgresStore};
+pub use postgres::{required_schema_version, PostgresError, PostgresStore};
 pub use sample::sample_orders;
 
 /// Boxed cause of a backend failure; kept for logs, never sent to clients.
@@ -25,9 +28,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum StoreError {
     #[error("order not found")]
     NotFound,
-    /// The compare-and-set lost: the order is no longer in the expected status.
-    #[error("order status is {}", current.as_str())]
-    StatusConflict { current: OrderStatus },
+    /// The conditional change matched nothing: the order is in none of the expected statuses
+    /// (or at none of the expected versions). `current` is the order as it is now, for the
+    /// caller to decide the answer.
+    #[error("order status is {}", current.status.as_str())]
+    StatusConflict { current: Arc<Order> },
     #[error("idempotency key was already used for a different request")]
     IdempotencyMismatch,
     /// The store holds as many orders as it is allowed to (memory store).
@@ -59,30 +64,55 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
-/// A page request: at most `limit` orders with an id sequence greater than `after`.
+/// A place in the listing order, which is (`tx`, `seq`): the creating transaction, then the
+/// order's sequence. A page holds the orders after a position. On PostgreSQL `tx` is the
+/// transaction id of the create; the memory store creates one order at a time and uses 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub tx: u64,
+    pub seq: u64,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// A position the service handed out.
+    At(Position),
+    /// The id of the last order a client saw (the cursor of earlier versions): the page
+    /// continues after that order.
+    AfterOrder(u64),
+}
+
+/// A page request: at most `limit` orders after `after` (from the start when `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: u32,
-    pub after: Option<u64>,
+    pub after: Option<Cursor>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub orders: Vec<Arc<Order>>,
-    /// Where the next page starts, when there is one.
-    pub next_after: Option<u64>,
+    /// More orders follow now.
+    pub more: bool,
+    /// Where to continue, now or later: after this page's last order, or on the last page
+    /// past every order that can still appear before it.
+    pub resume: Position,
 }
 
-/// A status change applied only if the order is still in `from` (compare-and-set).
+/// A status change, applied only while the order is in one of the `from` statuses and, when
+/// `versions` is given (`If-Match`), at one of those versions: one conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
-    pub from: OrderStatus,
+    pub from: Vec<OrderStatus>,
     pub to: OrderStatus,
     pub tracking_number: Option<String>,
+    pub versions: Option<Vec<u64>>,
 }
 
-/// Orders are listed in id order, and ids are given in commit order: an order that is not yet
-/// visible always gets a larger id than every visible one, so a cursor never passes it.
+/// Orders are listed in (`tx`, `seq`) order, and a page holds only orders before which no
+/// other can still appear: following `resume` sees every order exactly once, even while
+/// creates commit in parallel.
 /// Orders are shared (`Arc`): reads hand out the stored value without copying it.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
@@ -99,7 +129,8 @@ pub trait OrderStore: Send + Sync + 'static {
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError>;
 
-    /// Applies `change` atomically; `StatusConflict` when the status is no longer `from`.
+    /// Applies `change` atomically and bumps the version; `StatusConflict` with the order as
+    /// it is when the conditions do not hold.
     async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError>;
 
     /// Inserts the given orders, ids included, when the store holds no orders yet.

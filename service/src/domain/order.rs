@@ -34,6 +34,11 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     pub shipping_address: String,
     pub tracking_number: Option<String>,
+    /// 1 when created, one more on every change; the `ETag` is this number. Not part of the
+    /// JSON.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub version: u64,
 }
 
 impl Order {
@@ -44,30 +49,32 @@ impl Order {
         Order {
             status: OrderStatus::Pending,
             tracking_number: None,
+            version: 1,
             ..self.clone()
         }
     }
 
-    /// Strong entity tag of this representation: a digest of its JSON. Any change to what a
-    /// client sees changes the tag.
+    /// Strong entity tag of this version of the order. Every change bumps the version, so a
+    /// tag names exactly one representation, and no read serialises or hashes the order to
+    /// tag it.
     pub fn etag(&self) -> String {
-        etag_of(&serde_json::to_vec(self).unwrap_or_default())
+        etag_of_version(self.version)
     }
 }
 
-/// The strong entity tag of an order's JSON bytes, for a handler that has serialized the
-/// order already (one serialization per response, not two).
-pub fn etag_of(json: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(json);
-    let mut tag = String::with_capacity(34);
-    tag.push('"');
-    for byte in &digest[..16] {
-        tag.push(char::from(HEX[usize::from(byte >> 4)]));
-        tag.push(char::from(HEX[usize::from(byte & 0x0f)]));
+/// The entity tag of an order's version: the number in quotes.
+pub fn etag_of_version(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// The version an entity tag names, when it is one of ours: `"<digits>"`. Weak tags (`W/…`)
+/// never match, as `If-Match` compares strongly.
+pub fn version_of_etag(tag: &str) -> Option<u64> {
+    let digits = tag.strip_prefix('"')?.strip_suffix('"')?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    tag.push('"');
-    tag
+    digits.parse().ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -214,6 +221,7 @@ impl NewOrder {
             items: self.items,
             shipping_address: self.shipping_address,
             tracking_number: None,
+            version: 1,
         }
     }
 }

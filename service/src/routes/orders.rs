@@ -10,12 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::WriteAccess;
 use crate::domain::{
-    can_transition, etag_of, parse_tracking_number, ItemInput, NewOrder, Order, OrderStatus,
-    ValidationErrors,
+    can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order,
+    OrderStatus, ValidationErrors,
 };
 use crate::error::{ApiError, Json, Problem, Query};
 use crate::state::AppState;
-use crate::store::{Idempotency, PageRequest, StatusChange, StoreError};
+use crate::store::{Cursor, Idempotency, PageRequest, Position, StatusChange, StoreError};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -36,23 +36,32 @@ pub struct ListParams {
     /// Page size, 1 to 500.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
-    /// Opaque position from a previous page's `Link: rel="next"`.
-    #[param(pattern = "^[0-9]{1,19}$")]
+    /// Opaque position from a previous page's `Order-Cursor` header (or its `Link:
+    /// rel="next"`). The id of the last order seen, which earlier versions used as the
+    /// cursor, still works: the page continues after that order.
+    #[param(pattern = "^([0-9]{1,19}|[0-9]{1,19}\\.[0-9]{1,19})$")]
     cursor: Option<String>,
 }
 
-/// Orders in id order, as a bare JSON array.
+/// Where to continue: on every page, the position after it.
+const ORDER_CURSOR: HeaderName = HeaderName::from_static("order-cursor");
+
+/// Orders as a bare JSON array, oldest first.
 ///
-/// When more remain, the response carries `Link: </orders?limit=…&cursor=…>; rel="next"`.
-/// Ids are given in commit order, so following the links sees every order exactly once;
-/// the id of the last order seen is a valid `cursor` to continue from later.
+/// Every page carries `Order-Cursor`, the position after it; when more remain now it also
+/// carries `Link: </orders?limit=…&cursor=…>; rel="next"` with the same cursor. Following
+/// them sees every order exactly once, even while orders are created in parallel; the
+/// cursor of the last page, kept and sent later, returns exactly the orders created since.
+/// A new order is listed once every create that started before it has ended.
 #[utoipa::path(
     get,
     path = "/orders",
     tag = "orders",
     params(ListParams),
     responses(
-        (status = 200, body = [Order], headers(("link" = String, description = "rel=\"next\" page"))),
+        (status = 200, body = [Order], headers(
+            ("link" = String, description = "rel=\"next\" page, when more remain now"),
+            ("order-cursor" = String, description = "Opaque position after this page: the `cursor` to continue from, now or later"))),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
@@ -70,35 +79,45 @@ pub async fn list_orders(
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state.store.list(PageRequest { limit, after }).await?;
+    let cursor = encode_cursor(page.resume);
     let mut response = axum::Json(page.orders).into_response();
-    if let Some(next) = page.next_after {
-        let link = format!(
-            "</orders?limit={limit}&cursor={}>; rel=\"next\"",
-            encode_cursor(next)
-        );
+    if page.more {
+        let link = format!("</orders?limit={limit}&cursor={cursor}>; rel=\"next\"");
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);
         }
     }
+    if let Ok(value) = HeaderValue::from_str(&cursor) {
+        response.headers_mut().insert(ORDER_CURSOR, value);
+    }
     Ok(response)
 }
 
-/// The cursor is the sequence of the last order served. Clients treat it as opaque; keeping
-/// it a plain number means any well-formed cursor is a valid position, never an error.
-fn encode_cursor(after: u64) -> String {
-    after.to_string()
+/// A position as `<tx>.<seq>`. Clients treat it as opaque; any well-formed cursor is a valid
+/// position, never an error.
+fn encode_cursor(position: Position) -> String {
+    format!("{}.{}", position.tx, position.seq)
 }
 
-fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
-    Some(cursor)
-        .filter(|c| !c.is_empty() && c.len() <= 19 && c.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            ApiError::Validation(ValidationErrors::single(
-                "cursor",
-                "is not a cursor this service issued",
-            ))
-        })
+/// `<tx>.<seq>`, or the plain order id that earlier versions handed out.
+fn decode_cursor(cursor: &str) -> Result<Cursor, ApiError> {
+    fn number(text: &str) -> Option<u64> {
+        Some(text)
+            .filter(|t| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+    }
+    let parsed = match cursor.split_once('.') {
+        Some((tx, seq)) => number(tx)
+            .zip(number(seq))
+            .map(|(tx, seq)| Cursor::At(Position { tx, seq })),
+        None => number(cursor).map(Cursor::AfterOrder),
+    };
+    parsed.ok_or_else(|| {
+        ApiError::Validation(ValidationErrors::single(
+            "cursor",
+            "is not a cursor this service issued",
+        ))
+    })
 }
 
 /// A new order. `total_amount`, `status` and `order_date` are set by the service.
@@ -280,7 +299,7 @@ fn with_etag(order: &Order, status: StatusCode) -> Response {
     let Ok(json) = serde_json::to_vec(order) else {
         return (status, axum::Json(order)).into_response();
     };
-    let etag = HeaderValue::from_str(&etag_of(&json));
+    let etag = HeaderValue::from_str(&order.etag());
     let mut response = (
         status,
         [(
@@ -350,60 +369,58 @@ pub async fn update_order_status(
 ) -> Result<Response, ApiError> {
     let tracking_number =
         parse_tracking_number(request.tracking_number.as_deref()).map_err(ApiError::Validation)?;
-    let if_match = headers
-        .get(header::IF_MATCH)
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
     let to = request.status;
-    // Statuses only move forward, so each lost compare-and-set means real progress elsewhere;
-    // this bound is never reached in practice.
-    for _ in 0..OrderStatus::ALL.len() {
-        let current = state
-            .store
-            .get(&id)
-            .await?
-            .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
-        if let Some(if_match) = &if_match {
-            if !etag_matches(if_match, &current.etag()) {
-                return Err(ApiError::PreconditionFailed);
-            }
-        }
-        let from = current.status;
-        if from == to && (tracking_number.is_none() || tracking_number == current.tracking_number) {
-            return Ok(with_etag(&current, StatusCode::OK));
-        }
-        if !can_transition(from, to) {
-            return Err(ApiError::IllegalTransition { from, to });
-        }
-        let change = StatusChange {
-            from,
-            to,
-            tracking_number: tracking_number.clone(),
-        };
-        match state.store.set_status(&id, change).await {
-            Ok(order) => return Ok(with_etag(&order, StatusCode::OK)),
-            // Another request changed the status between our read and our write: decide
-            // again on what the order is now.
-            Err(StoreError::StatusConflict { .. }) => continue,
-            Err(error) => return Err(error.into()),
+    let versions = headers
+        .get(header::IF_MATCH)
+        .and_then(|value| if_match_versions(value.to_str().unwrap_or_default()));
+    let change = StatusChange {
+        from: OrderStatus::ALL
+            .into_iter()
+            .filter(|from| can_transition(*from, to))
+            .collect(),
+        to,
+        tracking_number: tracking_number.clone(),
+        versions: versions.clone(),
+    };
+    let current = match state.store.set_status(&id, change).await {
+        Ok(order) => return Ok(with_etag(&order, StatusCode::OK)),
+        Err(StoreError::StatusConflict { current }) => current,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound(ORDER_NOT_FOUND)),
+        Err(error) => return Err(error.into()),
+    };
+    // Nothing changed; the order as it is now decides the answer.
+    let shows_change = current.status == to
+        && (tracking_number.is_none() || tracking_number == current.tracking_number);
+    if let Some(versions) = &versions {
+        if !versions.contains(&current.version) {
+            // A retry whose first answer was lost finds its own change, one version on
+            // (RFC 9110, section 13.1.1).
+            let own_change = shows_change && versions.iter().any(|v| v + 1 == current.version);
+            return match own_change {
+                true => Ok(with_etag(&current, StatusCode::OK)),
+                false => Err(ApiError::PreconditionFailed),
+            };
         }
     }
-    let current = state
-        .store
-        .get(&id)
-        .await?
-        .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))?;
-    Err(ApiError::IllegalTransition {
-        from: current.status,
-        to,
-    })
+    // Repeating the change that already happened succeeds; anything else is not allowed
+    // from where the order is.
+    match shows_change {
+        true => Ok(with_etag(&current, StatusCode::OK)),
+        false => Err(ApiError::IllegalTransition {
+            from: current.status,
+            to,
+        }),
+    }
 }
 
-/// `If-Match`: `*`, or a list of entity tags compared strongly (a weak tag never matches).
-fn etag_matches(if_match: &str, etag: &str) -> bool {
-    if_match
-        .split(',')
-        .map(str::trim)
-        .any(|candidate| candidate == "*" || candidate == etag)
+/// `If-Match`: `*` (any version: `None`), or the versions its strong entity tags name. Tags
+/// that are weak or not ours name none, so a list of only those matches nothing.
+fn if_match_versions(if_match: &str) -> Option<Vec<u64>> {
+    let tags: Vec<&str> = if_match.split(',').map(str::trim).collect();
+    if tags.contains(&"*") {
+        return None;
+    }
+    Some(tags.into_iter().filter_map(version_of_etag).collect())
 }
 
 #[cfg(test)]
@@ -437,21 +454,29 @@ mod properties {
             prop_assert!(whole::<u32>("-1").is_err());
         }
 
-        /// A cursor is the decimal form of a position and reads back as it.
+        /// A cursor reads back as the position it was made from.
         #[test]
-        fn cursors_round_trip(after in 0_u64..=9_999_999_999_999_999_999) {
-            let cursor = encode_cursor(after);
-            prop_assert_eq!(decode_cursor(&cursor).ok(), Some(after));
+        fn cursors_round_trip(tx in 0_u64..=9_999_999_999_999_999_999, seq in 0_u64..=9_999_999_999_999_999_999) {
+            let position = Position { tx, seq };
+            prop_assert_eq!(decode_cursor(&encode_cursor(position)).ok(), Some(Cursor::At(position)));
         }
 
         /// Anything else is a 422 on `cursor`, never a panic or a wrong position.
         #[test]
         fn other_cursors_are_refused(text in "\\PC{0,30}") {
-            let is_cursor = !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit());
+            let is_number = |t: &str| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit());
+            let is_cursor = match text.split_once('.') {
+                Some((tx, seq)) => is_number(tx) && is_number(seq),
+                None => is_number(&text),
+            };
             match decode_cursor(&text) {
-                Ok(after) => {
+                Ok(Cursor::AfterOrder(id)) => {
                     prop_assert!(is_cursor);
-                    prop_assert_eq!(after.to_string().parse::<u64>().ok(), text.parse::<u64>().ok());
+                    prop_assert_eq!(Some(id), text.parse::<u64>().ok());
+                }
+                Ok(Cursor::At(position)) => {
+                    prop_assert!(is_cursor);
+                    prop_assert_eq!(encode_cursor(position).len() <= text.len(), true);
                 }
                 Err(ApiError::Validation(errors)) => {
                     prop_assert!(!is_cursor);

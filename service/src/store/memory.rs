@@ -6,6 +6,7 @@
 //! their time to live (there is at most one key per order, so keys are bounded too).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::{
-    id_sequence, to_micros, Created, Idempotency, OrderStore, Page, PageRequest, StatusChange,
-    StoreError, DEFAULT_IDEMPOTENCY_TTL,
+    id_sequence, to_micros, Created, Cursor, Idempotency, OrderStore, Page, PageRequest, Position,
+    StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
 use crate::domain::{NewOrder, Order};
 
@@ -151,23 +152,45 @@ impl OrderStore for MemoryStore {
     }
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError> {
-        let start = page.after.map_or(0, |after| after.saturating_add(1));
+        // One create at a time under the lock: every position is (0, sequence), and an
+        // order is visible from the moment it has its sequence.
+        let after = match page.after {
+            None => Position::default(),
+            Some(Cursor::At(position)) => position,
+            Some(Cursor::AfterOrder(sequence)) => Position {
+                tx: 0,
+                seq: sequence,
+            },
+        };
         let limit = page.limit as usize;
         let mut orders: Vec<Arc<Order>> = Vec::with_capacity(limit + 1);
-        orders.extend(
-            self.lock()
-                .orders
-                .range(start..)
-                .take(limit + 1)
-                .map(|(_, order)| Arc::clone(order)),
-        );
-        let next_after = if orders.len() > limit {
-            orders.truncate(limit);
-            orders.last().and_then(|o| id_sequence(&o.id))
-        } else {
-            None
+        let last_sequence = {
+            let inner = self.lock();
+            if after.tx == 0 {
+                orders.extend(
+                    inner
+                        .orders
+                        .range((Bound::Excluded(after.seq), Bound::Unbounded))
+                        .take(limit + 1)
+                        .map(|(_, order)| Arc::clone(order)),
+                );
+            }
+            inner.last_sequence
         };
-        Ok(Page { orders, next_after })
+        let more = orders.len() > limit;
+        orders.truncate(limit);
+        let resume = match (more, orders.last().and_then(|o| id_sequence(&o.id))) {
+            (true, Some(seq)) => Position { tx: 0, seq },
+            _ => after.max(Position {
+                tx: 0,
+                seq: last_sequence,
+            }),
+        };
+        Ok(Page {
+            orders,
+            more,
+            resume,
+        })
     }
 
     async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError> {
@@ -177,14 +200,19 @@ impl OrderStore for MemoryStore {
             .orders
             .get_mut(&sequence)
             .ok_or(StoreError::NotFound)?;
-        if stored.status != change.from {
+        let version_matches = change
+            .versions
+            .as_ref()
+            .is_none_or(|versions| versions.contains(&stored.version));
+        if !change.from.contains(&stored.status) || !version_matches {
             return Err(StoreError::StatusConflict {
-                current: stored.status,
+                current: Arc::clone(stored),
             });
         }
         // Copy on write: readers holding the previous version keep it unchanged.
         let order = Arc::make_mut(stored);
         order.status = change.to;
+        order.version += 1;
         if change.tracking_number.is_some() {
             order.tracking_number = change.tracking_number;
         }
@@ -245,9 +273,10 @@ mod tests {
         assert!(Arc::ptr_eq(&read, &page.orders[0]));
         // A change does not alter what an earlier reader holds.
         let change = StatusChange {
-            from: OrderStatus::Pending,
+            from: vec![OrderStatus::Pending],
             to: OrderStatus::Processing,
             tracking_number: None,
+            versions: None,
         };
         let changed = store.set_status(&read.id, change).await.expect("change");
         assert_eq!(read.status, OrderStatus::Pending);
@@ -332,17 +361,23 @@ mod properties {
                     let page = store.list(PageRequest { limit, after }).await.expect("list");
                     prop_assert!(page.orders.len() <= limit as usize);
                     seen.extend(page.orders.iter().map(|o| o.id.clone()));
-                    match page.next_after {
-                        Some(next) => after = Some(next),
-                        None => break,
+                    after = Some(Cursor::At(page.resume));
+                    if !page.more {
+                        break;
                     }
                 }
                 prop_assert_eq!(&seen, &ids);
                 let beyond = store
-                    .list(PageRequest { limit, after: Some(count as u64 + extra) })
+                    .list(PageRequest { limit, after: Some(Cursor::AfterOrder(count as u64 + extra)) })
                     .await
                     .expect("list");
-                prop_assert!(beyond.orders.is_empty() && beyond.next_after.is_none());
+                prop_assert!(beyond.orders.is_empty() && !beyond.more);
+                // The last page's resume position continues with what is created later.
+                let item = ItemInput { product_id: 1, name: "Lamp".into(), quantity: 1, price: 1.0 };
+                let order = NewOrder::parse("Later", vec![item], "1 Main St").expect("valid");
+                let later = store.create(order, None).await.expect("create").order.id.clone();
+                let resumed = store.list(PageRequest { limit, after }).await.expect("list");
+                prop_assert_eq!(resumed.orders.iter().map(|o| o.id.clone()).collect::<Vec<_>>(), vec![later]);
                 Ok(())
             })?;
         }

@@ -15,24 +15,20 @@ use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use super::{
-    id_sequence, to_micros, Created, CredentialRefresher, Idempotency, OrderStore, Page,
-    PageRequest, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
+    id_sequence, to_micros, Created, CredentialRefresher, Cursor, Idempotency, OrderStore, Page,
+    PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
 use crate::config::DatabaseConfig;
 use crate::domain::{Money, NewOrder, Order, OrderItem, OrderStatus};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Serialises start-up work (schema creation and migrations) across replicas starting at once;
-/// any constant shared by every instance of this service works.
-const STARTUP_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
-
-/// First half of the two-part advisory lock that puts creates in commit order; the second
-/// half is the schema's hash, so schemas (previews) do not wait for each other.
-const CREATE_LOCK_CLASS: i32 = 0x6f72_6473; // "ords"
+/// Serialises `migrate` runs (schema creation and migrations) against one database; any
+/// constant shared by every build of this service works.
+const MIGRATION_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
 
 /// A pooled connection idle this long is pinged before use.
 const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -56,6 +52,17 @@ pub enum PostgresError {
     CreateSchema { schema: String, cause: sqlx::Error },
     #[error("database migration failed: {0}")]
     Migrate(MigrateError),
+    #[error("cannot read the schema version of {schema}: {cause}")]
+    SchemaVersion { schema: String, cause: sqlx::Error },
+    #[error(
+        "database schema {schema} is at version {found}, this build needs version {needed}: \
+         run `order-service migrate` first"
+    )]
+    SchemaTooOld {
+        schema: String,
+        found: i64,
+        needed: i64,
+    },
 }
 
 impl From<MigrateError> for PostgresError {
@@ -64,12 +71,82 @@ impl From<MigrateError> for PostgresError {
     }
 }
 
+/// The newest migration embedded in this build: the schema version it needs. A newer schema
+/// is served too, since every migration keeps the previous release working.
+pub fn required_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The newest migration applied in `schema`, 0 when none is (no migration table yet).
+async fn schema_version(conn: &mut PgConnection, schema: &str) -> Result<i64, PostgresError> {
+    let error = |cause| PostgresError::SchemaVersion {
+        schema: schema.to_owned(),
+        cause,
+    };
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT to_regclass(quote_ident($1) || '._sqlx_migrations') IS NOT NULL",
+    )
+    .bind(schema)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(error)?;
+    if !has_table {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT COALESCE(max(version), 0) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(error)
+}
+
 pub struct PostgresStore {
     pool: PgPool,
     schema: String,
     statement_timeout: Duration,
     rotation: Option<Rotation>,
     idempotency_ttl: Duration,
+    key_expiry: Option<AbortOnDrop>,
+}
+
+/// The background task that deletes expired idempotency keys; stopped with the store.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What an idempotency key says about a create.
+enum KeyLookup {
+    Absent,
+    Expired,
+    Live {
+        fingerprint: String,
+        first: Box<Order>,
+    },
+}
+
+/// How many expired keys one statement deletes; a short statement, whatever the backlog.
+const KEY_EXPIRY_BATCH: i64 = 1000;
+
+/// Deletes every key older than `ttl`, in batches.
+async fn delete_expired_keys(pool: &PgPool, ttl: Duration) -> Result<(), sqlx::Error> {
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1::interval
+                 LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        )
+        .bind(interval(ttl))
+        .bind(KEY_EXPIRY_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if deleted < KEY_EXPIRY_BATCH as u64 {
+            return Ok(());
+        }
+    }
 }
 
 /// Where fresh credentials come from when the database rejects the current ones.
@@ -79,8 +156,8 @@ struct Rotation {
 }
 
 impl PostgresStore {
-    /// Opens the pool, creates `config.schema` when missing and applies the embedded migrations,
-    /// serialised across concurrent starters by an advisory lock.
+    /// Opens the pool and checks that `config.schema` is at a version this build can serve.
+    /// Runs no DDL and takes no lock: migrations are a deploy step (`migrate`).
     pub async fn connect(
         config: &DatabaseConfig,
         url: SecretString,
@@ -118,51 +195,69 @@ impl PostgresStore {
                 last_attempt: tokio::sync::Mutex::new(None),
             }),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            key_expiry: None,
         };
-        store.prepare_schema().await?;
+        let mut conn = store.pool.acquire().await.map_err(PostgresError::Connect)?;
+        let found = schema_version(&mut conn, &store.schema).await?;
+        drop(conn);
+        let needed = required_schema_version();
+        if found < needed {
+            return Err(PostgresError::SchemaTooOld {
+                schema: store.schema.clone(),
+                found,
+                needed,
+            });
+        }
         Ok(store)
     }
 
-    /// Runs on a connection taken out of the pool and closed afterwards, so the session-level
-    /// advisory locks end with it even when a migration fails half-way.
-    async fn prepare_schema(&self) -> Result<(), PostgresError> {
-        let mut conn = self
-            .pool
-            .acquire()
+    /// Creates `config.schema` when missing and applies the embedded migrations that are not
+    /// applied yet; the deploy step (`order-service migrate`), never part of serving. Runs on
+    /// one connection of its own, closed afterwards, so the session-level advisory lock that
+    /// serialises concurrent runs ends with it even when a migration fails half-way.
+    /// Answers the schema's version before and after.
+    pub async fn migrate(
+        config: &DatabaseConfig,
+        url: &SecretString,
+    ) -> Result<(i64, i64), PostgresError> {
+        if !is_plain_identifier(&config.schema) {
+            return Err(PostgresError::InvalidSchema(config.schema.clone()));
+        }
+        // No statement timeout: a migration that rewrites a large table, or a run queued
+        // behind another, is not the runaway query `statement_timeout` guards against.
+        let options = connect_options(url, &config.schema, Duration::ZERO)?;
+        let mut conn = PgConnection::connect_with(&options)
             .await
-            .map_err(PostgresError::Connect)?
-            .detach();
+            .map_err(PostgresError::Connect)?;
         // CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent twin (it can fail
-        // with a unique violation), so starters queue on this lock. sqlx's migrator takes its
+        // with a unique violation), so runs queue on this lock. sqlx's migrator takes its
         // own lock too, but only after it has created its table in our schema.
-        // "already exists, skipping" notices on every start are noise in the logs.
-        // Waiting for another replica's migration, and a long migration itself, are not the
-        // runaway queries `statement_timeout` guards against: without this a replica queued
-        // behind a slow migration is cancelled after the timeout and crash-loops.
+        // "already exists, skipping" notices on every run are noise in the logs.
         sqlx::query("SET client_min_messages = warning")
             .execute(&mut conn)
             .await
             .map_err(PostgresError::Connect)?;
-        sqlx::query("SET statement_timeout = 0")
-            .execute(&mut conn)
-            .await
-            .map_err(PostgresError::Connect)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(STARTUP_LOCK_ID)
+            .bind(MIGRATION_LOCK_ID)
             .execute(&mut conn)
             .await
             .map_err(PostgresError::Connect)?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema))
-            .execute(&mut conn)
-            .await
-            .map_err(|cause| PostgresError::CreateSchema {
-                schema: self.schema.clone(),
-                cause,
-            })?;
+        sqlx::query(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+            config.schema
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(|cause| PostgresError::CreateSchema {
+            schema: config.schema.clone(),
+            cause,
+        })?;
+        let before = schema_version(&mut conn, &config.schema).await?;
         MIGRATOR.run_direct(&mut conn).await?;
+        let after = schema_version(&mut conn, &config.schema).await?;
         // Closing ends the session and with it the advisory lock.
         let _ = conn.close().await;
-        Ok(())
+        Ok((before, after))
     }
 
     /// How long an idempotency key replays its first response.
@@ -221,17 +316,12 @@ impl PostgresStore {
     ) -> Result<i64, sqlx::Error> {
         let items = ItemColumns::of(&order.items)?;
         let total = order.total().unwrap_or_default();
-        // Ids are given in commit order: the insert takes a transaction-level lock before the
-        // identity default draws the next id, and holds it until commit. So no order with a
-        // smaller id can commit after one with a larger id, and a cursor (the last id a page
-        // served) never passes an order that is still to commit. The price is that creates
-        // commit one at a time, per schema.
+        // No lock: creates commit in parallel. The row's created_xid (the column default, the
+        // id of this transaction) is what keeps paging exact; see `try_list`.
         sqlx::query_scalar(
-            "WITH serialised AS (
-                 SELECT pg_advisory_xact_lock($11, hashtext(current_schema()))
-             ), new_order AS (
+            "WITH new_order AS (
                  INSERT INTO orders (customer_name, order_date, total_amount, status, shipping_address)
-                 SELECT $1, $2, $3, 'PENDING', $4 FROM serialised
+                 VALUES ($1, $2, $3, 'PENDING', $4)
                  RETURNING seq
              ), new_items AS (
                  INSERT INTO order_items (order_seq, position, product_id, name, quantity, price)
@@ -241,7 +331,7 @@ impl PostgresStore {
                           AS item (product_id, name, quantity, price, position)
              ), new_key AS (
                  INSERT INTO idempotency_keys (scope, key, fingerprint, order_seq)
-                 SELECT $12, $9, $10, new_order.seq FROM new_order WHERE $9::text IS NOT NULL
+                 SELECT $11, $9, $10, new_order.seq FROM new_order WHERE $9::text IS NOT NULL
              )
              SELECT seq FROM new_order",
         )
@@ -255,121 +345,221 @@ impl PostgresStore {
         .bind(&items.prices)
         .bind(idempotency.map(|i| &i.key))
         .bind(idempotency.map(|i| &i.fingerprint))
-        .bind(CREATE_LOCK_CLASS)
         .bind(idempotency.map(|i| &i.scope))
         .fetch_one(&self.pool)
         .await
     }
 
-    /// Deletes keys older than the time to live, so they neither replay nor pile up. Runs
-    /// before a create with a key; the index on `created_at` keeps it cheap.
-    async fn expire_keys(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval")
-            .bind(interval(self.idempotency_ttl))
-            .execute(&self.pool)
-            .await
-            .map(drop)
+    /// A create with an idempotency key. A retry with a known key is a read and nothing
+    /// else: no insert is attempted, so no id is drawn. Each decision is taken on one row read
+    /// once, so a key that expires meanwhile can only turn a replay into a new order, never
+    /// into an error.
+    async fn create_keyed(
+        &self,
+        order: &NewOrder,
+        order_date: DateTime<Utc>,
+        idempotency: &Idempotency,
+    ) -> Result<Created, StoreError> {
+        // Another attempt only when a racing request committed the same key in between; it
+        // is then found on the next read.
+        for _ in 0..3 {
+            match self.find_key(idempotency).await? {
+                KeyLookup::Live { fingerprint, .. } if fingerprint != idempotency.fingerprint => {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                KeyLookup::Live { first, .. } => {
+                    return Ok(Created {
+                        order: Arc::new(first.as_created()),
+                        replayed: true,
+                    });
+                }
+                // Past its time to live but not yet swept: this request takes the key over.
+                KeyLookup::Expired => self.forget_expired_key(idempotency).await?,
+                KeyLookup::Absent => {}
+            }
+            match self.insert(order, order_date, Some(idempotency)).await {
+                Ok(seq) => {
+                    return Ok(Created {
+                        order: Arc::new(order.clone().into_order(seq.to_string(), order_date)),
+                        replayed: false,
+                    })
+                }
+                Err(error) if is_idempotency_conflict(&error) => continue,
+                Err(error) => return Err(classify(error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the idempotency key changed hands on every attempt".into(),
+        ))
     }
 
-    /// The first response for a key, when the fingerprint matches: the order as created.
-    async fn replay(&self, idempotency: &Idempotency) -> Result<Created, StoreError> {
-        let first: Option<(String, i64)> = sqlx::query_as(
-            "SELECT fingerprint, order_seq FROM idempotency_keys
-             WHERE scope = $1 AND key = $2 AND created_at >= now() - $3::interval",
+    /// The key, whether it is still live, and the order it created, in one read.
+    async fn find_key(&self, idempotency: &Idempotency) -> Result<KeyLookup, StoreError> {
+        let row = sqlx::query(FIND_KEY)
+            .bind(&idempotency.scope)
+            .bind(&idempotency.key)
+            .bind(interval(self.idempotency_ttl))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(KeyLookup::Absent);
+        };
+        if !row.try_get::<bool, _>("live").map_err(internal)? {
+            return Ok(KeyLookup::Expired);
+        }
+        Ok(KeyLookup::Live {
+            fingerprint: row.try_get("fingerprint").map_err(internal)?,
+            first: Box::new(order_from_row(&row)?),
+        })
+    }
+
+    /// Deletes this one key, if it is still expired (a racing request may have taken it
+    /// over already).
+    async fn forget_expired_key(&self, idempotency: &Idempotency) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys
+             WHERE scope = $1 AND key = $2 AND created_at < now() - $3::interval",
         )
         .bind(&idempotency.scope)
         .bind(&idempotency.key)
         .bind(interval(self.idempotency_ttl))
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await
-        .map_err(classify)?;
-        let (fingerprint, seq) = first.ok_or_else(|| {
-            StoreError::Internal("idempotency key vanished after a conflict".into())
-        })?;
-        if fingerprint != idempotency.fingerprint {
-            return Err(StoreError::IdempotencyMismatch);
-        }
-        let order = self.fetch(seq).await?.ok_or(StoreError::NotFound)?;
-        Ok(Created {
-            order: Arc::new(order.as_created()),
-            replayed: true,
-        })
+        .map(drop)
+        .map_err(classify)
+    }
+
+    /// Deletes expired keys in the background every `every`, in batches, so they neither pile
+    /// up nor cost a request anything. Every replica runs it; the batches skip rows another
+    /// replica is deleting. The task ends with the store.
+    pub fn with_key_expiry(mut self, every: Duration) -> Self {
+        let (pool, ttl) = (self.pool.clone(), self.idempotency_ttl);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = delete_expired_keys(&pool, ttl).await {
+                    tracing::warn!(error = %crate::error::error_chain(&error), "cannot delete expired idempotency keys");
+                }
+            }
+        });
+        self.key_expiry = Some(AbortOnDrop(task));
+        self
     }
 
     async fn fetch(&self, seq: i64) -> Result<Option<Order>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS}, {ITEM_COLUMNS}
-             FROM orders o LEFT JOIN order_items i ON i.order_seq = o.seq
-             WHERE o.seq = $1
-             ORDER BY i.position"
-        ))
-        .bind(seq)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(orders_from_rows(&rows)?.pop())
+        let row = sqlx::query(GET_ORDER)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(order_from_row).transpose()
     }
 
+    /// One conditional UPDATE; a read only when it matched nothing, to say why.
     async fn try_set_status(&self, seq: i64, change: &StatusChange) -> Result<Order, StoreError> {
-        let rows = sqlx::query(&format!(
-            "WITH o AS (
-                 UPDATE orders
-                 SET status = $3, tracking_number = COALESCE($4, tracking_number)
-                 WHERE seq = $1 AND status = $2
-                 RETURNING *
-             )
-             SELECT {ORDER_COLUMNS}, {ITEM_COLUMNS}
-             FROM o LEFT JOIN order_items i ON i.order_seq = o.seq
-             ORDER BY i.position"
-        ))
-        .bind(seq)
-        .bind(change.from.as_str())
-        .bind(change.to.as_str())
-        .bind(change.tracking_number.as_deref())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        if let Some(order) = orders_from_rows(&rows)?.pop() {
-            return Ok(order);
+        let from: Vec<&str> = change.from.iter().map(|s| s.as_str()).collect();
+        let versions: Option<Vec<i64>> = change.versions.as_ref().map(|versions| {
+            versions
+                .iter()
+                .filter_map(|v| i64::try_from(*v).ok())
+                .collect()
+        });
+        let row = sqlx::query(SET_STATUS)
+            .bind(seq)
+            .bind(&from)
+            .bind(change.to.as_str())
+            .bind(change.tracking_number.as_deref())
+            .bind(versions)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        if let Some(row) = row {
+            return order_from_row(&row);
         }
-        // Nothing changed: either there is no such order or its status moved on.
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM orders WHERE seq = $1")
-                .bind(seq)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        match current {
+        match self.fetch(seq).await? {
             None => Err(StoreError::NotFound),
-            Some(status) => Err(StoreError::StatusConflict {
-                current: parse_status(&status)?,
+            Some(order) => Err(StoreError::StatusConflict {
+                current: Arc::new(order),
             }),
         }
     }
 
-    async fn try_list(&self, page: PageRequest) -> Result<Page, StoreError> {
-        // Ids beyond i64 cannot exist, so such a cursor starts past the end.
-        let after = i64::try_from(page.after.unwrap_or(0)).unwrap_or(i64::MAX);
-        let rows = sqlx::query(&format!(
-            "WITH o AS (SELECT * FROM orders WHERE seq > $1 ORDER BY seq LIMIT $2)
-             SELECT {ORDER_COLUMNS}, {ITEM_COLUMNS}
-             FROM o LEFT JOIN order_items i ON i.order_seq = o.seq
-             ORDER BY o.seq, i.position"
-        ))
-        .bind(after)
-        .bind(i64::from(page.limit) + 1)
-        .fetch_all(&self.pool)
+    /// The position just after order `seq` (an id a client kept), or, when there is no such
+    /// order, after the last order below it.
+    async fn position_of(&self, seq: u64) -> Result<Position, StoreError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let row: Option<(Option<String>, i64)> = sqlx::query_as(
+            "SELECT created_xid::text, seq FROM orders WHERE seq <= $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(seq)
+        .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        let mut orders: Vec<Arc<Order>> =
-            orders_from_rows(&rows)?.into_iter().map(Arc::new).collect();
-        let next_after = if orders.len() > page.limit as usize {
-            orders.truncate(page.limit as usize);
-            orders.last().and_then(|o| id_sequence(&o.id))
-        } else {
-            None
+        match row {
+            None => Ok(Position::default()),
+            Some((tx, seq)) => Ok(Position {
+                tx: parse_tx(tx.as_deref())?,
+                seq: u64::try_from(seq).map_err(internal)?,
+            }),
+        }
+    }
+
+    /// A page in (created_xid, seq) order, fenced: only orders whose creating transaction
+    /// is older than every transaction running now (`pg_snapshot_xmin`). Every transaction
+    /// below the fence has ended, so no order can appear before the fence any more: a
+    /// position never passes an order that is still to commit, whatever order creates
+    /// commit in. The fence comes from the statement's own snapshot, so every order below it
+    /// that committed is visible to this very query.
+    async fn try_list(&self, page: PageRequest) -> Result<Page, StoreError> {
+        let after = match page.after {
+            None => Position::default(),
+            Some(Cursor::At(position)) => position,
+            Some(Cursor::AfterOrder(seq)) => self.position_of(seq).await?,
         };
-        Ok(Page { orders, next_after })
+        let rows = sqlx::query(LIST_PAGE)
+            .bind(after.tx.to_string())
+            .bind(i64::try_from(after.seq).unwrap_or(i64::MAX))
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let fence: Option<String> = match rows.first() {
+            Some(row) => row.try_get("fence").map_err(internal)?,
+            None => None,
+        };
+        let limit = page.limit as usize;
+        let mut orders = Vec::with_capacity(rows.len().min(limit));
+        let mut last = None;
+        // With no order on the page, the one row carries only the fence.
+        for row in rows.iter().take(limit) {
+            let tx: Option<String> = row.try_get("tx").map_err(internal)?;
+            if tx.is_none() {
+                break;
+            }
+            let seq: i64 = row.try_get("seq").map_err(internal)?;
+            last = Some(Position {
+                tx: parse_tx(tx.as_deref())?,
+                seq: u64::try_from(seq).map_err(internal)?,
+            });
+            orders.push(Arc::new(order_from_row(row)?));
+        }
+        let more = rows.len() > limit;
+        let resume = match (more, last) {
+            (true, Some(last)) => last,
+            // Everything below the fence after `after` is on this page.
+            _ => after.max(Position {
+                tx: parse_tx(fence.as_deref())?,
+                seq: 0,
+            }),
+        };
+        Ok(Page {
+            orders,
+            more,
+            resume,
+        })
     }
 
     async fn try_seed(&self, orders: Vec<Order>) -> Result<(), StoreError> {
@@ -441,22 +631,15 @@ impl OrderStore for PostgresStore {
         idempotency: Option<Idempotency>,
     ) -> Result<Created, StoreError> {
         let order_date = to_micros(Utc::now());
-        if idempotency.is_some() {
-            if let Err(error) = self.expire_keys().await {
-                return self.checked(Err(classify(error))).await;
-            }
-        }
-        let result = match self.insert(&order, order_date, idempotency.as_ref()).await {
-            Ok(seq) => Ok(Created {
-                order: Arc::new(order.into_order(seq.to_string(), order_date)),
-                replayed: false,
-            }),
-            // The key was committed by another request first: answer as it did.
-            Err(error) if is_idempotency_conflict(&error) => match &idempotency {
-                Some(idempotency) => self.replay(idempotency).await,
-                None => Err(classify(error)),
+        let result = match &idempotency {
+            Some(idempotency) => self.create_keyed(&order, order_date, idempotency).await,
+            None => match self.insert(&order, order_date, None).await {
+                Ok(seq) => Ok(Created {
+                    order: Arc::new(order.into_order(seq.to_string(), order_date)),
+                    replayed: false,
+                }),
+                Err(error) => Err(classify(error)),
             },
-            Err(error) => Err(classify(error)),
         };
         self.checked(result).await
     }
@@ -590,42 +773,123 @@ impl ItemColumns {
     }
 }
 
-const ORDER_COLUMNS: &str = "o.seq, o.customer_name, o.order_date, o.total_amount, o.status, \
-                             o.shipping_address, o.tracking_number";
-const ITEM_COLUMNS: &str = "i.product_id, i.name AS item_name, i.quantity, i.price";
+/// The columns of an order read, one row per order with its items as arrays in position
+/// order (an order without items has NULL arrays), from `orders o` joined with `items!()`.
+macro_rules! order_columns {
+    () => {
+        "o.created_xid::text AS tx, o.seq, o.version, o.customer_name, o.order_date, \
+         o.total_amount, o.status, o.shipping_address, o.tracking_number, \
+         i.product_ids, i.names, i.quantities, i.prices"
+    };
+}
+macro_rules! items {
+    () => {
+        " LEFT JOIN LATERAL (
+              SELECT array_agg(product_id ORDER BY position) AS product_ids,
+                     array_agg(name ORDER BY position) AS names,
+                     array_agg(quantity ORDER BY position) AS quantities,
+                     array_agg(price ORDER BY position) AS prices
+              FROM order_items WHERE order_seq = o.seq
+          ) i ON true "
+    };
+}
 
-/// Folds joined rows (one per item, ordered by order) into orders.
-fn orders_from_rows(rows: &[PgRow]) -> Result<Vec<Order>, StoreError> {
-    let mut orders: Vec<Order> = Vec::new();
-    let mut last_seq = None;
-    for row in rows {
-        let seq: i64 = row.try_get("seq").map_err(internal)?;
-        if last_seq != Some(seq) {
-            last_seq = Some(seq);
-            orders.push(Order {
-                id: seq.to_string(),
-                customer_name: row.try_get("customer_name").map_err(internal)?,
-                order_date: row.try_get("order_date").map_err(internal)?,
-                total_amount: money(row.try_get("total_amount").map_err(internal)?)?,
-                status: parse_status(row.try_get("status").map_err(internal)?)?,
-                items: Vec::new(),
-                shipping_address: row.try_get("shipping_address").map_err(internal)?,
-                tracking_number: row.try_get("tracking_number").map_err(internal)?,
-            });
-        }
-        // The LEFT JOIN yields one row with NULL item columns for an order without items.
-        let product_id: Option<i64> = row.try_get("product_id").map_err(internal)?;
-        if let (Some(product_id), Some(order)) = (product_id, orders.last_mut()) {
-            let quantity: i32 = row.try_get("quantity").map_err(internal)?;
-            order.items.push(OrderItem {
+const GET_ORDER: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders o",
+    items!(),
+    "WHERE o.seq = $1"
+);
+
+/// The compare-and-set of a status change (legal from-states, and the versions `If-Match`
+/// names when given), answering the changed order.
+const SET_STATUS: &str = concat!(
+    "WITH o AS (
+         UPDATE orders
+         SET status = $3, tracking_number = COALESCE($4, tracking_number), version = version + 1
+         WHERE seq = $1 AND status = ANY($2::text[])
+           AND ($5::bigint[] IS NULL OR version = ANY($5::bigint[]))
+         RETURNING *
+     )
+     SELECT ",
+    order_columns!(),
+    " FROM o",
+    items!()
+);
+
+/// An idempotency key ($1 scope, $2 key) with the order it created, and whether it is younger
+/// than the time to live ($3).
+const FIND_KEY: &str = concat!(
+    "SELECT k.fingerprint, k.created_at >= now() - $3::interval AS live, ",
+    order_columns!(),
+    " FROM idempotency_keys k JOIN orders o ON o.seq = k.order_seq",
+    items!(),
+    "WHERE k.scope = $1 AND k.key = $2"
+);
+
+/// $1, $2: the position (created_xid as text, seq) the page starts after; $3: rows wanted.
+/// The fence row is there even when no order is, and `try_list` explains the fence.
+const LIST_PAGE: &str = concat!(
+    "WITH fence AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+     SELECT fence.xmin::text AS fence, page.*
+     FROM fence LEFT JOIN LATERAL (
+         SELECT o.created_xid AS sort_xid, ",
+    order_columns!(),
+    " FROM (
+             SELECT * FROM orders
+             WHERE (created_xid, seq) > ($1::text::xid8, $2) AND created_xid < fence.xmin
+             ORDER BY created_xid, seq
+             LIMIT $3
+         ) o",
+    items!(),
+    ") page ON true
+     ORDER BY page.sort_xid, page.seq"
+);
+
+/// One order from a row of `order_columns!()`.
+fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(internal)?;
+    let version: i64 = row.try_get("version").map_err(internal)?;
+    let product_ids: Option<Vec<i64>> = row.try_get("product_ids").map_err(internal)?;
+    let names: Option<Vec<String>> = row.try_get("names").map_err(internal)?;
+    let quantities: Option<Vec<i32>> = row.try_get("quantities").map_err(internal)?;
+    let prices: Option<Vec<Decimal>> = row.try_get("prices").map_err(internal)?;
+    let items = product_ids
+        .unwrap_or_default()
+        .into_iter()
+        .zip(names.unwrap_or_default())
+        .zip(quantities.unwrap_or_default())
+        .zip(prices.unwrap_or_default())
+        .map(|(((product_id, name), quantity), price)| {
+            Ok(OrderItem {
                 product_id,
-                name: row.try_get("item_name").map_err(internal)?,
+                name,
                 quantity: u32::try_from(quantity).map_err(internal)?,
-                price: money(row.try_get("price").map_err(internal)?)?,
-            });
-        }
-    }
-    Ok(orders)
+                price: money(price)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Order {
+        id: seq.to_string(),
+        customer_name: row.try_get("customer_name").map_err(internal)?,
+        order_date: row.try_get("order_date").map_err(internal)?,
+        total_amount: money(row.try_get("total_amount").map_err(internal)?)?,
+        status: parse_status(row.try_get("status").map_err(internal)?)?,
+        items,
+        shipping_address: row.try_get("shipping_address").map_err(internal)?,
+        tracking_number: row.try_get("tracking_number").map_err(internal)?,
+        version: u64::try_from(version).map_err(internal)?,
+    })
+}
+
+/// A transaction id (xid8) as PostgreSQL prints it; orders from before it was recorded
+/// count as 0.
+fn parse_tx(text: Option<&str>) -> Result<u64, StoreError> {
+    text.map_or(Ok(0), |text| {
+        text.parse()
+            .map_err(|_| StoreError::Internal(format!("bad transaction id {text:?}").into()))
+    })
 }
 
 /// A duration as a PostgreSQL interval literal.

@@ -68,5 +68,6 @@ fn order(
         items,
         shipping_address: shipping_address.to_owned(),
         tracking_number: tracking_number.map(str::to_owned),
+        version: 1,
     }
 }

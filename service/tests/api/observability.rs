@@ -143,6 +143,7 @@ async fn a_timeout_is_logged_at_error_as_a_timeout() {
 #[tokio::test]
 async fn a_store_failure_is_logged_at_error_with_the_driver_error() {
     let db = TestDb::new().await;
+    db.migrate("public").await;
     let url = db.url();
     let service = Service::start(&[("STORE", "postgres"), ("DATABASE_URL", url.as_str())]);
     let http = reqwest::Client::new();

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use order_service::domain::OrderStatus;
 use order_service::store::{
-    CredentialRefresher, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
+    CredentialRefresher, Cursor, Idempotency, OrderStore, PageRequest, PostgresStore, StatusChange,
+    StoreError,
 };
 use order_service::{build_state_with_aws, router, Config, Target};
 use secrecy::SecretString;
@@ -63,40 +64,98 @@ async fn migrations_applied_twice_change_nothing() {
     let applied = db
         .column("SELECT version::text FROM _sqlx_migrations WHERE success")
         .await;
-    assert_eq!(applied, ["1", "2"]);
+    assert_eq!(applied, ["1", "2", "3", "4", "5"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_starters_all_migrate_one_fresh_schema() {
+async fn concurrent_migrate_runs_all_succeed_on_one_fresh_schema() {
     let db = Arc::new(TestDb::new().await);
-    let starters: Vec<_> = (0..4)
+    let config = support::postgres::database_config("fresh_start");
+    let runs: Vec<_> = (0..4)
         .map(|_| {
-            let db = Arc::clone(&db);
-            tokio::spawn(async move { db.store_with(&db.url(), "fresh_start", None).await })
+            let (url, config) = (SecretString::from(db.url()), config.clone());
+            tokio::spawn(async move { PostgresStore::migrate(&config, &url).await })
         })
         .collect();
-    let mut stores = Vec::new();
-    for starter in starters {
-        stores.push(
-            starter
-                .await
-                .expect("task")
-                .expect("every starter connects"),
-        );
+    let mut outcomes = Vec::new();
+    for run in runs {
+        outcomes.push(run.await.expect("task").expect("every run succeeds"));
     }
+    let newest = order_service::store::required_schema_version();
+    // One run applied everything; the others found nothing left to do.
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            (0, newest),
+            (newest, newest),
+            (newest, newest),
+            (newest, newest)
+        ]
+    );
     assert_eq!(tables_in(&db, "fresh_start").await, TABLES);
     assert!(tables_in(&db, "public").await.is_empty());
-    // The stores work on the same tables.
-    let id = stores[0]
+    let store = db
+        .store_with(&db.url(), "fresh_start", None)
+        .await
+        .expect("connects");
+    store
         .create(new_order("Shared"), None)
         .await
-        .expect("create")
-        .order
-        .id
-        .clone();
-    for store in &stores {
-        assert!(store.get(&id).await.expect("get").is_some());
-    }
+        .expect("create");
+}
+
+/// Serving runs no DDL and takes no lock: a service starts at once while a migration holds
+/// the migration lock, and refuses a schema older than it needs with one line naming both
+/// versions.
+#[tokio::test]
+async fn starting_checks_the_schema_version_and_takes_no_lock() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let newest = order_service::store::required_schema_version();
+    let unmigrated = db.store_with(&db.url(), "public", None).await;
+    let error = unmigrated
+        .err()
+        .expect("an unmigrated schema is refused")
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "database schema public is at version 0, this build needs version {newest}: \
+             run `order-service migrate` first"
+        )
+    );
+    // No table was created by the attempt.
+    assert!(tables_in(&db, "public").await.is_empty());
+    db.migrate("public").await;
+    db.execute("DELETE FROM _sqlx_migrations WHERE version > 2")
+        .await;
+    let old = db.store_with(&db.url(), "public", None).await;
+    let error = old.err().expect("an older schema is refused").to_string();
+    assert!(
+        error.contains("at version 2, this build needs version"),
+        "{error}"
+    );
+    db.migrate("public").await;
+    // The lock a migration in progress holds (MIGRATION_LOCK_ID).
+    let mut holder = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("connect");
+    sqlx::query("SELECT pg_advisory_lock(122537101324915)")
+        .execute(&mut holder)
+        .await
+        .expect("take the lock");
+    let store = tokio::time::timeout(
+        Duration::from_secs(20),
+        db.store_with(&db.url(), "public", None),
+    )
+    .await
+    .expect("starting does not wait for the migration lock")
+    .expect("connects");
+    store
+        .create(new_order("During"), None)
+        .await
+        .expect("serves while the lock is held");
 }
 
 #[tokio::test]
@@ -159,6 +218,90 @@ async fn one_idempotency_key_creates_one_order_under_concurrency() {
     assert_eq!(store.list(all(50)).await.expect("list").orders.len(), 1);
 }
 
+fn keyed(key: &str, order: &order_service::domain::NewOrder) -> Option<Idempotency> {
+    Some(Idempotency {
+        scope: "client-a".into(),
+        key: key.into(),
+        fingerprint: order.fingerprint(),
+    })
+}
+
+/// A retry with a key already used is answered by a read: no insert is attempted, so no id
+/// is drawn from the sequence, and the next new order gets the next id.
+#[tokio::test]
+async fn a_retry_with_a_known_key_is_a_read_and_draws_no_id() {
+    let db = TestDb::new().await;
+    let store = db.store("public").await;
+    let order = new_order("Retried");
+    let first = store
+        .create(order.clone(), keyed("retry-1", &order))
+        .await
+        .expect("create");
+    for _ in 0..3 {
+        let retry = store
+            .create(order.clone(), keyed("retry-1", &order))
+            .await
+            .expect("replay");
+        assert!(retry.replayed);
+    }
+    let next = store.create(new_order("Next"), None).await.expect("create");
+    let first_id: u64 = first.order.id.parse().expect("digits");
+    assert_eq!(
+        next.order.id,
+        (first_id + 1).to_string(),
+        "retries drew no ids"
+    );
+}
+
+/// Expired keys are deleted by a background sweep in batches, not by a DELETE in front of
+/// every keyed create; and a key past its time to live that the sweep has not reached yet
+/// lets a new order take it over (201, not a replay, never a 500).
+#[tokio::test]
+async fn expired_keys_are_swept_in_the_background_not_on_the_request_path() {
+    let db = TestDb::new().await;
+    let store = db.store("public").await;
+    let old = new_order("Old");
+    store
+        .create(old.clone(), keyed("old-key", &old))
+        .await
+        .expect("create");
+    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+        .await;
+    let keys = || db.column("SELECT key FROM idempotency_keys ORDER BY key");
+    // Another keyed create leaves the expired key where it is.
+    let other = new_order("Other");
+    store
+        .create(other.clone(), keyed("other-key", &other))
+        .await
+        .expect("create");
+    assert_eq!(keys().await, ["old-key", "other-key"]);
+    // The expired key, used again, creates a new order.
+    let again = store
+        .create(old.clone(), keyed("old-key", &old))
+        .await
+        .expect("create");
+    assert!(!again.replayed, "an expired key never replays");
+    assert_eq!(keys().await, ["old-key", "other-key"]);
+    // Expire both again; the sweep deletes them without any request.
+    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+        .await;
+    let swept = db
+        .store("public")
+        .await
+        .with_key_expiry(Duration::from_millis(50));
+    for _ in 0..400 {
+        if keys().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        keys().await.is_empty(),
+        "the sweep deleted the expired keys"
+    );
+    drop(swept);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_status_changes_have_exactly_one_winner() {
     let db = TestDb::new().await;
@@ -175,9 +318,10 @@ async fn racing_status_changes_have_exactly_one_winner() {
             let (store, id) = (Arc::clone(&store), id.clone());
             tokio::spawn(async move {
                 let change = StatusChange {
-                    from: OrderStatus::Pending,
+                    from: vec![OrderStatus::Pending],
                     to,
                     tracking_number: None,
+                    versions: None,
                 };
                 store.set_status(&id, change).await
             })
@@ -192,7 +336,7 @@ async fn racing_status_changes_have_exactly_one_winner() {
         assert_eq!(winners.len(), 1, "round {round}: {results:?}");
         let loser = results.iter().find(|r| r.is_err()).expect("one loses");
         assert!(
-            matches!(loser, Err(StoreError::StatusConflict { current }) if *current == winners[0]),
+            matches!(loser, Err(StoreError::StatusConflict { current }) if current.status == winners[0]),
             "round {round}: {loser:?}"
         );
         let stored = store.get(&id).await.expect("get").expect("exists");
@@ -203,6 +347,7 @@ async fn racing_status_changes_have_exactly_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_patches_answer_one_200_and_one_409() {
     let db = TestDb::new().await;
+    db.migrate("public").await;
     let url = db.url();
     let app = router(support::state_with(&[("STORE", "postgres"), ("DATABASE_URL", &url)]).await);
     let created = send(
@@ -282,6 +427,11 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
         url: db.cluster.url_as("app", "second-password", &db.name),
         calls: AtomicUsize::new(0),
     });
+    db.migrate_with(
+        &db.cluster.url_as("app", "first-password", &db.name),
+        "rotation",
+    )
+    .await;
     let store = db
         .store_with(
             &db.cluster.url_as("app", "first-password", &db.name),
@@ -343,6 +493,11 @@ async fn a_rotated_runtime_secret_reconnects_the_service() {
         })
         .to_string()
     };
+    db.migrate_with(
+        &db.cluster.url_as("app", "first-password", &db.name),
+        "rotation",
+    )
+    .await;
     let moto = Moto::start().await;
     moto.create_secret("app/db", &rds_secret("first-password"))
         .await;
@@ -416,6 +571,7 @@ fn http_client() -> reqwest::Client {
 #[tokio::test]
 async fn orders_survive_a_restart_of_the_service() {
     let db = TestDb::new().await;
+    db.migrate("public").await;
     let url = db.url();
     let vars = [
         ("STORE", "postgres"),
@@ -473,6 +629,7 @@ const BACK: usize = 2;
 async fn a_database_outage_answers_503_and_loses_no_acknowledged_order() {
     let cluster = Arc::new(Cluster::start());
     let db = TestDb::on(Arc::clone(&cluster)).await;
+    db.migrate("public").await;
     let url = db.url();
     let service = Service::start(&[
         ("STORE", "postgres"),
@@ -596,6 +753,7 @@ async fn a_database_outage_answers_503_and_loses_no_acknowledged_order() {
 #[tokio::test]
 async fn control_characters_are_422_on_both_stores() {
     let db = TestDb::new().await;
+    db.migrate("public").await;
     let url = db.url();
     let memory = router(support::state_with(&[]).await);
     let postgres =
@@ -630,13 +788,13 @@ async fn control_characters_are_422_on_both_stores() {
     }
 }
 
-/// A replica that starts while another holds the migration lock for longer than the statement
-/// timeout waits for it instead of being cancelled (and crash-looping).
+/// A migration run that starts while another holds the migration lock for longer than any
+/// statement timeout waits for it instead of being cancelled.
 #[tokio::test]
-async fn a_starter_waits_on_the_migration_lock_beyond_the_statement_timeout() {
+async fn a_migrate_run_waits_on_the_migration_lock_beyond_the_statement_timeout() {
     use sqlx::Connection;
     let db = TestDb::new().await;
-    // The lock a slow migration of another replica would hold (STARTUP_LOCK_ID).
+    // The lock a slow migration of another run would hold (MIGRATION_LOCK_ID).
     let mut holder = sqlx::PgConnection::connect(&db.url())
         .await
         .expect("connect");
@@ -647,21 +805,24 @@ async fn a_starter_waits_on_the_migration_lock_beyond_the_statement_timeout() {
     let mut config = support::postgres::database_config("slow_start");
     config.statement_timeout = Duration::from_millis(500);
     let url = SecretString::from(db.url());
-    let starter = tokio::spawn(async move {
-        order_service::store::PostgresStore::connect(&config, url, None).await
-    });
+    let run = {
+        let config = config.clone();
+        tokio::spawn(async move { PostgresStore::migrate(&config, &url).await })
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!starter.is_finished(), "the starter must still be waiting");
+    assert!(!run.is_finished(), "the run must still be waiting");
     sqlx::query("SELECT pg_advisory_unlock(122537101324915)")
         .execute(&mut holder)
         .await
         .expect("release the lock");
-    let store = starter
-        .await
+    run.await
         .expect("task")
-        .expect("starts once the lock is free");
+        .expect("migrates once the lock is free");
     assert_eq!(tables_in(&db, "slow_start").await, TABLES);
     // Requests still run under the statement timeout.
+    let store = PostgresStore::connect(&config, SecretString::from(db.url()), None)
+        .await
+        .expect("connects");
     let error = sqlx::query("SELECT pg_sleep(2)")
         .execute(store.pool())
         .await
@@ -669,10 +830,50 @@ async fn a_starter_waits_on_the_migration_lock_beyond_the_statement_timeout() {
     assert!(error.to_string().contains("statement timeout"), "{error}");
 }
 
-/// Ids are given in commit order: a pager that follows its cursor (the id of the last order it
-/// saw) while slow and fast creates race sees every committed order exactly once. With ids
-/// taken from a plain sequence, a fast create commits past a slow one that took a smaller id
-/// earlier, the pager moves beyond both, and the slow order is never listed.
+/// A create whose commit is slow (a synchronous standby, a slow disk) holds nothing another
+/// create waits for: creates from every replica commit in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_create_does_not_hold_up_other_creates() {
+    let db = TestDb::new().await;
+    let store: Arc<dyn OrderStore> = Arc::new(db.store("public").await);
+    db.execute(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep(8); END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+    )
+    .await;
+    let slow = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.create(new_order("Slow"), None).await })
+    };
+    // The slow create is inside its insert, its transaction open.
+    for _ in 0..600 {
+        let sleeping = db
+            .column("SELECT count(*)::text FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+            .await;
+        if sleeping == ["1"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fast = store.create(new_order("Fast"), None).await.expect("create");
+    assert!(
+        !slow.is_finished(),
+        "the fast create must commit while the slow one is still open"
+    );
+    let slow = slow.await.expect("task").expect("create");
+    // The fast one drew its id after the slow one, and committed first.
+    assert!(fast.order.id.parse::<u64>().ok() > slow.order.id.parse::<u64>().ok());
+}
+
+/// Creates commit in any order, yet a pager that follows the cursors it is handed, while
+/// slow and fast creates race, sees every committed order exactly once. A pager ordered by
+/// id alone would move past a slow create's smaller id once a later fast one committed, and
+/// never list the slow order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() {
     let db = TestDb::new().await;
@@ -721,12 +922,9 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
                     .list(PageRequest { limit: 3, after })
                     .await
                     .expect("list");
-                if let Some(last) = page.orders.last() {
-                    after = last.id.parse().ok();
-                }
-                let full = page.orders.len() == 3;
+                after = Some(Cursor::At(page.resume));
                 seen.extend(page.orders.iter().map(|o| o.id.clone()));
-                if !full {
+                if !page.more {
                     if last_pass {
                         return seen;
                     }
@@ -741,12 +939,13 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
     done.store(true, Ordering::SeqCst);
     let seen = pager.await.expect("pager");
     let mut created = created.lock().expect("lock").clone();
-    created.sort_by_key(|id| id.parse::<u64>().unwrap_or_default());
     assert_eq!(created.len(), 70);
-    assert_eq!(
-        seen, created,
-        "the pager must see each order once, in id order"
-    );
+    let mut sorted_seen = seen.clone();
+    sorted_seen.sort();
+    sorted_seen.dedup();
+    assert_eq!(sorted_seen.len(), seen.len(), "no order twice: {seen:?}");
+    created.sort();
+    assert_eq!(sorted_seen, created, "every order once");
 }
 
 /// Two clients (or one client and its retry) asking for the same change at the same moment
@@ -754,6 +953,7 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_identical_patches_both_answer_200() {
     let db = TestDb::new().await;
+    db.migrate("public").await;
     let url = db.url();
     let app = router(support::state_with(&[("STORE", "postgres"), ("DATABASE_URL", &url)]).await);
     for round in 0..5 {

@@ -274,6 +274,44 @@ async fn pagination_follows_link_headers_through_every_order() {
     assert!(get(&app, "/orders").await.header("link").is_none());
 }
 
+/// A client that reached the end keeps the last page's `Order-Cursor` and, later, gets
+/// exactly the orders created since; the plain id of the last order seen (what clients of
+/// earlier versions send) still works as a cursor.
+#[tokio::test]
+async fn the_last_page_hands_out_a_cursor_to_resume_from() {
+    let app = router(state_with(&[("SEED_SAMPLE_DATA", "false")]).await);
+    let create = |name: &str| {
+        let app = app.clone();
+        let body = new_order(name);
+        async move {
+            let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
+            assert_eq!(reply.status, StatusCode::CREATED);
+            reply.json()["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let first = create("First").await;
+    let last_page = get(&app, "/orders?limit=10").await;
+    assert!(last_page.header("link").is_none());
+    let cursor = last_page
+        .header("order-cursor")
+        .expect("Order-Cursor")
+        .to_owned();
+    let later = create("Later").await;
+    let resumed = get(&app, &format!("/orders?cursor={cursor}")).await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    let ids: Vec<String> = resumed
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|o| o["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids, [later.as_str()]);
+    let legacy = get(&app, &format!("/orders?cursor={first}")).await.json();
+    assert_eq!(legacy.as_array().map(Vec::len), Some(1));
+    assert_eq!(legacy[0]["id"], later.as_str());
+}
+
 #[tokio::test]
 async fn bad_page_parameters_are_422() {
     let app = local_app().await;
@@ -528,6 +566,12 @@ async fn patch_honours_if_match_and_repeats_answer_200() {
         Some(new_etag.as_str())
     );
 
+    // The same PATCH with the same If-Match, retried after its answer was lost: the order
+    // shows the change one version on, so 200 (RFC 9110, section 13.1.1), not 412.
+    let retried = send_patch(Some(&etag), json!({"status": "PROCESSING"})).await;
+    assert_eq!(retried.status, StatusCode::OK);
+    assert_eq!(retried.header("etag"), Some(new_etag.as_str()));
+    assert_eq!(retried.json(), processing.json());
     // The same change again (a retry whose first answer was lost): 200 and the order.
     let repeat = send_patch(None, json!({"status": "PROCESSING"})).await;
     assert_eq!(repeat.status, StatusCode::OK);

@@ -1,10 +1,12 @@
 //! One contract, every store: the same checks run against the memory and PostgreSQL stores,
 //! so both behave the same behind the API.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use order_service::domain::{ItemInput, NewOrder, OrderStatus};
 use order_service::store::{
-    sample_orders, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
+    sample_orders, Cursor, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
 };
 
 /// Each case runs once per store, as `memory::<case>` and `postgres::<case>`.
@@ -40,6 +42,7 @@ contract!(
     an_idempotent_retry_replays_the_first_order,
     a_key_reused_for_another_request_is_rejected,
     status_changes_are_compare_and_set,
+    a_change_can_be_conditional_on_the_version,
     unknown_orders_are_not_found,
     seeding_keeps_ids_and_order_and_new_ids_follow,
     seeding_leaves_a_store_with_orders_alone,
@@ -134,27 +137,60 @@ async fn lists_pages_in_creation_order(store: &dyn OrderStore) {
         sizes.push(result.orders.len());
         seen.extend(result.orders.iter().map(|o| o.id.clone()));
         assert!(result.orders.iter().all(|o| o.items.len() == 3));
-        match result.next_after {
-            Some(after) => page.after = Some(after),
-            None => break,
+        page.after = Some(Cursor::At(result.resume));
+        if !result.more {
+            break;
         }
     }
     assert_eq!(seen, ids);
     assert_eq!(sizes, [2, 2, 1]);
-    // The cursor is exclusive: past the last order there is nothing.
-    let last: u64 = ids[4].parse().expect("digits");
-    let beyond = store
+    // The last page's position resumes with exactly what is created later.
+    let end = page.after;
+    let nothing = store
         .list(PageRequest {
             limit: 10,
-            after: Some(last),
+            after: end,
         })
         .await
         .expect("list");
-    assert!(beyond.orders.is_empty() && beyond.next_after.is_none());
+    assert!(nothing.orders.is_empty() && !nothing.more);
+    let later = store
+        .create(new_order("Later"), None)
+        .await
+        .expect("create");
+    let resumed = store
+        .list(PageRequest {
+            limit: 10,
+            after: end,
+        })
+        .await
+        .expect("list");
+    assert_eq!(resumed.orders, [Arc::clone(&later.order)]);
+    assert!(!resumed.more);
+    // The id of the last order seen, the cursor of earlier versions, continues after it.
+    let legacy = |id: &str| Some(Cursor::AfterOrder(id.parse().expect("digits")));
+    let after_second = store
+        .list(PageRequest {
+            limit: 2,
+            after: legacy(&ids[1]),
+        })
+        .await
+        .expect("list");
+    let after_second: Vec<&str> = after_second.orders.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(after_second, [ids[2].as_str(), ids[3].as_str()]);
+    // Past the last order there is nothing.
+    let beyond = store
+        .list(PageRequest {
+            limit: 10,
+            after: legacy(&later.order.id),
+        })
+        .await
+        .expect("list");
+    assert!(beyond.orders.is_empty() && !beyond.more);
     // A page that holds exactly the rest has no next page.
-    let exact = store.list(first_page(5)).await.expect("list");
-    assert_eq!(exact.orders.len(), 5);
-    assert_eq!(exact.next_after, None);
+    let exact = store.list(first_page(6)).await.expect("list");
+    assert_eq!(exact.orders.len(), 6);
+    assert!(!exact.more);
 }
 
 async fn an_idempotent_retry_replays_the_first_order(store: &dyn OrderStore) {
@@ -208,9 +244,10 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
         .id
         .clone();
     let change = |from, to, tracking: Option<&str>| StatusChange {
-        from,
+        from: vec![from],
         to,
         tracking_number: tracking.map(str::to_owned),
+        versions: None,
     };
     let processing = store
         .set_status(
@@ -230,10 +267,8 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
         .await;
     assert!(
         matches!(
-            stale,
-            Err(StoreError::StatusConflict {
-                current: OrderStatus::Processing
-            })
+            &stale,
+            Err(StoreError::StatusConflict { current }) if current.status == OrderStatus::Processing
         ),
         "{stale:?}"
     );
@@ -261,15 +296,54 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
     assert_eq!(delivered.tracking_number.as_deref(), Some("1Z999AA1"));
     let read = store.get(&id).await.expect("get").expect("exists");
     assert_eq!(read, delivered);
+    assert_eq!(
+        [processing.version, shipped.version, delivered.version],
+        [2, 3, 4],
+        "every change bumps the version, in every store alike"
+    );
+}
+
+/// `If-Match` becomes a condition of the one write: a change for another version changes
+/// nothing and reports the order as it is.
+async fn a_change_can_be_conditional_on_the_version(store: &dyn OrderStore) {
+    let created = store
+        .create(new_order("Versioned"), None)
+        .await
+        .expect("create");
+    assert_eq!(created.order.version, 1);
+    let id = &created.order.id;
+    let at = |versions: Vec<u64>| StatusChange {
+        from: vec![OrderStatus::Pending],
+        to: OrderStatus::Processing,
+        tracking_number: None,
+        versions: Some(versions),
+    };
+    let stale = store.set_status(id, at(vec![7])).await;
+    assert!(
+        matches!(&stale, Err(StoreError::StatusConflict { current })
+            if current.version == 1 && current.status == OrderStatus::Pending),
+        "{stale:?}"
+    );
+    let changed = store
+        .set_status(id, at(vec![3, 1]))
+        .await
+        .expect("version 1 matches");
+    assert_eq!(
+        (changed.status, changed.version),
+        (OrderStatus::Processing, 2)
+    );
+    let read = store.get(id).await.expect("get").expect("exists");
+    assert_eq!(read.version, 2);
 }
 
 async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
     for id in ["1", "999", "0", "abc", "-1", "99999999999999999999", ""] {
         assert_eq!(store.get(id).await.expect("get"), None, "{id:?}");
         let change = StatusChange {
-            from: OrderStatus::Pending,
+            from: vec![OrderStatus::Pending],
             to: OrderStatus::Processing,
             tracking_number: None,
+            versions: None,
         };
         let result = store.set_status(id, change).await;
         assert!(
@@ -278,7 +352,7 @@ async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
         );
     }
     let empty = store.list(first_page(10)).await.expect("list");
-    assert!(empty.orders.is_empty() && empty.next_after.is_none());
+    assert!(empty.orders.is_empty() && !empty.more);
 }
 
 async fn seeding_keeps_ids_and_order_and_new_ids_follow(store: &dyn OrderStore) {
@@ -321,9 +395,10 @@ async fn a_replay_answers_the_order_as_first_created(store: &dyn OrderStore) {
         .await
         .expect("first");
     let change = StatusChange {
-        from: OrderStatus::Pending,
+        from: vec![OrderStatus::Pending],
         to: OrderStatus::Processing,
         tracking_number: Some("TRACK-1".into()),
+        versions: None,
     };
     let changed = store
         .set_status(&first.order.id, change)

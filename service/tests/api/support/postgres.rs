@@ -203,11 +203,27 @@ impl TestDb {
         self.cluster.url(&self.name)
     }
 
-    /// A store in `schema`, migrated, as the service would open it.
+    /// A store in `schema`, migrated first (the deploy step), as the service would open it.
     pub async fn store(&self, schema: &str) -> PostgresStore {
+        self.migrate(schema).await;
         self.store_with(&self.url(), schema, None)
             .await
-            .expect("store connects and migrates")
+            .expect("store connects")
+    }
+
+    /// `order-service migrate` for `schema`, as the deploy step runs it.
+    pub async fn migrate(&self, schema: &str) {
+        self.migrate_with(&self.url(), schema).await;
+    }
+
+    /// The same, connected as whoever `url` names.
+    pub async fn migrate_with(&self, url: &str, schema: &str) {
+        PostgresStore::migrate(
+            &database_config(schema),
+            &SecretString::from(url.to_owned()),
+        )
+        .await
+        .expect("migrations apply");
     }
 
     pub async fn store_with(
