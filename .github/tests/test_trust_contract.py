@@ -298,20 +298,30 @@ def test_every_environment_a_workflow_uses_is_documented_with_its_protection():
             assert row["deployment branches"] == "`main` only", f"PIPELINES.md: {env} must be deployable from main only"
 
 
-def test_every_role_is_documented_with_the_subjects_it_trusts():
-    text = PIPELINES.read_text()
-    assert "## What each role may do" in text, "PIPELINES.md has no '## What each role may do' section"
-    section = text.split("## What each role may do", 1)[1].split("\n## ", 1)[0]
+INFRA_README = ROOT / "infra" / "README.md"
+
+
+@pytest.mark.parametrize(
+    "doc, heading",
+    [(PIPELINES, "## What each role may do"), (INFRA_README, "## Access model")],
+    ids=["PIPELINES.md", "infra/README.md"],
+)
+def test_every_role_is_documented_with_the_subjects_it_trusts(doc, heading):
+    text = doc.read_text()
+    name = doc.relative_to(ROOT)
+    assert heading in text, f"{name} has no {heading!r} section"
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
+        line = line.strip()
         cells = [c.strip() for c in line.strip("|").split("|")]
         if line.startswith("|") and len(cells) >= 3 and cells[0].startswith("`"):
             rows[cells[0].strip("`")] = cells
     for role, subjects in trusted_subjects().items():
-        assert role in rows, f"PIPELINES.md: role {role} is missing from 'What each role may do'"
+        assert role in rows, f"{name}: role {role} is missing from {heading!r}"
         documented = set(re.findall(r"`([^`]+)`", rows[role][1]))
-        assert documented == subjects, f"PIPELINES.md: {role} trusts {sorted(subjects)}, documented {sorted(documented)}"
-        assert rows[role][2], f"PIPELINES.md: say what {role} may do"
+        assert documented == subjects, f"{name}: {role} trusts {sorted(subjects)}, documented {sorted(documented)}"
+        assert rows[role][2], f"{name}: say what {role} may do"
 
 
 # --- delivery: the gate and the concurrency groups -----------------------------------------

@@ -281,3 +281,20 @@ resource "aws_eks_node_group" "default" {
 
   depends_on = [aws_iam_role_policy_attachment.node]
 }
+
+# --- Kubernetes version support ------------------------------------------------------
+
+locals {
+  eks_calendar = jsondecode(file("${path.module}/eks-versions.json"))
+  eks_support  = local.eks_calendar.versions[var.kubernetes_version]
+}
+
+# A warning on every plan once the cluster's version has left standard support (extended
+# support costs about six times the control-plane price, and after it EKS upgrades the
+# cluster by itself). infra/tests holds the default against the same calendar offline.
+check "kubernetes_version_in_standard_support" {
+  assert {
+    condition     = timecmp(plantimestamp(), "${local.eks_support.end_of_standard_support}T00:00:00Z") < 0
+    error_message = "EKS ${var.kubernetes_version} left standard support on ${local.eks_support.end_of_standard_support} (extended support ends ${local.eks_support.end_of_extended_support}): raise kubernetes_version (infra/aws/eks-versions.json)."
+  }
+}

@@ -121,13 +121,15 @@ variable "log_retention_days" {
 # --- EKS --------------------------------------------------------------------
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes version."
+  description = "EKS Kubernetes version: one of eks-versions.json, whose dates infra/tests and the plan's check hold it against."
   type        = string
-  default     = "1.31"
+  default     = "1.35"
 
+  # EKS creates no cluster on a version past its extended support, and one past standard
+  # support costs about six times the control-plane price: only versions of the calendar.
   validation {
-    condition     = can(regex("^1\\.[0-9]+$", var.kubernetes_version)) && tonumber(split(".", var.kubernetes_version)[1]) >= 31
-    error_message = "kubernetes_version must be 1.31 or newer, written as MAJOR.MINOR."
+    condition     = contains(keys(jsondecode(file("${path.module}/eks-versions.json")).versions), var.kubernetes_version)
+    error_message = "kubernetes_version must be a version listed in infra/aws/eks-versions.json (MAJOR.MINOR); add a newer one there with its EKS support dates."
   }
 }
 

@@ -484,7 +484,17 @@ run "rejects_old_kubernetes" {
   command = plan
 
   variables {
-    kubernetes_version = "1.29"
+    kubernetes_version = "1.31"
+  }
+
+  expect_failures = [var.kubernetes_version]
+}
+
+run "rejects_a_version_the_calendar_does_not_list" {
+  command = plan
+
+  variables {
+    kubernetes_version = "1.99"
   }
 
   expect_failures = [var.kubernetes_version]
