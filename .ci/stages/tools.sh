@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One version of each tool: the versions ./.ci/test installs (.ci/tools.txt) are the ones the
 # workflows pin, and what is installed in the cache is what .ci/tools.txt says
-# (.ci/tools_test.py), and the lint pass inside the test build fails like cargo clippy
-# (.ci/lint_pass_test.py). Runs last, after the other stages have installed their tools; run
-# alone, it installs the pinned tools itself, so no version goes unchecked.
+# (.ci/tools_test.py), the lint pass inside the test build fails like cargo clippy
+# (.ci/lint_pass_test.py), and a skip fails a CI run unless listed (.ci/skips_test.py).
+# Runs last, after the other stages have installed their tools; run alone, it installs the
+# pinned tools itself, so no version goes unchecked.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -19,3 +20,6 @@ log "tool versions: .ci/tools.txt, the workflows, the installed tools"
 
 log "the rust stage's lint pass fails on what cargo clippy -D warnings fails on"
 python3 .ci/lint_pass_test.py "$ROOT"
+
+log "skips: named, recorded, and in CI allowed only when .ci/skips.txt lists them"
+"$VENV/bin/python" .ci/skips_test.py
