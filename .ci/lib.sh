@@ -86,12 +86,13 @@ ensure_rust_tool() {
 }
 
 # as_root COMMAND...: COMMAND as root (bubblewrap's sandboxes, setpriv, buildah), through sudo
-# when the test command runs as a user, keeping the user's toolchain and caches.
+# when the test command runs as a user, keeping the user's toolchain and caches, and CI and
+# CI_SKIPS, so a skip inside is recorded and judged as any other (.ci/skips.py).
 as_root() {
   if [ "$(id -u)" = 0 ]; then
     "$@"
   else
-    sudo --preserve-env=HOME,PATH,CARGO_HOME,RUSTUP_HOME,CI,CI_SKIPS,PYTHONPATH,PYTEST_ADDOPTS "$@"
+    sudo --preserve-env=HOME,PATH,CARGO_HOME,RUSTUP_HOME,CI,CI_SKIPS "$@"
   fi
 }
 

@@ -30,4 +30,6 @@ if [ "${IMAGE_BUILDAH:-1}" != 0 ]; then
   image_name=$(as_root bash .ci/image_buildah.sh "$work")
   log "image: run $image_name"
   as_root "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work" --image "$image_name"
+else
+  skip "image:buildah" "IMAGE_BUILDAH=0: the real image was neither built nor run"
 fi

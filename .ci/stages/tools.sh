@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One version of each tool: the versions ./.ci/test installs (.ci/tools.txt) are the ones the
 # workflows pin, and what is installed in the cache is what .ci/tools.txt says
-# (.ci/tools_test.py), and the lint pass inside the test build fails like cargo clippy
-# (.ci/lint_pass_test.py), and every relative Markdown link and anchor resolves
-# (.ci/markdown_links.py). Runs last, after the other stages have installed their tools; run
-# alone, it installs the pinned tools itself, so no version goes unchecked.
+# (.ci/tools_test.py), the lint pass inside the test build fails like cargo clippy
+# (.ci/lint_pass_test.py), a skip fails a CI run unless listed (.ci/skips_test.py), and every
+# relative Markdown link and anchor resolves (.ci/markdown_links.py). Runs last, after the other
+# stages have installed their tools; run alone, it installs the pinned tools itself, so no
+# version goes unchecked.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -24,3 +25,6 @@ python3 .ci/lint_pass_test.py "$ROOT"
 log "every relative link and anchor in the Markdown files resolves"
 python3 .ci/markdown_links.py --self-test
 python3 .ci/markdown_links.py "$ROOT"
+
+log "skips: named, recorded, and in CI allowed only when .ci/skips.txt lists them"
+"$VENV/bin/python" .ci/skips_test.py
