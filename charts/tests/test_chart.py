@@ -272,7 +272,9 @@ def test_selectors_match_only_the_app_pods(objects: list[dict[str, Any]]) -> Non
     selectors += [
         o["spec"]["selector"]["matchLabels"] for o in objects if o["kind"] == "PodDisruptionBudget"
     ]
-    selectors += [find(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]]
+    selectors += [
+        find(objects, "NetworkPolicy", "order-service")["spec"]["podSelector"]["matchLabels"]
+    ]
     for selector in selectors:
         assert selector.items() <= app_labels.items()
         assert not selector.items() <= test_labels.items()
@@ -565,3 +567,70 @@ def test_default_registry_needs_no_pull_secret(
         assert "imagePullSecrets" not in spec, f"{name}: ECR is read with the node role"
     if environment != "default":
         assert ".dkr.ecr." in app_container(objects)["image"]
+
+
+# --- migrations: the pre-install/pre-upgrade hook Job -----------------------------------------
+
+
+def render_as(environment: str, is_install: bool) -> list[dict[str, Any]]:
+    _, namespace = render.ENVIRONMENTS[environment]
+    with helm.Chart.load(render.CHART) as chart:
+        manifests = chart.render(
+            render.values_for(environment),
+            name=render.RELEASE,
+            namespace=namespace,
+            is_install=is_install,
+            is_upgrade=not is_install,
+            revision=1 if is_install else 2,
+        )
+    import yaml
+
+    return [
+        doc
+        for path, text in sorted(manifests.items())
+        if path.endswith((".yaml", ".yml"))
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_migrations_run_as_a_hook_job_with_the_deployment_environment(environment: str) -> None:
+    objects = render.render(environment)
+    job = find(objects, "Job", "order-service-migrate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    pod = job["spec"]["template"]["spec"]
+    deployment = find(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["migrate"]
+    assert container["image"] == app_container(objects)["image"]
+    assert container["env"] == app_container(objects)["env"]
+    assert pod["serviceAccountName"] == deployment["serviceAccountName"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == deployment["securityContext"]
+    assert container["securityContext"] == app_container(objects)["securityContext"]
+    # The Service and the NetworkPolicy select serving pods only.
+    selector = find(objects, "Service")["spec"]["selector"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= labels.items()
+
+
+def test_no_migration_job_without_postgres() -> None:
+    assert not [o for o in render.render("default") if o["kind"] == "Job"]
+
+
+def test_the_service_account_exists_before_the_first_migration() -> None:
+    """A pre-install hook runs before the release's own objects exist: on the first install
+    the ServiceAccount is made as an earlier hook, owned by the release, so that later
+    upgrades adopt it as an ordinary object."""
+    first = find(render_as("staging", is_install=True), "ServiceAccount")["metadata"]
+    assert first["annotations"]["helm.sh/hook"] == "pre-install"
+    job = find(render_as("staging", is_install=True), "Job")["metadata"]
+    assert int(first["annotations"]["helm.sh/hook-weight"]) < int(
+        job["annotations"]["helm.sh/hook-weight"]
+    )
+    assert first["annotations"]["meta.helm.sh/release-name"] == render.RELEASE
+    assert first["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    upgrade = find(render_as("staging", is_install=False), "ServiceAccount")["metadata"]
+    assert "helm.sh/hook" not in upgrade.get("annotations", {})

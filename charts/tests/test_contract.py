@@ -328,7 +328,7 @@ def test_staging_env_serves_from_the_secret_and_postgres(
     token = tmp_path / "eks.amazonaws.com" / "serviceaccount" / "token"
     token.parent.mkdir(parents=True)
     token.write_text("header.payload.signature")
-    account = find(objects, "ServiceAccount")
+    account = find(objects, "ServiceAccount", "order-service")
     cluster = {
         "AWS_ROLE_ARN": account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
@@ -340,6 +340,20 @@ def test_staging_env_serves_from_the_secret_and_postgres(
         "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
     }
+    # The pre-install hook first: the Job's own command and environment, as the cluster runs
+    # it; the service refuses a schema older than it needs.
+    job = find(objects, "Job")
+    migrate = job["spec"]["template"]["spec"]["containers"][0]
+    job_env = {e["name"]: e["value"] for e in migrate["env"]}
+    done = subprocess.run(
+        [str(binary), *migrate["args"]],
+        env={**ISOLATED, **job_env, **cluster},
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert "migrated from version 0 to" in done.stdout.decode(), done.stdout.decode()
     http = int(env["PORT"])
     with running(binary, {**env, **cluster}, tmp_path, http):
         base = f"http://127.0.0.1:{http}"

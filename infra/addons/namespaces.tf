@@ -71,6 +71,14 @@ resource "kubernetes_role_v1" "deployer" {
     verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
   }
 
+  # The migration Job, a pre-install/pre-upgrade hook: helm creates it, watches it to the end
+  # and deletes it.
+  rule {
+    api_groups = ["batch"]
+    resources  = ["jobs"]
+    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+  }
+
   # The `helm test` pod, and its log when it fails.
   rule {
     api_groups = [""]

@@ -39,6 +39,13 @@ app.kubernetes.io/name: {{ include "order-service.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The migration Job's pod: not the selector labels, which are for serving pods only. */}}
+{{- define "order-service.migrateLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: order-service
+app.kubernetes.io/component: migrate
+{{- end }}
+
 {{- define "order-service.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "order-service.fullname" .) .Values.serviceAccount.name }}
