@@ -310,3 +310,59 @@ def test_no_job_output_is_derived_from_a_secret():
                 if re.search(r"[A-Za-z_]\w*\s*\.", re.sub(r"'[^']*'", "", rest)):
                     problems.append(f"{workflow}:{job_id} output {name} reads {expr.strip()!r}")
     assert not problems, "\n".join(problems)
+
+
+# --- previews use infra/aws's name ---------------------------------------------------------
+
+PREVIEW_SCRIPTS = ("preview-deploy.sh", "preview-destroy.sh", "sweep-previews.sh")
+
+
+def test_the_preview_role_is_named_after_infra_aws_name():
+    text = (ROOT / "infra" / "aws" / "github_oidc.tf").read_text()
+    assert 'name                 = "${var.name}-github-${replace(each.key, "_", "-")}"' in text
+    assert re.search(r"^\s+preview\s+=", text, re.M), "github_roles has no preview role"
+    assert re.search(r'^variable "name"', (ROOT / "infra" / "preview" / "variables.tf").read_text(), re.M)
+
+
+@pytest.mark.parametrize(
+    "arn, name",
+    [
+        ("arn:aws:iam::111122223333:role/order-service-github-preview", "order-service"),
+        ("arn:aws:iam::111122223333:role/acme-shop-github-preview", "acme-shop"),
+        ("arn:aws-us-gov:iam::111122223333:role/acme-github-preview", "acme"),
+        ("arn:aws:iam::111122223333:role/acme-github-plan", None),
+        ("order-service", None),
+    ],
+)
+def test_preview_name_reads_the_name_from_the_role_arn(arn, name):
+    import subprocess
+
+    result = subprocess.run(
+        [ROOT / ".github" / "scripts" / "preview-name.sh", arn], capture_output=True, text=True
+    )
+    if name is None:
+        assert result.returncode != 0
+        assert result.stderr.startswith("::error::"), result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == name
+
+
+@pytest.mark.parametrize("workflow", ["preview.yml", "preview-sweep.yml"])
+def test_every_preview_terraform_run_gets_the_name_from_the_preview_role(workflow):
+    doc = load(ROOT / ".github" / "workflows" / workflow)
+    checked = 0
+    for job_id, job in doc["jobs"].items():
+        named = False
+        for step in job.get("steps", []):
+            run = step.get("run", "")
+            if "preview-name.sh" in run:
+                assert step.get("env", {}).get("PREVIEW_ROLE_ARN") == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
+                assert 'TF_VAR_name=$name" >> "$GITHUB_ENV"' in run
+                named = True
+            if any(s in run for s in PREVIEW_SCRIPTS) or "-chdir=infra/preview" in run:
+                assert named, f"{workflow}:{job_id}: `{step.get('name')}` runs infra/preview before the name is set"
+                checked += 1
+    assert checked, f"{workflow} runs no preview terraform"
+    for script in PREVIEW_SCRIPTS[:2]:
+        assert '"${TF_VAR_name:?' in (ROOT / ".github" / "scripts" / script).read_text(), script
