@@ -4,7 +4,7 @@
 # arm64 machine does not stop at "the checksums previously recorded in the dependency lock
 # file". Needs the Terraform registry (network).
 #   usage: lock-providers.sh [EXTRA providers-lock FLAGS...]   (run from the repository root)
-# The ci workflow runs it and fails when a committed lock file lacks a platform; infra/README's
+# The ci workflow runs it and fails when a committed lock file lacks a platform; infra/README.md's
 # first apply runs it before the first init.
 set -euo pipefail
 

@@ -366,3 +366,49 @@ def test_every_preview_terraform_run_gets_the_name_from_the_preview_role(workflo
     assert checked, f"{workflow} runs no preview terraform"
     for script in PREVIEW_SCRIPTS[:2]:
         assert '"${TF_VAR_name:?' in (ROOT / ".github" / "scripts" / script).read_text(), script
+
+
+# --- Terraform providers: every platform, every root ---------------------------------------
+
+PLATFORMS = {"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64"}
+TF_ROOTS = sorted(p.parent.name for p in (ROOT / "infra").glob("*/versions.tf"))
+
+
+def ci_steps() -> dict[str, list[dict]]:
+    return {job_id: job.get("steps", []) for job_id, job in load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"].items()}
+
+
+def test_lock_providers_covers_every_platform_and_root():
+    text = (ROOT / ".github" / "scripts" / "lock-providers.sh").read_text()
+    (line,) = re.findall(r"^platforms=\((.*)\)$", text, re.M)
+    assert set(line.split()) == PLATFORMS
+    assert 'for versions in infra/*/versions.tf; do' in text
+    assert TF_ROOTS == ["addons", "aws", "preview"]
+
+
+def test_a_ci_job_fails_when_a_committed_lock_file_lacks_a_platform():
+    for job_id, steps in ci_steps().items():
+        runs = [s.get("run", "") for s in steps]
+        lock = [i for i, r in enumerate(runs) if ".github/scripts/lock-providers.sh" in r]
+        diff = [i for i, r in enumerate(runs) if "git diff --exit-code -- 'infra/*/.terraform.lock.hcl'" in r]
+        if lock:
+            assert diff and diff[0] > lock[0], f"ci.yml:{job_id} locks providers but never compares with the committed files"
+            return
+    pytest.fail("no ci.yml job runs .github/scripts/lock-providers.sh")
+
+
+def test_the_first_apply_records_the_checksums_before_the_first_init():
+    text = (ROOT / "infra" / "README.md").read_text()
+    first_apply = text.split("## First apply", 1)[1]
+    assert ".github/scripts/lock-providers.sh" in first_apply
+    assert first_apply.index(".github/scripts/lock-providers.sh") < first_apply.index("terraform init")
+
+
+def test_ci_mirrors_the_providers_of_every_root_so_each_is_validated():
+    (step,) = [s for s in ci_steps()["test"] if s.get("name") == "Terraform provider mirror"]
+    (loop,) = re.findall(r"for versions in (\S+); do", step["run"])
+    roots = {p.parent.name for p in ROOT.glob(loop)}
+    assert roots == set(TF_ROOTS), f"ci.yml mirrors {sorted(roots)}, the roots are {TF_ROOTS}"
+    stage = (ROOT / ".ci" / "stages" / "infra.sh").read_text()
+    assert 'for versions in "$ROOT"/infra/*/versions.tf; do' in stage
+    assert 'if [ "${GITHUB_ACTIONS:-}" = true ]; then' in stage
