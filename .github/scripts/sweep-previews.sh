@@ -6,7 +6,8 @@
 # missed (a failed run, a workflow disabled at the time, a pull request closed while its
 # preview was still being created).
 #
-# Needs: AWS credentials of the preview role, TF_STATE_BUCKET, AWS_REGION, GH_TOKEN with
+# Needs: AWS credentials of the preview role, TF_STATE_BUCKET, AWS_REGION, TF_VAR_name
+# (preview-name.sh), GH_TOKEN with
 # pull-requests: read, GH_REPO (owner/name). Run from the repository root.
 # DRY_RUN=true lists what would be destroyed and changes nothing.
 set -euo pipefail

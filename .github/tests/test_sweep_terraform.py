@@ -107,6 +107,8 @@ def environment(tmp_path_factory, moto):
         "TF_IN_AUTOMATION": "true",
         "TF_INPUT": "false",
         "TF_STATE_BUCKET": BUCKET,
+        # What preview-name.sh reads from the preview role's ARN in the workflows.
+        "TF_VAR_name": "order-service",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": moto,

@@ -310,3 +310,105 @@ def test_no_job_output_is_derived_from_a_secret():
                 if re.search(r"[A-Za-z_]\w*\s*\.", re.sub(r"'[^']*'", "", rest)):
                     problems.append(f"{workflow}:{job_id} output {name} reads {expr.strip()!r}")
     assert not problems, "\n".join(problems)
+
+
+# --- previews use infra/aws's name ---------------------------------------------------------
+
+PREVIEW_SCRIPTS = ("preview-deploy.sh", "preview-destroy.sh", "sweep-previews.sh")
+
+
+def test_the_preview_role_is_named_after_infra_aws_name():
+    text = (ROOT / "infra" / "aws" / "github_oidc.tf").read_text()
+    assert 'name                 = "${var.name}-github-${replace(each.key, "_", "-")}"' in text
+    assert re.search(r"^\s+preview\s+=", text, re.M), "github_roles has no preview role"
+    assert re.search(r'^variable "name"', (ROOT / "infra" / "preview" / "variables.tf").read_text(), re.M)
+
+
+@pytest.mark.parametrize(
+    "arn, name",
+    [
+        ("arn:aws:iam::111122223333:role/order-service-github-preview", "order-service"),
+        ("arn:aws:iam::111122223333:role/acme-shop-github-preview", "acme-shop"),
+        ("arn:aws-us-gov:iam::111122223333:role/acme-github-preview", "acme"),
+        ("arn:aws:iam::111122223333:role/acme-github-plan", None),
+        ("order-service", None),
+    ],
+)
+def test_preview_name_reads_the_name_from_the_role_arn(arn, name):
+    import subprocess
+
+    result = subprocess.run(
+        [ROOT / ".github" / "scripts" / "preview-name.sh", arn], capture_output=True, text=True
+    )
+    if name is None:
+        assert result.returncode != 0
+        assert result.stderr.startswith("::error::"), result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == name
+
+
+@pytest.mark.parametrize("workflow", ["preview.yml", "preview-sweep.yml"])
+def test_every_preview_terraform_run_gets_the_name_from_the_preview_role(workflow):
+    doc = load(ROOT / ".github" / "workflows" / workflow)
+    checked = 0
+    for job_id, job in doc["jobs"].items():
+        named = False
+        for step in job.get("steps", []):
+            run = step.get("run", "")
+            if "preview-name.sh" in run:
+                assert step.get("env", {}).get("PREVIEW_ROLE_ARN") == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"
+                assert 'TF_VAR_name=$name" >> "$GITHUB_ENV"' in run
+                named = True
+            if any(s in run for s in PREVIEW_SCRIPTS) or "-chdir=infra/preview" in run:
+                assert named, f"{workflow}:{job_id}: `{step.get('name')}` runs infra/preview before the name is set"
+                checked += 1
+    assert checked, f"{workflow} runs no preview terraform"
+    for script in PREVIEW_SCRIPTS[:2]:
+        assert '"${TF_VAR_name:?' in (ROOT / ".github" / "scripts" / script).read_text(), script
+
+
+# --- Terraform providers: every platform, every root ---------------------------------------
+
+PLATFORMS = {"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64"}
+TF_ROOTS = sorted(p.parent.name for p in (ROOT / "infra").glob("*/versions.tf"))
+
+
+def ci_steps() -> dict[str, list[dict]]:
+    return {job_id: job.get("steps", []) for job_id, job in load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"].items()}
+
+
+def test_lock_providers_covers_every_platform_and_root():
+    text = (ROOT / ".github" / "scripts" / "lock-providers.sh").read_text()
+    (line,) = re.findall(r"^platforms=\((.*)\)$", text, re.M)
+    assert set(line.split()) == PLATFORMS
+    assert 'for versions in infra/*/versions.tf; do' in text
+    assert TF_ROOTS == ["addons", "aws", "preview"]
+
+
+def test_a_ci_job_fails_when_a_committed_lock_file_lacks_a_platform():
+    for job_id, steps in ci_steps().items():
+        runs = [s.get("run", "") for s in steps]
+        lock = [i for i, r in enumerate(runs) if ".github/scripts/lock-providers.sh" in r]
+        diff = [i for i, r in enumerate(runs) if "git diff --exit-code -- 'infra/*/.terraform.lock.hcl'" in r]
+        if lock:
+            assert diff and diff[0] > lock[0], f"ci.yml:{job_id} locks providers but never compares with the committed files"
+            return
+    pytest.fail("no ci.yml job runs .github/scripts/lock-providers.sh")
+
+
+def test_the_first_apply_records_the_checksums_before_the_first_init():
+    text = (ROOT / "infra" / "README.md").read_text()
+    first_apply = text.split("## First apply", 1)[1]
+    assert ".github/scripts/lock-providers.sh" in first_apply
+    assert first_apply.index(".github/scripts/lock-providers.sh") < first_apply.index("terraform init")
+
+
+def test_ci_mirrors_the_providers_of_every_root_so_each_is_validated():
+    (step,) = [s for s in ci_steps()["test"] if s.get("name") == "Terraform provider mirror"]
+    (loop,) = re.findall(r"for versions in (\S+); do", step["run"])
+    roots = {p.parent.name for p in ROOT.glob(loop)}
+    assert roots == set(TF_ROOTS), f"ci.yml mirrors {sorted(roots)}, the roots are {TF_ROOTS}"
+    stage = (ROOT / ".ci" / "stages" / "infra.sh").read_text()
+    assert 'for versions in "$ROOT"/infra/*/versions.tf; do' in stage
+    assert 'if [ "${GITHUB_ACTIONS:-}" = true ]; then' in stage

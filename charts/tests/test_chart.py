@@ -77,12 +77,28 @@ def test_misspelt_value_fails_lint(typo: dict[str, Any]) -> None:
             {"ingress": {"enabled": True, "host": "orders.example.com"}},
             "certificateArn is required",
         ),
-        ({"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}, "must not exceed"),
+        ({"autoscaling": {"enabled": True, "minReplicas": 4, "maxReplicas": 2}}, "must not exceed"),
+        # The memory store lives in one pod's memory: never more than one pod.
+        ({"replicas": 2}, r"config.store=memory .* up to 2 pods can run \(replicas\)"),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3}},
+            r"up to 3 pods can run \(autoscaling.maxReplicas\): ids would collide",
+        ),
     ],
 )
 def test_inconsistent_values_fail_render(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmError, match=message):
         render.render("default", values)
+
+
+def test_the_memory_store_renders_with_one_pod_and_postgres_scales() -> None:
+    one = render.render("default", {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 1}})
+    assert find(one, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 1
+    scaled = render.render(
+        "default",
+        {"config": {"store": "postgres"}, "secretsManager": {"enabled": True, "secretName": "s"}, "replicas": 3},
+    )
+    assert find(scaled, "Deployment")["spec"]["replicas"] == 3
 
 
 def test_objects_match_kubernetes_and_crd_schemas(objects: list[dict[str, Any]]) -> None:
@@ -139,12 +155,19 @@ def test_grace_period_outlasts_drain_and_grace(objects: list[dict[str, Any]]) ->
     assert "lifecycle" not in app_container(objects), "a preStop hook would eat into the budget"
 
 
-def test_rollout_is_configured_never_to_drop_below_the_budget(objects: list[dict[str, Any]]) -> None:
+def test_rollout_is_configured_never_to_drop_below_the_budget(
+    objects: list[dict[str, Any]], environment: str
+) -> None:
     deployment = find(objects, "Deployment")
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
-    hpa = find(objects, "HorizontalPodAutoscaler")
-    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
-    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    if environment == "default":
+        # The memory store of a default install: exactly one pod, no HPA to add more.
+        assert deployment["spec"]["replicas"] == 1
+        assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    else:
+        hpa = find(objects, "HorizontalPodAutoscaler")
+        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+        assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert [c["topologyKey"] for c in spread] == [
         "topology.kubernetes.io/zone",

@@ -421,10 +421,12 @@ resource "aws_iam_role_policy" "github_preview" {
         Resource = "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:/aws/lambda/${local.preview_prefix}*"
       },
       {
-        # Describe calls Terraform makes while refreshing; none can be scoped.
+        # Describe calls Terraform makes while refreshing, and the account's Lambda
+        # quota the deploy's preflight reads (preview-preflight.py); none can be scoped.
         Sid    = "Describe"
         Effect = "Allow"
         Action = [
+          "lambda:GetAccountSettings",
           "logs:DescribeLogGroups",
           "ec2:DescribeSecurityGroups",
           "ec2:DescribeSubnets",
@@ -433,9 +435,11 @@ resource "aws_iam_role_policy" "github_preview" {
         Resource = "*"
       },
       {
+        # The data source of infra/preview reads the secret's metadata and its resource
+        # policy; the value is for the function's own role only.
         Sid      = "PreviewSecrets"
         Effect   = "Allow"
-        Action   = ["secretsmanager:DescribeSecret"]
+        Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
         Resource = "arn:${local.partition}:secretsmanager:${var.region}:${local.account_id}:secret:${var.name}/preview/*"
       },
       {

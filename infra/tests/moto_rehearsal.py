@@ -114,6 +114,9 @@ class Root:
         for path in source.glob("*.tf"):
             if files is None or path.name in files:
                 shutil.copy(path, self.dir)
+        # Data files the configuration reads with file() (the EKS calendar).
+        for path in source.glob("*.json"):
+            shutil.copy(path, self.dir)
         if extra:
             (self.dir / "rehearsal.tf").write_text(extra)
         for sub in ("policies",):

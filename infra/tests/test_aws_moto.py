@@ -14,7 +14,10 @@ import re
 
 import pytest
 
+import zipfile
+
 from conftest import INFRA, load_root
+from iam_calls import NO_PERMISSION, allows, calls
 from moto_rehearsal import MIRROR, Moto, Root
 
 pytestmark = pytest.mark.skipif(
@@ -235,6 +238,144 @@ def test_grafana_secret_is_created_empty(platform):
         SecretId="order-service/platform/grafana-admin"
     )
     assert not secret.get("VersionIdsToStages")
+
+
+# --- the preview role can run infra/preview -------------------------------------------------
+
+PREVIEW_PR = 4242
+PREVIEW_FUNCTION = f"order-service-preview-pr-{PREVIEW_PR}"
+ACCOUNT = "123456789012"
+STATE_BUCKET = "example-org-tfstate"  # state_bucket_name of the platform fixture
+# Data sources that are computed without a request.
+NO_REQUEST = {"aws_partition"}
+
+
+@pytest.fixture(scope="module")
+def preview_run(platform, tmp_path_factory):
+    """A postgres preview in the platform's own preview network, with the platform's boundary
+    and a preview secret: applied, applied again with new code (every push), planned and
+    destroyed, logging every AWS request the provider makes."""
+    _, moto, _, _ = platform
+    work = tmp_path_factory.mktemp("preview-calls")
+    network = {
+        "subnet_ids": [s["SubnetId"] for s in moto.client("ec2").describe_subnets(
+            Filters=[{"Name": "tag:kubernetes.io/role/internal-elb", "Values": ["1"]}])["Subnets"]],
+        "security_group_ids": [moto.client("ec2").describe_security_groups(
+            GroupNames=["order-service-preview"])["SecurityGroups"][0]["GroupId"]],
+    }  # fmt: skip
+    secret = moto.client("secretsmanager").create_secret(
+        Name="order-service/preview/app", SecretString='{"database_url": "postgres://preview@db/app"}'
+    )
+    root = Root(INFRA / "preview", work, moto)
+    root.init()
+    log = work / "terraform.log"
+    root.env.update({"TF_LOG": "debug", "TF_LOG_PATH": str(log)})
+    variables = [
+        "-var", f"pr_number={PREVIEW_PR}", "-var", "store=postgres",
+        "-var", f"secret_name={secret['Name']}",
+        "-var", f"subnet_ids={json.dumps(network['subnet_ids'])}",
+        "-var", f"security_group_ids={json.dumps(network['security_group_ids'])}",
+    ]  # fmt: skip
+    try:
+        for content in ("first", "second"):
+            bundle = work / f"{content}.zip"
+            with zipfile.ZipFile(bundle, "w") as z:
+                z.writestr("bootstrap", f"#!/bin/sh\n# {content}\n")
+            root.apply(*variables, "-var", f"lambda_zip={bundle}")
+        root.plan_changes(*variables, "-var", f"lambda_zip={bundle}")
+    finally:
+        root.destroy(*variables, "-var", f"lambda_zip={bundle}")
+        moto.client("secretsmanager").delete_secret(SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
+    return calls(log.read_text()), secret["ARN"], bool(network["subnet_ids"])
+
+
+def preview_role_policy(moto) -> dict:
+    document = moto.client("iam").get_role_policy(
+        RoleName="order-service-github-preview", PolicyName="manage-previews"
+    )["PolicyDocument"]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def required(observed, secret_arn: str, in_vpc: bool) -> list[tuple[str, str, dict]]:
+    """(action, resource ARN, condition context) of every request of the preview run, of
+    what AWS authorises besides the request itself, and of the S3 backend (tf-init.sh)."""
+    arn = {
+        "lambda": f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:{PREVIEW_FUNCTION}",
+        "iam": f"arn:aws:iam::{ACCOUNT}:role/{PREVIEW_FUNCTION}",
+        "logs": f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/lambda/{PREVIEW_FUNCTION}",
+        "secretsmanager": secret_arn,
+    }
+    # Calls IAM checks against every resource ("*"), whatever the request names.
+    unscoped = {"logs:DescribeLogGroups"}
+    boundary = {"iam:PermissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/order-service-preview-boundary"}
+    needed = []
+    for call in observed:
+        if call.action in NO_PERMISSION:
+            continue
+        service = call.action.split(":")[0]
+        resource = "*" if call.action in unscoped or service == "ec2" else arn[service]
+        needed.append((call.action, resource, boundary if service == "iam" else {}))
+    actions = {c.action for c in observed}
+    if "lambda:CreateFunction" in actions:
+        # CreateFunction passes the execution role and tags the function (default_tags).
+        needed.append(("iam:PassRole", arn["iam"], {"iam:PassedToService": "lambda.amazonaws.com"}))
+        needed.append(("lambda:TagResource", arn["lambda"], {}))
+        if in_vpc:
+            # Lambda checks that the caller may see the subnets and security groups it names.
+            needed += [(a, "*", {}) for a in ("ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs")]
+    if "iam:CreateRole" in actions:
+        needed.append(("iam:TagRole", arn["iam"], boundary))
+    if "logs:CreateLogGroup" in actions:
+        needed.append(("logs:TagResource", arn["logs"], {}))
+    # The deploy's preflight (.github/scripts/preview-deploy.sh).
+    needed.append(("lambda:GetAccountSettings", "*", {}))
+    # The S3 backend with use_lockfile (tf-init.sh): state and lock object of this preview.
+    state = f"arn:aws:s3:::{STATE_BUCKET}/preview/pr-{PREVIEW_PR}.tfstate"
+    needed += [
+        ("s3:ListBucket", f"arn:aws:s3:::{STATE_BUCKET}", {"s3:prefix": f"preview/pr-{PREVIEW_PR}.tfstate"}),
+        ("s3:GetObject", state, {}),
+        ("s3:PutObject", state, {}),
+        ("s3:PutObject", f"{state}.tflock", {}),
+        ("s3:DeleteObject", f"{state}.tflock", {}),
+    ]
+    return sorted(set((a, r, json.dumps(c, sort_keys=True)) for a, r, c in needed))
+
+
+def test_the_preview_rehearsal_reaches_every_resource_and_data_source_of_infra_preview(preview_run):
+    observed, _, _ = preview_run
+    declared = set()
+    for kind in ("resource", "data"):
+        for block in load_root(INFRA / "preview").get(kind, []):
+            declared.update(block)
+    reached = {c.resource_type for c in observed}
+    assert declared - NO_REQUEST <= reached, f"never called AWS for: {sorted(declared - NO_REQUEST - reached)}"
+    assert {"lambda:UpdateFunctionCode", "secretsmanager:GetResourcePolicy"} <= {c.action for c in observed}
+
+
+def test_the_preview_role_allows_every_call_infra_preview_makes(platform, preview_run):
+    """The preview role's policy, as infra/aws wrote it into IAM, against every request of a
+    preview's apply, update, plan and destroy."""
+    _, moto, _, _ = platform
+    observed, secret_arn, in_vpc = preview_run
+    policy = preview_role_policy(moto)
+    denied = [
+        f"{action} on {resource}" + (f" with {context}" if context != "{}" else "")
+        for action, resource, context in required(observed, secret_arn, in_vpc)
+        if not allows(policy, action, resource, json.loads(context))
+    ]
+    assert not denied, "the preview role (infra/aws/github_oidc.tf) denies:\n" + "\n".join(denied)
+
+
+def test_the_permission_check_denies_what_the_policy_leaves_out(platform, preview_run):
+    """The check itself can fail: without its statement for secrets, the data source's
+    calls are denied."""
+    _, moto, _, _ = platform
+    observed, secret_arn, in_vpc = preview_run
+    policy = preview_role_policy(moto)
+    policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != "PreviewSecrets"]
+    needed = required(observed, secret_arn, in_vpc)
+    assert not allows(policy, "secretsmanager:DescribeSecret", secret_arn)
+    assert any(not allows(policy, a, r, json.loads(c)) for a, r, c in needed)
 
 
 def test_destroy_leaves_nothing(platform):

@@ -166,6 +166,12 @@ Refuse values that would deploy something broken; the schema cannot express cros
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
 {{- end }}
+{{- if eq $v.config.store "memory" }}
+{{- $pods := ternary $v.autoscaling.maxReplicas $v.replicas (and $v.autoscaling.enabled true) }}
+{{- if gt (int $pods) 1 }}
+{{- fail (printf "config.store=memory keeps orders in each pod's own memory, and up to %v pods can run (%s): ids would collide, idempotency keys would hold per pod and GET /orders/{id} would depend on the pod that answers. Use config.store=postgres, or one pod (replicas: 1, autoscaling.enabled: false)" $pods (ternary "autoscaling.maxReplicas" "replicas" (and $v.autoscaling.enabled true))) }}
+{{- end }}
+{{- end }}
 {{- if $v.pdb.enabled }}
 {{- $min := not (kindIs "invalid" $v.pdb.minAvailable) }}
 {{- $max := not (kindIs "invalid" $v.pdb.maxUnavailable) }}
