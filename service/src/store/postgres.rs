@@ -29,6 +29,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Serialises `migrate` runs (schema creation and migrations) against one database; any
 /// constant shared by every build of this service works.
 const MIGRATION_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
+/// How often a migration run queued behind another asks for the lock again.
+const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// A pooled connection idle this long is pinged before use.
 const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -237,11 +239,17 @@ impl PostgresStore {
             .execute(&mut conn)
             .await
             .map_err(PostgresError::Connect)?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
+        // Polled, not waited for: a session blocked in pg_advisory_lock holds a snapshot, and
+        // the twin holding the lock, building an index CONCURRENTLY, waits for every snapshot
+        // older than its own: a deadlock. A try that answers at once holds none.
+        while !sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
             .bind(MIGRATION_LOCK_ID)
-            .execute(&mut conn)
+            .fetch_one(&mut conn)
             .await
-            .map_err(PostgresError::Connect)?;
+            .map_err(PostgresError::Connect)?
+        {
+            tokio::time::sleep(MIGRATION_LOCK_POLL).await;
+        }
         sqlx::query(&format!(
             "CREATE SCHEMA IF NOT EXISTS \"{}\"",
             config.schema
