@@ -39,10 +39,13 @@ resource "aws_lambda_function" "preview" {
         ENVIRONMENT      = local.environment
         LOG_FORMAT       = "json"
         LOG_LEVEL        = var.log_level
-        SEED_SAMPLE_DATA = "true"
+        SEED_SAMPLE_DATA = var.store == "memory" ? "true" : "false"
         STORE            = var.store
       },
-      var.store == "postgres" ? { DB_SCHEMA = "preview_pr_${var.pr_number}" } : {},
+      var.store == "postgres" ? {
+        DB_SCHEMA          = "preview_pr_${var.pr_number}"
+        DB_MAX_CONNECTIONS = tostring(var.db_max_connections)
+      } : {},
       var.secret_name == null ? { SECRETS_MANAGER_ENABLED = "false" } : {
         SECRETS_MANAGER_ENABLED                           = "true"
         AWS_SECRET_NAME                                   = var.secret_name

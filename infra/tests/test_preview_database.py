@@ -10,81 +10,42 @@ the others. Skipped when initdb, pg_ctl or psql is missing.
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import socket
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
+import pg_cluster
 from conftest import INFRA, ROOT
+from pg_cluster import psql
 
 SQL = INFRA / "aws" / "sql" / "preview-role.sql"
 DROP = ROOT / ".github" / "scripts" / "preview-schema.sh"
 LIMIT = 3
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("initdb", "pg_ctl", "psql")), reason="needs the PostgreSQL binaries"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytestmark = pytest.mark.skipif(not pg_cluster.available(), reason="needs the PostgreSQL binaries")
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    # Not under pytest's tmp_path: its parent is private to this user, and the cluster's
-    # owner must reach the directory.
-    work = Path(tempfile.mkdtemp(prefix="preview-db-"))
-    # initdb refuses to run as root; the cluster then belongs to the postgres user.
-    owner = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
-    if owner:
-        os.chown(work, pwd.getpwnam("postgres").pw_uid, -1)
-    port = free_port()
-    subprocess.run([*owner, "initdb", "-D", work / "data", "-U", "postgres", "-A", "trust", "--no-instructions"],
-                   check=True, capture_output=True)  # fmt: skip
-    subprocess.run(
-        [*owner, "pg_ctl", "start", "-w", "-D", work / "data", "-l", work / "server.log",
-         "-o", f"-k {work} -p {port} -c listen_addresses=127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    base = f"postgres://{{user}}@127.0.0.1:{port}/orders"
-    admin = base.format(user="postgres").replace("/orders", "/postgres")
-    psql(admin, "CREATE DATABASE orders")
-    admin = base.format(user="postgres")
-    # What staging holds: its own role, schema and orders.
-    psql(admin, """
-        CREATE ROLE order_service_staging LOGIN;
-        CREATE SCHEMA staging AUTHORIZATION order_service_staging;
-        SET ROLE order_service_staging;
-        CREATE TABLE staging.orders (id bigint PRIMARY KEY, customer_name text);
-        INSERT INTO staging.orders VALUES (1, 'John Doe');
-        RESET ROLE;
-        CREATE TABLE public.public_orders (id bigint);
-    """)  # fmt: skip
-    result = subprocess.run(
-        ["psql", admin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "password=preview-secret",
-         "-v", f"connection_limit={LIMIT}", "-f", SQL],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    yield {"admin": admin, "preview": base.format(user="order_service_preview")}
-    subprocess.run([*owner, "pg_ctl", "stop", "-D", work / "data", "-m", "immediate"], capture_output=True)
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def psql(url: str, sql: str, ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["psql", url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"], input=sql, capture_output=True, text=True
-    )
-    if ok:
+    with pg_cluster.cluster("orders") as base:
+        admin = base.format(user="postgres")
+        # What staging holds: its own role, schema and orders.
+        psql(admin, """
+            CREATE ROLE order_service_staging LOGIN;
+            CREATE SCHEMA staging AUTHORIZATION order_service_staging;
+            SET ROLE order_service_staging;
+            CREATE TABLE staging.orders (id bigint PRIMARY KEY, customer_name text);
+            INSERT INTO staging.orders VALUES (1, 'John Doe');
+            RESET ROLE;
+            CREATE TABLE public.public_orders (id bigint);
+        """)  # fmt: skip
+        result = subprocess.run(
+            ["psql", admin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "password=preview-secret",
+             "-v", f"connection_limit={LIMIT}", "-f", SQL],
+            capture_output=True, text=True,
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr
-    return result
+        yield {"admin": admin, "preview": base.format(user="order_service_preview")}
 
 
 def test_the_role_file_can_run_again_to_change_the_limit(cluster):

@@ -30,6 +30,7 @@ mock_provider "aws" {
 
 variables {
   pr_number = 42
+  store     = "memory"
 }
 
 run "public_memory_preview" {
@@ -159,8 +160,13 @@ run "postgres_preview_with_secret" {
   }
 
   assert {
-    condition     = aws_lambda_function.preview.reserved_concurrent_executions == 5
-    error_message = "A postgres preview shares one schema between sandboxes and may run several."
+    condition     = coalesce(aws_lambda_function.preview.reserved_concurrent_executions, -1) == -1
+    error_message = "A postgres preview reserves nothing: parallel requests are never throttled, and a quota of 10 holds it."
+  }
+
+  assert {
+    condition     = aws_lambda_function.preview.environment[0].variables["DB_MAX_CONNECTIONS"] == "2"
+    error_message = "A postgres preview sandbox opens at most db_max_connections connections."
   }
 
   assert {
