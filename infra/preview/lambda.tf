@@ -37,7 +37,6 @@ resource "aws_lambda_function" "preview" {
     variables = merge(
       {
         ENVIRONMENT      = local.environment
-        LOG_FORMAT       = "json"
         LOG_LEVEL        = var.log_level
         SEED_SAMPLE_DATA = var.store == "memory" ? "true" : "false"
         STORE            = var.store
@@ -57,8 +56,10 @@ resource "aws_lambda_function" "preview" {
     mode = "Active"
   }
 
+  # The one setting of the log format: Lambda passes it to the process as
+  # AWS_LAMBDA_LOG_FORMAT, which the binary follows, and CloudWatch indexes JSON lines.
   logging_config {
-    log_format = "Text"
+    log_format = "JSON"
     log_group  = aws_cloudwatch_log_group.function.name
   }
 

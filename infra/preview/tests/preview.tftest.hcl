@@ -59,13 +59,17 @@ run "public_memory_preview" {
   assert {
     condition = aws_lambda_function.preview.environment[0].variables == tomap({
       ENVIRONMENT             = "preview-pr-42"
-      LOG_FORMAT              = "json"
       LOG_LEVEL               = "info"
       SEED_SAMPLE_DATA        = "true"
       STORE                   = "memory"
       SECRETS_MANAGER_ENABLED = "false"
     })
     error_message = "A memory preview must set exactly the expected environment."
+  }
+
+  assert {
+    condition     = aws_lambda_function.preview.logging_config[0].log_format == "JSON"
+    error_message = "The function's logging configuration is the one source of the log format (AWS_LAMBDA_LOG_FORMAT): JSON lines in CloudWatch."
   }
 
   assert {
