@@ -52,6 +52,16 @@ IMAGE_RUSTUP_HOME = "/usr/local/rustup"
 
 failures = []
 
+# The platform the image is built for (Docker's TARGETPLATFORM): IMAGE_PLATFORM, or this
+# machine's. The sandbox has no network, so the build stage runs its native path only (the
+# cross compiler and Rust target of another architecture come from apt and rustup): another
+# platform is checked on a machine of that architecture (the ci workflow's arm64 job).
+ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
+# ELF e_machine of each architecture's executables.
+ELF_MACHINE = {"amd64": 0x3E, "arm64": 0xB7}
+PLATFORM = os.environ.get("IMAGE_PLATFORM") or f"linux/{ARCHES.get(os.uname().machine, os.uname().machine)}"
+TARGETARCH = PLATFORM.removeprefix("linux/")
+
 
 def fail(message):
     failures.append(message)
@@ -77,7 +87,8 @@ def stages(dockerfile):
     result = []
     for ins in dockerfile.structure:
         if ins["instruction"] == "FROM":
-            words = ins["value"].split()
+            # --platform=$BUILDPLATFORM: the stage runs where the build runs (see PLATFORM).
+            words = [w for w in ins["value"].split() if not w.startswith("--platform=")]
             name = words[2] if len(words) == 3 and words[1].lower() == "as" else str(len(result))
             result.append((name, words[0], []))
         elif result and ins["instruction"] != "COMMENT":
@@ -139,7 +150,9 @@ def build_stage(ctx, out, copied, stage_name, base, instructions, run_instead=No
     workdir = "/"
     env = {"PATH": f"{IMAGE_CARGO_HOME}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "CARGO_HOME": IMAGE_CARGO_HOME, "RUSTUP_HOME": IMAGE_RUSTUP_HOME,
-           "HOME": "/root", "CARGO_NET_OFFLINE": "true", "CARGO_TERM_COLOR": "never"}
+           "HOME": "/root", "CARGO_NET_OFFLINE": "true", "CARGO_TERM_COLOR": "never",
+           # What BuildKit gives a stage that declares ARG TARGETARCH.
+           "TARGETARCH": TARGETARCH}
     binds = []
     commands = []
     for ins in instructions:
@@ -431,6 +444,16 @@ def main():
             fail(f"workspace member {pkg['name']} ({manifest.parent}/) is not in the build context: "
                  f"admit it in .dockerignore, or take it out of the workspace")
 
+    host = ARCHES.get(os.uname().machine)
+    if TARGETARCH not in ELF_MACHINE or not PLATFORM.startswith("linux/"):
+        fail(f"IMAGE_PLATFORM={PLATFORM}: the image is built for linux/amd64 and linux/arm64")
+        return
+    if TARGETARCH != host:
+        fail(f"IMAGE_PLATFORM={PLATFORM} on a linux/{host} machine: the offline build stage builds "
+             f"natively only; check {PLATFORM} on a machine of that architecture")
+        return
+    print(f"platform: {PLATFORM}")
+
     found = build_stage_of_dockerfile()
     if found is None:
         return
@@ -443,6 +466,12 @@ def main():
     print(f"build stage: {time.monotonic() - started:.0f} s")
 
     binary = out / Path(copied[0]).name
+    with binary.open("rb") as f:
+        header = f.read(20)
+    machine = int.from_bytes(header[18:20], "little")
+    if header[:4] != b"\x7fELF" or machine != ELF_MACHINE[TARGETARCH]:
+        fail(f"the build stage made {binary.name} for ELF machine {machine:#x}, not {PLATFORM}")
+        return
     libs = linked_packages(binary)
     # gcr.io/distroless/cc-debian12 ships glibc and the GCC runtime libraries, nothing else.
     extra = libs - {"libc6", "libgcc-s1", "libstdc++6", "libgomp1"}

@@ -20,8 +20,12 @@ work=$(mktemp -d)
 # user (a CI runner).
 trap 'as_root rm -rf "$work"' EXIT
 
-log "image: build context, build stage, run as the image runs it"
-as_root "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work"
+# IMAGE_PLATFORM (linux/amd64 or linux/arm64; this machine's by default) is the platform the
+# build stage builds for, as TARGETPLATFORM in a buildx build; the binary must be that
+# platform's. The sandbox is offline, so a platform is checked on a machine of its own
+# architecture (ci.yml runs this stage on an arm64 runner for linux/arm64).
+log "image: build context, build stage for ${IMAGE_PLATFORM:-the platform of this machine}, run as the image runs it"
+as_root env IMAGE_PLATFORM="${IMAGE_PLATFORM:-}" "$VENV/bin/python" .ci/image_test.py "$ROOT" "$work"
 
 # The real image: buildah builds the Dockerfile with stand-in base images assembled from
 # Debian's packages (.ci/image_buildah.sh), then it runs as above. IMAGE_BUILDAH=0 skips it.

@@ -12,6 +12,13 @@ key="preview/pr-$pr.tfstate"
 here="$(cd "$(dirname "$0")" && pwd)"
 
 "$here/tf-init.sh" infra/preview "$key"
+# A postgres preview's schema goes first, while its state still names the secret to reach
+# it: a failure leaves the state, so the next sweep tries both again. A state without the
+# output (a memory preview) drops nothing.
+secret=$(terraform -chdir=infra/preview output -json database 2>/dev/null | jq -r '.secret_name // empty' || true)
+if [ -n "$secret" ]; then
+  PREVIEW_SECRET_NAME="$secret" "$here/preview-schema.sh" drop "$pr"
+fi
 terraform -chdir=infra/preview destroy -auto-approve -no-color -lock-timeout=5m \
   -var "pr_number=$pr" -var "region=$AWS_REGION"
 # An empty state left behind would make every sweep destroy this preview again.

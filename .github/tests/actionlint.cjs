@@ -6,12 +6,12 @@
 const { readFileSync } = require("node:fs");
 const { join } = require("node:path");
 
-// This WASM build predates the `vars` context (2023) and the ubuntu-24.04 runner label,
-// so it reports both as errors. Only these two exact messages are skipped; every other
-// finding fails the run.
+// This WASM build predates the `vars` context (2023) and the ubuntu-24.04 runner labels
+// (x64 and arm), so it reports them as errors. Only these exact messages are skipped;
+// every other finding fails the run.
 const OUTDATED = [
   /^undefined variable "vars"\./,
-  /^label "ubuntu-24\.04" is unknown\./,
+  /^label "ubuntu-24\.04(-arm)?" is unknown\./,
 ];
 
 async function main() {

@@ -493,3 +493,34 @@ def test_the_helm_upgrade_arguments_render_the_pull_secret_and_the_runbook_url(t
 def test_helm_values_parser_nests_like_helm():
     argv = shlex.split("--set-string a.b=1 --set-string 'imagePullSecrets[0].name=x' --set-string c=d=e")
     assert helm_values(argv) == {"a": {"b": "1"}, "imagePullSecrets": [{"name": "x"}], "c": "d=e"}
+
+
+# --- both node architectures ---------------------------------------------------------------
+
+
+def test_the_image_is_published_for_both_node_architectures_with_sbom_and_provenance(tmp_path):
+    ctx, steps = image_steps(ECR_VARS, tmp_path)
+    (build,) = [s for s in steps if str(s.get("uses", "")).startswith("docker/build-push-action@")]
+    assert set(str(build["with"]["platforms"]).split(",")) == {"linux/amd64", "linux/arm64"}
+    assert build["with"]["sbom"] is True
+    assert build["with"]["provenance"] == "mode=max"
+    # infra/aws offers nodes of both architectures.
+    variables = (ROOT / "infra" / "aws" / "variables.tf").read_text()
+    assert "AL2023_ARM_64_STANDARD" in variables and "AL2023_x86_64_STANDARD" in variables
+
+
+def test_the_build_stage_runs_on_the_builder_and_compiles_for_the_target():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM --platform=$BUILDPLATFORM rust:" in dockerfile, "an emulated build stage would take hours"
+    assert "ARG TARGETARCH" in dockerfile
+
+
+def test_ci_checks_the_build_stage_on_an_arm64_machine():
+    jobs = load(WORKFLOWS / "ci.yml")["jobs"]
+    arm = [
+        job for job in jobs.values()
+        if str(job.get("runs-on", "")).endswith("-arm")
+        and any(s.get("run") == "./.ci/test image" and s.get("env", {}).get("IMAGE_PLATFORM") == "linux/arm64"
+                for s in job["steps"])
+    ]  # fmt: skip
+    assert arm, "no ci.yml job runs the image stage for linux/arm64 on an arm64 runner"

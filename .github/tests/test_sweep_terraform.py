@@ -1,5 +1,6 @@
-"""The nightly sweep with real terraform: previews applied to moto's S3 and Lambda, swept, the
-closed ones destroyed with their state objects, the open one kept.
+"""The nightly sweep with real terraform: postgres previews applied to moto's S3, Lambda and
+VPC, each with its schema in a real PostgreSQL, swept: the closed ones destroyed with their
+state objects and schemas, the open one kept, a second sweep doing nothing.
 
 Each preview is applied the way preview.yml does it, from a fresh copy of the repository
 (one runner per pull request): tf-init.sh with the S3 backend, then terraform apply. The
@@ -8,7 +9,7 @@ the same directory once per preview, which is what "Backend configuration change
 Only `gh` is a stand-in: GitHub's API cannot run here; it answers each pull request's state.
 
 Needs terraform, the provider mirror (TF_PROVIDER_MIRROR, default /opt/tf-plugins), the
-AWS CLI and moto; skipped when the mirror or terraform is missing.
+AWS CLI, moto, jq and the PostgreSQL binaries; skipped when one is missing.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "infra" / "tests"))
+import pg_cluster  # noqa: E402
+from pg_cluster import psql  # noqa: E402
+
 MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
 REGION = "eu-west-1"
 BUCKET = "order-service-tfstate"
@@ -30,8 +36,9 @@ BUCKET = "order-service-tfstate"
 PULL_REQUESTS = {"11": "OPEN", "12": "CLOSED", "13": "MERGED"}
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("terraform") is None or not MIRROR.is_dir() or shutil.which("aws") is None,
-    reason="needs terraform, the provider mirror and the AWS CLI",
+    shutil.which("terraform") is None or not MIRROR.is_dir() or shutil.which("aws") is None
+    or shutil.which("jq") is None or not pg_cluster.available(),
+    reason="needs terraform, the provider mirror, the AWS CLI, jq and PostgreSQL",
 )
 
 
@@ -72,11 +79,32 @@ def checkout(base: Path, name: str) -> Path:
         shutil.copy(path, repo / "infra" / "preview")
     shutil.copy(ROOT / "infra" / "preview" / ".terraform.lock.hcl", repo / "infra" / "preview")
     shutil.copytree(ROOT / ".github" / "scripts", repo / ".github" / "scripts")
+    # The workflows' "Preview settings" step: TFVARS_INFRA_PREVIEW into infra/preview.
+    if (base / "ci.auto.tfvars").exists():
+        shutil.copy(base / "ci.auto.tfvars", repo / "infra" / "preview")
     return repo
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory, moto):
+def database():
+    """The shared database with the preview role (infra/aws/sql/preview-role.sql)."""
+    with pg_cluster.cluster("orders") as url:
+        result = subprocess.run(
+            ["psql", url.format(user="postgres"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "password=x",
+             "-v", "connection_limit=20", "-f", ROOT / "infra" / "aws" / "sql" / "preview-role.sql"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        yield url
+
+
+def schemas(url: str) -> list[str]:
+    rows = psql(url.format(user="postgres"), "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'preview_pr_%' ORDER BY 1")
+    return rows.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory, moto, database):
     base = tmp_path_factory.mktemp("sweep")
     (base / "terraformrc").write_text(
         'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % MIRROR
@@ -121,6 +149,22 @@ def environment(tmp_path_factory, moto):
     for name in ("AWS_PROFILE", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR"):
         env.pop(name, None)
     client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    # What infra/aws's preview_tfvars output gives every preview (TFVARS_INFRA_PREVIEW): the
+    # preview database secret and network.
+    ec2 = client(moto, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="order-service-preview", Description="p", VpcId=vpc)["GroupId"]
+    preview_url = database.format(user="order_service_preview")
+    client(moto, "secretsmanager").create_secret(
+        Name="order-service/preview/database", SecretString=f'{{"database_url": "{preview_url}"}}'
+    )
+    (base / "ci.auto.tfvars").write_text(
+        'store              = "postgres"\n'
+        'secret_name        = "order-service/preview/database"\n'
+        f'subnet_ids         = ["{subnet}"]\n'
+        f'security_group_ids = ["{group}"]\n'
+    )
     # The boundary infra/aws creates; the preview roles must carry it.
     client(moto, "iam").create_policy(
         PolicyName="order-service-preview-boundary",
@@ -133,9 +177,11 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
-def deploy_preview(base: Path, env: dict, zip_path: Path, pr: str) -> None:
-    """What preview.yml's deploy job runs, in a fresh checkout."""
+def deploy_preview(base: Path, env: dict, zip_path: Path, pr: str, database: str) -> None:
+    """What preview.yml's deploy job runs, in a fresh checkout (the migration stands in as
+    the schema it creates, as the preview role)."""
     repo = checkout(base, f"deploy-{pr}")
+    psql(database.format(user="order_service_preview"), f"CREATE SCHEMA preview_pr_{pr}; CREATE TABLE preview_pr_{pr}.orders (id int);")
     init = sh([".github/scripts/tf-init.sh", "infra/preview", f"preview/pr-{pr}.tfstate"], repo, env)
     assert init.returncode == 0, init.stdout + init.stderr
     apply = sh(
@@ -162,10 +208,11 @@ def roles(endpoint: str) -> list[str]:
     return sorted(r["RoleName"] for r in client(endpoint, "iam").list_roles()["Roles"])
 
 
-def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environment, moto):
+def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environment, moto, database):
     base, env, zip_path = environment
     for pr in PULL_REQUESTS:
-        deploy_preview(base, env, zip_path, pr)
+        deploy_preview(base, env, zip_path, pr, database)
+    assert schemas(database) == [f"preview_pr_{pr}" for pr in sorted(PULL_REQUESTS)]
     names = {pr: f"order-service-preview-pr-{pr}" for pr in PULL_REQUESTS}
     assert functions(moto) == sorted(names.values())
     assert state_keys(moto) == sorted(f"preview/pr-{pr}.tfstate" for pr in PULL_REQUESTS)
@@ -183,8 +230,11 @@ def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environm
     assert state_keys(moto) == ["preview/pr-11.tfstate"]
     groups = client(moto, "logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/order-service-preview-")
     assert [g["logGroupName"] for g in groups["logGroups"]] == [f"/aws/lambda/{names['11']}"]
+    # The closed previews' schemas, with their tables, are gone; the open one's is kept.
+    assert schemas(database) == ["preview_pr_11"]
 
     # A second sweep has nothing left to do.
     again = sh([".github/scripts/sweep-previews.sh"], repo, {**env, "DRY_RUN": "false"})
     assert again.returncode == 0, again.stdout + again.stderr
     assert "sweep: 0 destroyed, 0 failed" in again.stdout
+    assert schemas(database) == ["preview_pr_11"]

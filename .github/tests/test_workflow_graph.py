@@ -329,7 +329,7 @@ def test_the_concurrency_model_follows_githubs_pending_rule(tmp_path):
 
 # --- ci.yml, preview.yml, preview-sweep.yml ------------------------------------------------
 
-CI_JOBS = {"test", "advisories", "checkov", "zizmor", "hadolint"}
+CI_JOBS = {"test", "provider-locks", "image-arm64", "advisories", "checkov", "zizmor", "hadolint"}
 
 
 @pytest.mark.parametrize("event", [push("main"), pull_request("opened"), pull_request("synchronize")])

@@ -436,10 +436,12 @@ resource "aws_iam_role_policy" "github_preview" {
       },
       {
         # The data source of infra/preview reads the secret's metadata and its resource
-        # policy; the value is for the function's own role only.
+        # policy; the deploy migrates a preview's schema and the teardown drops it with the
+        # preview database role's URL from the value. No new reach: the role already deploys
+        # code that reads these secrets.
         Sid      = "PreviewSecrets"
         Effect   = "Allow"
-        Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
+        Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:GetSecretValue"]
         Resource = "arn:${local.partition}:secretsmanager:${var.region}:${local.account_id}:secret:${var.name}/preview/*"
       },
       {

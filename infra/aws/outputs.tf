@@ -113,6 +113,11 @@ output "preview_network" {
   }
 }
 
+output "preview_tfvars" {
+  description = "infra/preview variables of every preview (the repository variable TFVARS_INFRA_PREVIEW): the database store in the preview network, or the memory store without a database."
+  value       = local.preview_tfvars
+}
+
 output "domain_name" {
   description = "Apex domain (external-dns domain filter)."
   value       = var.domain_name

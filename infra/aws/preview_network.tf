@@ -40,3 +40,31 @@ resource "aws_vpc_security_group_ingress_rule" "database_from_previews" {
   to_port                      = 5432
   referenced_security_group_id = aws_security_group.preview.id
 }
+
+# --- the previews' database ----------------------------------------------------------------
+
+# The connection of the preview database role (sql/preview-role.sql): operators put
+# {"database_url": "postgres://order_service_preview:…@<endpoint>/<db>"} into it after
+# running that file. Under <name>/preview/ with the AWS-managed key, the only secrets the
+# preview boundary lets a function read.
+resource "aws_secretsmanager_secret" "preview_database" {
+  count = local.database_count
+
+  # checkov:skip=CKV_AWS_149: the preview execution roles, bounded by the preview boundary, read it without a key grant; a customer-managed key would need a grant per pull request's role.
+  # checkov:skip=CKV2_AWS_57: the value is the preview role's URL, set by operators with sql/preview-role.sql; rotating it needs a rotation function that runs that file.
+  name                    = "${var.name}/preview/database"
+  description             = "Connection of the pull-request previews' database role (database_url, JSON)."
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+locals {
+  # What every preview gets as infra/preview variables (repository variable
+  # TFVARS_INFRA_PREVIEW): PostgreSQL in the private subnets when the database exists,
+  # the memory store otherwise.
+  preview_tfvars = var.create_database ? join("\n", [
+    "store              = \"postgres\"",
+    "secret_name        = \"${aws_secretsmanager_secret.preview_database[0].name}\"",
+    "subnet_ids         = ${jsonencode([for s in aws_subnet.private : s.id])}",
+    "security_group_ids = ${jsonencode([aws_security_group.preview.id])}",
+  ]) : "store = \"memory\""
+}

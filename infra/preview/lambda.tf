@@ -37,12 +37,14 @@ resource "aws_lambda_function" "preview" {
     variables = merge(
       {
         ENVIRONMENT      = local.environment
-        LOG_FORMAT       = "json"
         LOG_LEVEL        = var.log_level
-        SEED_SAMPLE_DATA = "true"
+        SEED_SAMPLE_DATA = var.store == "memory" ? "true" : "false"
         STORE            = var.store
       },
-      var.store == "postgres" ? { DB_SCHEMA = "preview_pr_${var.pr_number}" } : {},
+      var.store == "postgres" ? {
+        DB_SCHEMA          = "preview_pr_${var.pr_number}"
+        DB_MAX_CONNECTIONS = tostring(var.db_max_connections)
+      } : {},
       var.secret_name == null ? { SECRETS_MANAGER_ENABLED = "false" } : {
         SECRETS_MANAGER_ENABLED                           = "true"
         AWS_SECRET_NAME                                   = var.secret_name
@@ -54,8 +56,10 @@ resource "aws_lambda_function" "preview" {
     mode = "Active"
   }
 
+  # The one setting of the log format: Lambda passes it to the process as
+  # AWS_LAMBDA_LOG_FORMAT, which the binary follows, and CloudWatch indexes JSON lines.
   logging_config {
-    log_format = "Text"
+    log_format = "JSON"
     log_group  = aws_cloudwatch_log_group.function.name
   }
 

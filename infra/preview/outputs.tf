@@ -12,3 +12,11 @@ output "log_group_name" {
   description = "CloudWatch log group of the preview."
   value       = aws_cloudwatch_log_group.function.name
 }
+
+output "database" {
+  description = "Schema and secret of a postgres preview, null for a memory one: what preview-destroy.sh drops when the pull request closes."
+  value = var.store == "postgres" ? {
+    schema      = "preview_pr_${var.pr_number}"
+    secret_name = var.secret_name
+  } : null
+}

@@ -48,9 +48,9 @@ variable "lambda_zip" {
 }
 
 variable "store" {
-  description = "Order store of the preview: memory (default, seeded with sample data) or postgres (a schema of its own in a shared database)."
+  description = "Order store of the preview: postgres (default: the schema preview_pr_<n> of the shared database, as the preview database role; needs secret_name, subnet_ids and security_group_ids, which infra/aws's preview_tfvars output gives) or memory (opt-in, seeded with sample data, one sandbox)."
   type        = string
-  default     = "memory"
+  default     = "postgres"
 
   validation {
     condition     = contains(["memory", "postgres"], var.store)
@@ -88,6 +88,17 @@ variable "security_group_ids" {
   validation {
     condition     = (length(var.subnet_ids) == 0) == (length(var.security_group_ids) == 0)
     error_message = "subnet_ids and security_group_ids must be set together."
+  }
+}
+
+variable "db_max_connections" {
+  description = "DB_MAX_CONNECTIONS of a postgres preview: connections one sandbox opens at most. With the preview role's CONNECTION LIMIT (sql/preview-role.sql in infra/aws, 20 as documented) it bounds how many sandboxes of all previews together reach the database (20 / 2 = 10)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.db_max_connections >= 1 && var.db_max_connections <= 10 && floor(var.db_max_connections) == var.db_max_connections
+    error_message = "db_max_connections must be a whole number from 1 to 10."
   }
 }
 
@@ -136,7 +147,7 @@ variable "timeout_seconds" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrency of a postgres preview: caps what one public preview can do to the shared database. A memory preview always runs with 1 (see locals in versions.tf); null takes the default of 5."
+  description = "Reserved concurrency of a postgres preview; null (the default) reserves nothing, so a browser's parallel requests are never throttled and a new account's quota of 10 is enough. The database is protected by the preview role's CONNECTION LIMIT and db_max_connections, not by this. A memory preview always runs with 1 (see locals in versions.tf)."
   type        = number
   default     = null
 

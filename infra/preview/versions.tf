@@ -35,9 +35,10 @@ locals {
   function_name = "${var.name}-${local.environment}"
 
   # One sandbox, so one memory store: every request of a memory preview sees the
-  # same orders. A postgres preview shares state through its own schema and may
-  # run several sandboxes.
-  reserved_concurrency = var.store == "memory" ? 1 : coalesce(var.reserved_concurrency, 5)
+  # same orders. A postgres preview shares state through its own schema and runs as
+  # many sandboxes as requests arrive (null: no reservation), capped at the database by
+  # the preview role's connection limit.
+  reserved_concurrency = var.store == "memory" ? 1 : var.reserved_concurrency
 
   # infra/aws creates this boundary and lets the preview CI role create execution
   # roles only when it is attached (github_oidc.tf there).

@@ -327,8 +327,10 @@ def required(observed, secret_arn: str, in_vpc: bool) -> list[tuple[str, str, di
         needed.append(("iam:TagRole", arn["iam"], boundary))
     if "logs:CreateLogGroup" in actions:
         needed.append(("logs:TagResource", arn["logs"], {}))
-    # The deploy's preflight (.github/scripts/preview-deploy.sh).
+    # The deploy's preflight, and the database URL its migration and the teardown's schema
+    # drop read (preview-deploy.sh, preview-schema.sh).
     needed.append(("lambda:GetAccountSettings", "*", {}))
+    needed.append(("secretsmanager:GetSecretValue", secret_arn, {}))
     # The S3 backend with use_lockfile (tf-init.sh): state and lock object of this preview.
     state = f"arn:aws:s3:::{STATE_BUCKET}/preview/pr-{PREVIEW_PR}.tfstate"
     needed += [

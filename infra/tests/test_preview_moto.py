@@ -47,7 +47,7 @@ def preview(moto, tmp_path_factory):
     )
     root = Root(INFRA / "preview", work, moto)
     root.init()
-    variables = ("-var", "pr_number=42", "-var", f"lambda_zip={bundle}")
+    variables = ("-var", "pr_number=42", "-var", "store=memory", "-var", f"lambda_zip={bundle}")
     root.apply(*variables)
     yield root, variables
     root.destroy(*variables)
@@ -96,7 +96,7 @@ def test_destroy_leaves_nothing(moto, tmp_path_factory):
         z.writestr("bootstrap", "#!/bin/sh\n")
     root = Root(INFRA / "preview", work, moto)
     root.init()
-    variables = ("-var", "pr_number=7", "-var", f"lambda_zip={bundle}")
+    variables = ("-var", "pr_number=7", "-var", "store=memory", "-var", f"lambda_zip={bundle}")
     root.apply(*variables)
     name = "order-service-preview-pr-7"
     assert moto.client("lambda").get_function(FunctionName=name)

@@ -59,12 +59,14 @@ def plans(tmp_path_factory):
         root.run("plan", "-out=tfplan", "-var", f"lambda_zip={bundle}", *variables)
         return json.loads(root.run("show", "-json", "tfplan").stdout)
 
-    memory = ("-var", "pr_number=3")
+    memory = ("-var", "pr_number=3", "-var", "store=memory")
     found = {"new memory": plan(*memory)}
     root.apply("-var", f"lambda_zip={bundle}", *memory)
     found["applied memory"] = plan(*memory)
     root.destroy("-var", f"lambda_zip={bundle}", *memory)
-    found["new postgres"] = plan("-var", "pr_number=4", "-var", "store=postgres", "-var", "secret_name=order-service/preview/app")
+    postgres = ("-var", "pr_number=4", "-var", "secret_name=order-service/preview/app")
+    found["new postgres"] = plan(*postgres)
+    found["new capped postgres"] = plan(*postgres, "-var", "reserved_concurrency=5")
     moto.stop()
     return found, work
 
@@ -102,14 +104,19 @@ def test_a_preview_that_already_holds_its_reservation_needs_nothing_more(plans):
     assert result.returncode == 0, result.stdout
 
 
+def test_a_postgres_preview_reserves_nothing_and_fits_a_new_account(plans):
+    found, work = plans
+    result = preflight(work, found["new postgres"], settings(10, 10))
+    assert result.returncode == 0, result.stdout
+
+
 def test_the_reservation_counted_is_the_one_the_plan_makes(plans):
     found, work = plans
     (after,) = [
         c["change"]["after"]["reserved_concurrent_executions"]
-        for c in found["new postgres"]["resource_changes"]
+        for c in found["new capped postgres"]["resource_changes"]
         if c["type"] == "aws_lambda_function"
     ]
-    fits = settings(after + 100, after + 100)
-    assert preflight(work, found["new postgres"], fits).returncode == 0
-    short = settings(after + 99, after + 99)
-    assert preflight(work, found["new postgres"], short).returncode == 1
+    assert after == 5
+    assert preflight(work, found["new capped postgres"], settings(105, 105)).returncode == 0
+    assert preflight(work, found["new capped postgres"], settings(104, 104)).returncode == 1

@@ -99,10 +99,14 @@ impl Metrics {
         registry.register(Box::new(secrets_refresh.clone()))?;
         registry.register(Box::new(secrets_last_success.clone()))?;
         registry.register(Box::new(build_info))?;
+        // Not on Lambda: Lambda reports the sandbox's memory and duration itself, and EMF
+        // leaves process_* out, so reading /proc on every flush would be wasted.
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        if target == Target::Container {
+            registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))?;
+        }
 
         Ok(Self {
             registry,

@@ -30,6 +30,7 @@ mock_provider "aws" {
 
 variables {
   pr_number = 42
+  store     = "memory"
 }
 
 run "public_memory_preview" {
@@ -58,13 +59,17 @@ run "public_memory_preview" {
   assert {
     condition = aws_lambda_function.preview.environment[0].variables == tomap({
       ENVIRONMENT             = "preview-pr-42"
-      LOG_FORMAT              = "json"
       LOG_LEVEL               = "info"
       SEED_SAMPLE_DATA        = "true"
       STORE                   = "memory"
       SECRETS_MANAGER_ENABLED = "false"
     })
     error_message = "A memory preview must set exactly the expected environment."
+  }
+
+  assert {
+    condition     = aws_lambda_function.preview.logging_config[0].log_format == "JSON"
+    error_message = "The function's logging configuration is the one source of the log format (AWS_LAMBDA_LOG_FORMAT): JSON lines in CloudWatch."
   }
 
   assert {
@@ -159,8 +164,13 @@ run "postgres_preview_with_secret" {
   }
 
   assert {
-    condition     = aws_lambda_function.preview.reserved_concurrent_executions == 5
-    error_message = "A postgres preview shares one schema between sandboxes and may run several."
+    condition     = coalesce(aws_lambda_function.preview.reserved_concurrent_executions, -1) == -1
+    error_message = "A postgres preview reserves nothing: parallel requests are never throttled, and a quota of 10 holds it."
+  }
+
+  assert {
+    condition     = aws_lambda_function.preview.environment[0].variables["DB_MAX_CONNECTIONS"] == "2"
+    error_message = "A postgres preview sandbox opens at most db_max_connections connections."
   }
 
   assert {

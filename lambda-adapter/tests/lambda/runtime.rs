@@ -1,5 +1,6 @@
 //! The real `order-service-lambda` binary against a local Lambda Runtime API: what its log
-//! lines say about the trace of each invocation.
+//! lines say about the trace of each invocation. The function runs with the logging
+//! environment Lambda gives the preview function as infra/preview configures it.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -81,6 +82,30 @@ impl Drop for Function {
     }
 }
 
+/// The preview function's Terraform, whose logging settings Lambda turns into the
+/// environment of the process.
+const PREVIEW_LAMBDA_TF: &str = include_str!("../../../infra/preview/lambda.tf");
+
+/// What Lambda sets for logging in the function's process, as infra/preview configures it:
+/// `AWS_LAMBDA_LOG_FORMAT` from `logging_config.log_format` (Lambda sets it for every
+/// function, `Text` by default), and a `LOG_FORMAT` the function's own environment may hold.
+fn configured_logging_env() -> Vec<(&'static str, String)> {
+    let setting = |name: &str| {
+        PREVIEW_LAMBDA_TF.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().trim_matches('"').to_owned())
+        })
+    };
+    let mut env = vec![(
+        "AWS_LAMBDA_LOG_FORMAT",
+        setting("log_format").unwrap_or_else(|| "Text".to_owned()),
+    )];
+    if let Some(format) = setting("LOG_FORMAT") {
+        env.push(("LOG_FORMAT", format));
+    }
+    env
+}
+
 fn start_function(runtime_api: &str) -> Function {
     let mut child = Command::new(env!("CARGO_BIN_EXE_order-service-lambda"))
         .env_clear()
@@ -90,7 +115,7 @@ fn start_function(runtime_api: &str) -> Function {
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("ENVIRONMENT", "preview-7")
-        .env("LOG_FORMAT", "json")
+        .envs(configured_logging_env())
         .env("ENABLE_METRICS", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,6 +1,8 @@
 //! CloudWatch Embedded Metric Format (EMF) for the Lambda shell, which has no `/metrics` route:
 //! after each invocation the changes of the registry's counters and histograms since the
-//! previous flush become JSON log lines that CloudWatch Logs turns into metrics.
+//! previous flush become JSON log lines that CloudWatch Logs turns into metrics. The gauges an
+//! operator alarms on go out with every flush as the age they imply (`secret_age_seconds`:
+//! seconds since the last successful secret fetch), so a stale secret is visible.
 //!
 //! Layout of a line: every label of a metric is a dimension, plus `environment`. A line has one
 //! value per dimension name, so series whose labels disagree (two routes, two statuses) need
@@ -30,6 +32,12 @@ const MAX_VALUES: usize = 100;
 
 /// Families about the process rather than the service; Lambda reports duration and memory itself.
 const SKIPPED_PREFIX: &str = "process_";
+
+/// Gauges holding a Unix time, sent as the seconds since then under the second name.
+const AGE_GAUGES: &[(&str, &str)] = &[(
+    "secrets_last_success_timestamp_seconds",
+    "secret_age_seconds",
+)];
 
 type Labels = BTreeMap<String, String>;
 
@@ -68,7 +76,9 @@ impl EmfExporter {
     /// EMF documents for everything counted since the previous call: none when nothing
     /// changed, one for a typical invocation, more only when label values disagree.
     pub fn flush(&mut self, registry: &Registry, timestamp_ms: u64) -> Vec<Value> {
-        let deltas = self.deltas(&registry.gather());
+        let families = registry.gather();
+        let mut deltas = self.deltas(&families);
+        deltas.extend(ages(&families, timestamp_ms));
         group(deltas, &self.environment)
             .into_iter()
             .map(|document| document.render(&self.namespace, timestamp_ms))
@@ -106,6 +116,38 @@ impl EmfExporter {
         }
         deltas
     }
+}
+
+/// The current age of each [`AGE_GAUGES`] series that has been set (a zero gauge has never
+/// seen its event, and says nothing an alarm could use).
+fn ages(families: &[MetricFamily], timestamp_ms: u64) -> Vec<Delta> {
+    let now = timestamp_ms as f64 / 1000.0;
+    let mut ages = Vec::new();
+    for family in families {
+        let Some((_, age_name)) = AGE_GAUGES.iter().find(|(name, _)| *name == family.name()) else {
+            continue;
+        };
+        if family.get_field_type() != MetricType::GAUGE {
+            continue;
+        }
+        for metric in family.get_metric() {
+            let since = metric.get_gauge().get_value();
+            if since <= 0.0 {
+                continue;
+            }
+            ages.push(Delta {
+                name: (*age_name).to_owned(),
+                labels: metric
+                    .get_label()
+                    .iter()
+                    .map(|pair| (pair.name().to_owned(), pair.value().to_owned()))
+                    .collect(),
+                unit: "Seconds",
+                value: number((now - since).max(0.0)),
+            });
+        }
+    }
+    ages
 }
 
 fn total(kind: MetricType, metric: &Metric) -> Option<Total> {
@@ -367,11 +409,56 @@ mod tests {
     }
 
     #[test]
-    fn gauges_and_process_metrics_are_left_out() {
+    fn other_gauges_and_an_unset_secret_age_are_left_out() {
         let metrics = Metrics::new(Target::Lambda).expect("metrics");
         let mut emf = exporter();
         metrics.http_requests_in_flight.set(3);
-        metrics.secrets_last_success.set(1.0);
         assert!(emf.flush(metrics.registry(), TIMESTAMP).is_empty());
+    }
+
+    #[test]
+    fn every_flush_carries_the_age_of_the_secret_for_an_alarm() {
+        let metrics = Metrics::new(Target::Lambda).expect("metrics");
+        let mut emf = exporter();
+        let fetched = (TIMESTAMP / 1000 - 90) as f64;
+        metrics.secrets_last_success.set(fetched);
+        for later in [0, 60_000] {
+            let lines = emf.flush(metrics.registry(), TIMESTAMP + later);
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let age = lines[0]["secret_age_seconds"].as_f64().expect("age");
+            assert!(
+                (age - (90.123 + later as f64 / 1000.0)).abs() < 1e-6,
+                "{age}"
+            );
+            let directive = directive_for(&lines[0], "secret_age_seconds");
+            assert_eq!(directive["Dimensions"], json!([["environment"]]));
+            let unit = directive["Metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .find(|m| m["Name"] == "secret_age_seconds")
+                .map(|m| m["Unit"].clone());
+            assert_eq!(unit, Some(json!("Seconds")));
+        }
+    }
+
+    #[test]
+    fn lambda_registers_no_process_collector() {
+        let names = |target| -> Vec<String> {
+            let metrics = Metrics::new(target).expect("metrics");
+            metrics
+                .registry()
+                .gather()
+                .iter()
+                .map(|family| family.name().to_owned())
+                .collect()
+        };
+        assert!(!names(Target::Lambda)
+            .iter()
+            .any(|n| n.starts_with("process_")));
+        #[cfg(target_os = "linux")]
+        assert!(names(Target::Container)
+            .iter()
+            .any(|n| n.starts_with("process_")));
     }
 }
