@@ -40,6 +40,57 @@ resource "kubernetes_secret_v1" "grafana_admin" {
   data_wo_revision = var.grafana_admin_password_version
 }
 
+# The cluster's default StorageClass: gp3 EBS volumes of the EBS CSI driver (a managed
+# add-on of infra/aws), encrypted, created in the zone of the pod that first uses them.
+resource "kubernetes_storage_class_v1" "gp3" {
+  metadata {
+    name = "gp3"
+    annotations = {
+      "storageclass.kubernetes.io/is-default-class" = "true"
+    }
+  }
+  storage_provisioner    = "ebs.csi.aws.com"
+  volume_binding_mode    = "WaitForFirstConsumer"
+  reclaim_policy         = "Delete"
+  allow_volume_expansion = true
+  parameters = {
+    type      = "gp3"
+    encrypted = "true"
+  }
+}
+
+locals {
+  # Prometheus keeps its TSDB on a volume, for longer than the longest window a rule of the
+  # app chart uses (30 days of error budget): a restart, an eviction or a node upgrade no
+  # longer starts the budget from zero. retentionSize stops it short of a full volume, which
+  # would otherwise stop ingestion. Sizing: infra/README.md, "Monitoring storage".
+  prometheus_storage = {
+    retention     = "${var.prometheus_retention_days}d"
+    retentionSize = "${floor(var.prometheus_storage_gib * 0.85)}GB"
+    storageSpec = {
+      volumeClaimTemplate = {
+        spec = {
+          storageClassName = kubernetes_storage_class_v1.gp3.metadata[0].name
+          accessModes      = ["ReadWriteOnce"]
+          resources        = { requests = { storage = "${var.prometheus_storage_gib}Gi" } }
+        }
+      }
+    }
+  }
+  # Silences and the notification log survive a restart.
+  alertmanager_storage = {
+    storage = {
+      volumeClaimTemplate = {
+        spec = {
+          storageClassName = kubernetes_storage_class_v1.gp3.metadata[0].name
+          accessModes      = ["ReadWriteOnce"]
+          resources        = { requests = { storage = "2Gi" } }
+        }
+      }
+    }
+  }
+}
+
 # Prometheus, Alertmanager and Grafana. The release name is part of the contract:
 # Prometheus selects ServiceMonitors and PrometheusRules labelled
 # release=kube-prometheus-stack (values/kube-prometheus-stack.yaml).
@@ -59,6 +110,8 @@ resource "helm_release" "kube_prometheus_stack" {
   values = [
     file("${path.module}/values/kube-prometheus-stack.yaml"),
     yamlencode({
+      prometheus   = { prometheusSpec = local.prometheus_storage }
+      alertmanager = { alertmanagerSpec = local.alertmanager_storage }
       grafana = {
         admin = {
           existingSecret = kubernetes_secret_v1.grafana_admin.metadata[0].name

@@ -62,3 +62,25 @@ variable "metrics_server_chart_version" {
   type        = string
   default     = "3.12.2"
 }
+
+variable "prometheus_retention_days" {
+  description = "Days Prometheus keeps; at least one more than the longest window a rule of the app chart uses (30 days of error budget), which infra/tests checks."
+  type        = number
+  default     = 31
+
+  validation {
+    condition     = var.prometheus_retention_days >= 1 && floor(var.prometheus_retention_days) == var.prometheus_retention_days
+    error_message = "prometheus_retention_days must be a whole number of days."
+  }
+}
+
+variable "prometheus_storage_gib" {
+  description = "Size of Prometheus's volume in GiB; follows from the retention and the series count (infra/README.md, \"Monitoring storage\")."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.prometheus_storage_gib >= 10 && floor(var.prometheus_storage_gib) == var.prometheus_storage_gib
+    error_message = "prometheus_storage_gib must be a whole number of at least 10."
+  }
+}

@@ -105,6 +105,7 @@ resource "aws_eks_addon" "this" {
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.key
   configuration_values        = each.value == null ? null : jsonencode(each.value)
+  service_account_role_arn    = lookup(local.eks_addon_roles, each.key, null)
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "PRESERVE"
 
@@ -119,6 +120,12 @@ locals {
     vpc-cni    = { enableNetworkPolicy = "true" }
     kube-proxy = null
     coredns    = null
+    # PersistentVolumes on EBS (Prometheus and Alertmanager, infra/addons).
+    aws-ebs-csi-driver = null
+  }
+  # Add-ons whose controller calls AWS: their IRSA role (irsa.tf).
+  eks_addon_roles = {
+    aws-ebs-csi-driver = aws_iam_role.ebs_csi_driver.arn
   }
 }
 

@@ -6,6 +6,8 @@ locals {
     for key, sa in {
       aws_load_balancer_controller = { namespace = "kube-system", name = "aws-load-balancer-controller" }
       external_dns                 = { namespace = "kube-system", name = "external-dns" }
+      # The EBS CSI driver's controller (managed add-on aws-ebs-csi-driver, eks.tf).
+      ebs_csi_driver = { namespace = "kube-system", name = "ebs-csi-controller-sa" }
       } : key => jsonencode({
         Version = "2012-10-17"
         Statement = [{
@@ -79,4 +81,18 @@ resource "aws_iam_role_policy" "external_dns" {
       },
     ]
   })
+}
+
+# --- EBS CSI driver --------------------------------------------------------------------
+# Creates, attaches and deletes the EBS volumes of PersistentVolumeClaims (Prometheus and
+# Alertmanager keep their data on them); AWS's managed policy for the driver.
+
+resource "aws_iam_role" "ebs_csi_driver" {
+  name               = "${var.name}-ebs-csi-driver"
+  assume_role_policy = local.irsa_trust.ebs_csi_driver
+}
+
+resource "aws_iam_role_policy_attachment" "ebs_csi_driver" {
+  role       = aws_iam_role.ebs_csi_driver.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 }

@@ -386,6 +386,36 @@ run "network_policy_enforcement_is_configured" {
   }
 }
 
+run "ebs_csi_driver_runs_with_its_own_role" {
+  command = apply
+
+  assert {
+    condition     = contains(keys(aws_eks_addon.this), "aws-ebs-csi-driver") && aws_eks_addon.this["aws-ebs-csi-driver"].service_account_role_arn == aws_iam_role.ebs_csi_driver.arn
+    error_message = "The EBS CSI driver must be a managed add-on that runs with its IRSA role (PersistentVolumeClaims stay Pending without it)."
+  }
+
+  assert {
+    condition = (
+      length(jsondecode(aws_iam_role.ebs_csi_driver.assume_role_policy).Statement) == 1 &&
+      jsondecode(aws_iam_role.ebs_csi_driver.assume_role_policy).Statement[0].Condition.StringEquals == {
+        "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF:sub" = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+        "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF:aud" = "sts.amazonaws.com"
+      }
+    )
+    error_message = "The EBS CSI driver's role must trust exactly kube-system:ebs-csi-controller-sa."
+  }
+
+  assert {
+    condition     = aws_iam_role_policy_attachment.ebs_csi_driver.policy_arn == "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+    error_message = "The EBS CSI driver's role carries AWS's policy for the driver."
+  }
+
+  assert {
+    condition     = [for k, v in aws_eks_addon.this : k if v.service_account_role_arn != null] == ["aws-ebs-csi-driver"]
+    error_message = "Only the EBS CSI driver's add-on runs with an IAM role."
+  }
+}
+
 run "grafana_password_lives_in_secrets_manager" {
   command = plan
 
