@@ -89,15 +89,21 @@ def test_prometheus_keeps_a_day_longer_than_the_longest_rule_window(addons):
     assert "retention" not in static["prometheus"]["prometheusSpec"], "the static values would be overridden silently"
 
 
-@pytest.mark.parametrize("component, key", [("prometheus_storage", "storageSpec"), ("alertmanager_storage", "storage")])
-def test_prometheus_and_alertmanager_keep_their_data_on_a_gp3_volume(addons, component, key):
-    claim = local(addons, component)[key]["volumeClaimTemplate"]["spec"]
-    assert claim["storageClassName"] == "${kubernetes_storage_class_v1.gp3.metadata[0].name}"
-    assert claim["accessModes"] == ["ReadWriteOnce"]
-    assert re.fullmatch(r"(\$\{var\.\w+\}|\d+)Gi", claim["resources"]["requests"]["storage"])
+@pytest.mark.parametrize(
+    "component, key, size",
+    [("prometheus", "storageSpec", "${var.prometheus_storage_gib}Gi"), ("alertmanager", "storage", "2Gi")],
+)
+def test_prometheus_and_alertmanager_keep_their_data_on_a_gp3_volume(addons, component, key, size):
+    assert local(addons, f"{component}_storage")[key] == f"${{local.gp3_claims.{component}}}"
+    # python-hcl2 gives the for expression back as text: the class, the access mode and
+    # each component's size are read from it.
+    claims = str(local(addons, "gp3_claims"))
+    assert "'storageClassName': '${kubernetes_storage_class_v1.gp3.metadata[0].name}'" in claims, claims
+    assert "'accessModes': ['ReadWriteOnce']" in claims, claims
+    assert "'storage': '${size}'" in claims and f"'{component}': '{size}'" in claims, claims
     stack = resource(addons, "helm_release", "kube_prometheus_stack")
     values = " ".join(v for v in unwrap(stack["values"]) if isinstance(v, str))
-    assert f"local.{component}" in values, f"kube-prometheus-stack does not get local.{component}"
+    assert f"local.{component}_storage" in values, f"kube-prometheus-stack does not get local.{component}_storage"
 
 
 def test_the_default_storage_class_is_encrypted_gp3_bound_where_the_pod_runs(addons):

@@ -60,6 +60,21 @@ resource "kubernetes_storage_class_v1" "gp3" {
 }
 
 locals {
+  # A volume of the gp3 class per component, of the given size.
+  gp3_claims = {
+    for component, size in {
+      prometheus   = "${var.prometheus_storage_gib}Gi"
+      alertmanager = "2Gi"
+      } : component => {
+      volumeClaimTemplate = {
+        spec = {
+          storageClassName = kubernetes_storage_class_v1.gp3.metadata[0].name
+          accessModes      = ["ReadWriteOnce"]
+          resources        = { requests = { storage = size } }
+        }
+      }
+    }
+  }
   # Prometheus keeps its TSDB on a volume, for longer than the longest window a rule of the
   # app chart uses (30 days of error budget): a restart, an eviction or a node upgrade no
   # longer starts the budget from zero. retentionSize stops it short of a full volume, which
@@ -67,27 +82,11 @@ locals {
   prometheus_storage = {
     retention     = "${var.prometheus_retention_days}d"
     retentionSize = "${floor(var.prometheus_storage_gib * 0.85)}GB"
-    storageSpec = {
-      volumeClaimTemplate = {
-        spec = {
-          storageClassName = kubernetes_storage_class_v1.gp3.metadata[0].name
-          accessModes      = ["ReadWriteOnce"]
-          resources        = { requests = { storage = "${var.prometheus_storage_gib}Gi" } }
-        }
-      }
-    }
+    storageSpec   = local.gp3_claims.prometheus
   }
   # Silences and the notification log survive a restart.
   alertmanager_storage = {
-    storage = {
-      volumeClaimTemplate = {
-        spec = {
-          storageClassName = kubernetes_storage_class_v1.gp3.metadata[0].name
-          accessModes      = ["ReadWriteOnce"]
-          resources        = { requests = { storage = "2Gi" } }
-        }
-      }
-    }
+    storage = local.gp3_claims.alertmanager
   }
 }
 
