@@ -19,8 +19,13 @@ import yaml
 import rules
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-WINDOW = re.compile(r"\[(\d+)([smhdw])\]")
+# PromQL durations: one or more <number><unit>, largest unit first ("4w2d", "1h30m").
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
+# A range selector [30d] or a subquery [30d:5m] (its range is what it looks back), and an
+# offset, which moves the whole window further back.
+RANGE = re.compile(rf"\[({DURATION})(?::(?:{DURATION})?)?\]")
+OFFSET = re.compile(rf"\boffset\s+({DURATION})")
 
 
 def load_root(directory: Path) -> dict[str, list[Any]]:
@@ -57,14 +62,39 @@ def resource(root: dict, rtype: str, name: str) -> dict:
     raise AssertionError(f"no {rtype}.{name}")
 
 
-def longest_window_seconds() -> int:
-    longest = 0
-    for environment in rules.ENVIRONMENTS:
-        for group in rules.rule_groups(environment)["groups"]:
-            for rule in group["rules"]:
-                for amount, unit in WINDOW.findall(rule["expr"]):
-                    longest = max(longest, int(amount) * UNIT_SECONDS[unit])
-    return longest
+def duration_seconds(text: str) -> float:
+    return sum(int(n) * UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)(ms|[smhdwy])", text))
+
+
+def look_back_seconds(expr: str) -> float:
+    """How far back an expression reads: its longest range plus its longest offset (an upper
+    bound when several selectors carry different ones)."""
+    ranges = [duration_seconds(d) for d in RANGE.findall(expr)]
+    offsets = [duration_seconds(d) for d in OFFSET.findall(expr)]
+    return max(ranges, default=0) + max(offsets, default=0)
+
+
+def longest_window_seconds() -> float:
+    return max(
+        look_back_seconds(rule["expr"])
+        for environment in rules.ENVIRONMENTS
+        for group in rules.rule_groups(environment)["groups"]
+        for rule in group["rules"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("expr", "days"),
+    [
+        ("sum(rate(x[30d]))", 30),
+        ("max_over_time(ratio[35d:1h])", 35),
+        ("rate(x[4w3d])", 31),
+        ("rate(x[1d] offset 30d)", 31),
+        ("rate(x[5m]) / rate(x[1h])", 1 / 24),
+    ],
+)
+def test_look_back_reads_ranges_subqueries_and_offsets(expr, days):
+    assert look_back_seconds(expr) == pytest.approx(days * 86400)
 
 
 @pytest.fixture(scope="module")
