@@ -121,7 +121,7 @@ def test_prometheus_keeps_a_day_longer_than_the_longest_rule_window(addons):
 
 @pytest.mark.parametrize(
     "component, key, size",
-    [("prometheus", "storageSpec", "${var.prometheus_storage_gib}Gi"), ("alertmanager", "storage", "2Gi")],
+    [("prometheus", "storageSpec", "${local.prometheus_volume_gib}Gi"), ("alertmanager", "storage", "2Gi")],
 )
 def test_prometheus_and_alertmanager_keep_their_data_on_a_gp3_volume(addons, component, key, size):
     assert local(addons, f"{component}_storage")[key] == f"${{local.gp3_claims.{component}}}"
