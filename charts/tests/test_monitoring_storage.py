@@ -8,11 +8,12 @@ read with python-hcl2, as Terraform parses them.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
@@ -28,17 +29,18 @@ RANGE = re.compile(rf"\[({DURATION})(?::(?:{DURATION})?)?\]")
 OFFSET = re.compile(rf"\boffset\s+({DURATION})")
 
 
-def load_root(directory: Path) -> dict[str, list[Any]]:
-    merged: dict[str, list[Any]] = {}
-    for path in sorted(directory.glob("*.tf")):
-        with path.open() as f:
-            for key, blocks in hcl2.load(f).items():
-                merged.setdefault(key, []).extend(blocks)
-    return merged
+def _infra_hcl() -> ModuleType:
+    """infra/tests/conftest.py, which parses Terraform roots for the infra tests: the same
+    parser here (it is no package, and charts/tests has a conftest of its own)."""
+    spec = importlib.util.spec_from_file_location("infra_hcl", INFRA / "tests" / "conftest.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def unwrap(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
+hcl = _infra_hcl()
+load_root, unwrap = hcl.load_root, hcl.unwrap
 
 
 def variable_default(root: dict, name: str) -> Any:
@@ -49,17 +51,15 @@ def variable_default(root: dict, name: str) -> Any:
 
 
 def local(root: dict, name: str) -> Any:
-    for block in root.get("locals", []):
-        if name in block:
-            return unwrap(block[name])
-    raise AssertionError(f"no local {name}")
+    found = hcl.locals_of(root)
+    assert name in found, f"no local {name}"
+    return found[name]
 
 
 def resource(root: dict, rtype: str, name: str) -> dict:
-    for block in root.get("resource", []):
-        if name in block.get(rtype, {}):
-            return block[rtype][name]
-    raise AssertionError(f"no {rtype}.{name}")
+    found = hcl.resources(root, rtype)
+    assert name in found, f"no {rtype}.{name}"
+    return found[name]
 
 
 def duration_seconds(text: str) -> float:
