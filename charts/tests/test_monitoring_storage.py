@@ -8,32 +8,39 @@ read with python-hcl2, as Terraform parses them.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
 import rules
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-WINDOW = re.compile(r"\[(\d+)([smhdw])\]")
+# PromQL durations: one or more <number><unit>, largest unit first ("4w2d", "1h30m").
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
+# A range selector [30d] or a subquery [30d:5m] (its range is what it looks back), and an
+# offset, which moves the whole window further back.
+RANGE = re.compile(rf"\[({DURATION})(?::(?:{DURATION})?)?\]")
+OFFSET = re.compile(rf"\boffset\s+({DURATION})")
 
 
-def load_root(directory: Path) -> dict[str, list[Any]]:
-    merged: dict[str, list[Any]] = {}
-    for path in sorted(directory.glob("*.tf")):
-        with path.open() as f:
-            for key, blocks in hcl2.load(f).items():
-                merged.setdefault(key, []).extend(blocks)
-    return merged
+def _infra_hcl() -> ModuleType:
+    """infra/tests/conftest.py, which parses Terraform roots for the infra tests: the same
+    parser here (it is no package, and charts/tests has a conftest of its own)."""
+    spec = importlib.util.spec_from_file_location("infra_hcl", INFRA / "tests" / "conftest.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def unwrap(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
+hcl = _infra_hcl()
+load_root, unwrap = hcl.load_root, hcl.unwrap
 
 
 def variable_default(root: dict, name: str) -> Any:
@@ -44,27 +51,50 @@ def variable_default(root: dict, name: str) -> Any:
 
 
 def local(root: dict, name: str) -> Any:
-    for block in root.get("locals", []):
-        if name in block:
-            return unwrap(block[name])
-    raise AssertionError(f"no local {name}")
+    found = hcl.locals_of(root)
+    assert name in found, f"no local {name}"
+    return found[name]
 
 
 def resource(root: dict, rtype: str, name: str) -> dict:
-    for block in root.get("resource", []):
-        if name in block.get(rtype, {}):
-            return block[rtype][name]
-    raise AssertionError(f"no {rtype}.{name}")
+    found = hcl.resources(root, rtype)
+    assert name in found, f"no {rtype}.{name}"
+    return found[name]
 
 
-def longest_window_seconds() -> int:
-    longest = 0
-    for environment in rules.ENVIRONMENTS:
-        for group in rules.rule_groups(environment)["groups"]:
-            for rule in group["rules"]:
-                for amount, unit in WINDOW.findall(rule["expr"]):
-                    longest = max(longest, int(amount) * UNIT_SECONDS[unit])
-    return longest
+def duration_seconds(text: str) -> float:
+    return sum(int(n) * UNIT_SECONDS[u] for n, u in re.findall(r"(\d+)(ms|[smhdwy])", text))
+
+
+def look_back_seconds(expr: str) -> float:
+    """How far back an expression reads: its longest range plus its longest offset (an upper
+    bound when several selectors carry different ones)."""
+    ranges = [duration_seconds(d) for d in RANGE.findall(expr)]
+    offsets = [duration_seconds(d) for d in OFFSET.findall(expr)]
+    return max(ranges, default=0) + max(offsets, default=0)
+
+
+def longest_window_seconds() -> float:
+    return max(
+        look_back_seconds(rule["expr"])
+        for environment in rules.ENVIRONMENTS
+        for group in rules.rule_groups(environment)["groups"]
+        for rule in group["rules"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("expr", "days"),
+    [
+        ("sum(rate(x[30d]))", 30),
+        ("max_over_time(ratio[35d:1h])", 35),
+        ("rate(x[4w3d])", 31),
+        ("rate(x[1d] offset 30d)", 31),
+        ("rate(x[5m]) / rate(x[1h])", 1 / 24),
+    ],
+)
+def test_look_back_reads_ranges_subqueries_and_offsets(expr, days):
+    assert look_back_seconds(expr) == pytest.approx(days * 86400)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +121,7 @@ def test_prometheus_keeps_a_day_longer_than_the_longest_rule_window(addons):
 
 @pytest.mark.parametrize(
     "component, key, size",
-    [("prometheus", "storageSpec", "${var.prometheus_storage_gib}Gi"), ("alertmanager", "storage", "2Gi")],
+    [("prometheus", "storageSpec", "${local.prometheus_volume_gib}Gi"), ("alertmanager", "storage", "2Gi")],
 )
 def test_prometheus_and_alertmanager_keep_their_data_on_a_gp3_volume(addons, component, key, size):
     assert local(addons, f"{component}_storage")[key] == f"${{local.gp3_claims.{component}}}"

@@ -63,7 +63,7 @@ locals {
   # A volume of the gp3 class per component, of the given size.
   gp3_claims = {
     for component, size in {
-      prometheus   = "${var.prometheus_storage_gib}Gi"
+      prometheus   = "${local.prometheus_volume_gib}Gi"
       alertmanager = "2Gi"
       } : component => {
       volumeClaimTemplate = {
@@ -80,9 +80,10 @@ locals {
   # longer starts the budget from zero. retentionSize stops it short of a full volume, which
   # would otherwise stop ingestion. Sizing: infra/README.md, "Monitoring storage".
   prometheus_storage = {
-    retention     = "${var.prometheus_retention_days}d"
-    retentionSize = "${floor(var.prometheus_storage_gib * 0.85)}GB"
-    storageSpec   = local.gp3_claims.prometheus
+    retention      = "${var.prometheus_retention_days}d"
+    retentionSize  = "${local.prometheus_retention_size_gib}GB"
+    scrapeInterval = "${local.prometheus_scrape_interval_seconds}s"
+    storageSpec    = local.gp3_claims.prometheus
   }
   # Silences and the notification log survive a restart.
   alertmanager_storage = {

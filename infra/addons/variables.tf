@@ -64,7 +64,7 @@ variable "metrics_server_chart_version" {
 }
 
 variable "prometheus_retention_days" {
-  description = "Days Prometheus keeps; at least one more than the longest window a rule of the app chart uses (30 days of error budget), which infra/tests checks."
+  description = "Days Prometheus keeps; at least one more than the longest window a rule of the app chart uses (30 days of error budget), which charts/tests/test_monitoring_storage.py checks."
   type        = number
   default     = 31
 
@@ -74,13 +74,13 @@ variable "prometheus_retention_days" {
   }
 }
 
-variable "prometheus_storage_gib" {
-  description = "Size of Prometheus's volume in GiB; follows from the retention and the series count (infra/README.md, \"Monitoring storage\")."
+variable "prometheus_active_series" {
+  description = "Active series Prometheus holds (its metric prometheus_tsdb_head_series); with prometheus_retention_days it sizes Prometheus's volume (prometheus_sizing.tf, infra/README.md \"Monitoring storage\")."
   type        = number
-  default     = 50
+  default     = 150000
 
   validation {
-    condition     = var.prometheus_storage_gib >= 10 && floor(var.prometheus_storage_gib) == var.prometheus_storage_gib
-    error_message = "prometheus_storage_gib must be a whole number of at least 10."
+    condition     = var.prometheus_active_series >= 1000 && floor(var.prometheus_active_series) == var.prometheus_active_series
+    error_message = "prometheus_active_series must be a whole number of at least 1000."
   }
 }
