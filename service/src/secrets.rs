@@ -18,7 +18,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::WriteAuth;
 use crate::config::SecretsConfig;
@@ -127,6 +127,9 @@ pub struct SecretsLoader {
     /// Finished fetches; lets a caller that waited for a fetch in flight share its outcome.
     fetches: AtomicU64,
     one_fetch_at_a_time: tokio::sync::Mutex<()>,
+    /// The database URL of the current secret, published whenever it changes, so a pool can
+    /// switch to rotated credentials before any connection is refused.
+    database_url: tokio::sync::watch::Sender<Option<SecretString>>,
 }
 
 impl SecretsLoader {
@@ -154,6 +157,7 @@ impl SecretsLoader {
             last_outcome: Mutex::new(Ok(())),
             fetches: AtomicU64::new(0),
             one_fetch_at_a_time: tokio::sync::Mutex::new(()),
+            database_url: tokio::sync::watch::Sender::new(None),
         });
         let attempts = retry.attempts.max(1);
         let mut delay = retry.first_delay;
@@ -204,6 +208,11 @@ impl SecretsLoader {
     pub fn database_url(&self) -> Option<SecretString> {
         self.current()
             .and_then(|secret| secret.database_url.clone())
+    }
+
+    /// The database URL as it changes: the current one, then each new one a refresh loads.
+    pub fn database_urls(&self) -> tokio::sync::watch::Receiver<Option<SecretString>> {
+        self.database_url.subscribe()
     }
 
     fn current(&self) -> Option<Arc<RuntimeSecret>> {
@@ -293,6 +302,15 @@ impl SecretsLoader {
         self.auth.set_secret_keys(secret.api_keys.clone());
         let api_keys = secret.api_keys.len();
         let has_database_url = secret.database_url.is_some();
+        let url = secret.database_url.clone();
+        self.database_url.send_if_modified(|published| {
+            let changed = published.as_ref().map(ExposeSecret::expose_secret)
+                != url.as_ref().map(ExposeSecret::expose_secret);
+            if changed {
+                *published = url;
+            }
+            changed
+        });
         match self.current.write() {
             Ok(mut guard) => *guard = Some(Arc::new(secret)),
             Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(secret)),

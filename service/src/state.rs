@@ -145,12 +145,15 @@ pub async fn build_state_with_aws(
         ),
         StoreKind::Postgres => {
             let (url, refresher) = database_url(&config, secrets.as_ref())?;
-            Arc::new(
-                PostgresStore::connect(&config.database, url, refresher)
-                    .await?
-                    .with_idempotency_ttl(config.idempotency_ttl)
-                    .with_key_expiry(KEY_EXPIRY_INTERVAL),
-            )
+            let follows_secret = refresher.is_some();
+            let mut store = PostgresStore::connect(&config.database, url, refresher)
+                .await?
+                .with_idempotency_ttl(config.idempotency_ttl)
+                .with_key_expiry(KEY_EXPIRY_INTERVAL);
+            if let (true, Some(loader)) = (follows_secret, &secrets) {
+                store = store.with_url_updates(loader.database_urls());
+            }
+            Arc::new(store)
         }
     };
     if config.seed_sample_data {

@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Row};
+use tokio::sync::watch;
 
 use super::{
     id_sequence, to_micros, Created, CredentialRefresher, Cursor, Idempotency, OrderStore, Page,
@@ -106,6 +107,7 @@ pub struct PostgresStore {
     rotation: Option<Rotation>,
     idempotency_ttl: Duration,
     key_expiry: Option<AbortOnDrop>,
+    url_updates: Option<AbortOnDrop>,
 }
 
 /// The background task that deletes expired idempotency keys; stopped with the store.
@@ -196,6 +198,7 @@ impl PostgresStore {
             }),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             key_expiry: None,
+            url_updates: None,
         };
         let mut conn = store.pool.acquire().await.map_err(PostgresError::Connect)?;
         let found = schema_version(&mut conn, &store.schema).await?;
@@ -428,6 +431,35 @@ impl PostgresStore {
         .await
         .map(drop)
         .map_err(classify)
+    }
+
+    /// Follows the database URL as the runtime secret changes it: new connections use the
+    /// new URL from the moment it is published, so a credential rotation (new password set,
+    /// then the secret) costs no request. Open connections stay as they are; PostgreSQL keeps
+    /// them when a password changes. The task ends with the store.
+    pub fn with_url_updates(mut self, mut urls: watch::Receiver<Option<SecretString>>) -> Self {
+        let (pool, schema, timeout) = (
+            self.pool.clone(),
+            self.schema.clone(),
+            self.statement_timeout,
+        );
+        urls.mark_unchanged();
+        let task = tokio::spawn(async move {
+            while urls.changed().await.is_ok() {
+                let Some(url) = urls.borrow_and_update().clone() else {
+                    continue;
+                };
+                match connect_options(&url, &schema, timeout) {
+                    Ok(options) => {
+                        pool.set_connect_options(options);
+                        tracing::info!("database URL changed; new connections use it");
+                    }
+                    Err(error) => tracing::error!(%error, "the new database URL is unusable"),
+                }
+            }
+        });
+        self.url_updates = Some(AbortOnDrop(task));
+        self
     }
 
     /// Deletes expired keys in the background every `every`, in batches, so they neither pile
