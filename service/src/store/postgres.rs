@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
 
@@ -104,6 +104,7 @@ pub struct PostgresStore {
     pool: PgPool,
     schema: String,
     statement_timeout: Duration,
+    ca_bundle: Option<Arc<[u8]>>,
     rotation: Option<Rotation>,
     idempotency_ttl: Duration,
     key_expiry: Option<AbortOnDrop>,
@@ -189,9 +190,11 @@ impl PostgresStore {
                     &url,
                     &config.schema,
                     config.statement_timeout,
+                    config.ca_bundle.as_deref(),
                 )?),
             schema: config.schema.clone(),
             statement_timeout: config.statement_timeout,
+            ca_bundle: config.ca_bundle.clone(),
             rotation: refresher.map(|refresher| Rotation {
                 refresher,
                 last_attempt: tokio::sync::Mutex::new(None),
@@ -228,7 +231,12 @@ impl PostgresStore {
         }
         // No statement timeout: a migration that rewrites a large table, or a run queued
         // behind another, is not the runaway query `statement_timeout` guards against.
-        let options = connect_options(url, &config.schema, Duration::ZERO)?;
+        let options = connect_options(
+            url,
+            &config.schema,
+            Duration::ZERO,
+            config.ca_bundle.as_deref(),
+        )?;
         let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(PostgresError::Connect)?;
@@ -292,7 +300,12 @@ impl PostgresStore {
             tracing::warn!("the runtime secret provided no database URL");
             return;
         };
-        match connect_options(&url, &self.schema, self.statement_timeout) {
+        match connect_options(
+            &url,
+            &self.schema,
+            self.statement_timeout,
+            self.ca_bundle.as_deref(),
+        ) {
             Ok(options) => self.pool.set_connect_options(options),
             Err(error) => tracing::error!(%error, "refreshed database URL is unusable"),
         }
@@ -438,10 +451,11 @@ impl PostgresStore {
     /// then the secret) costs no request. Open connections stay as they are; PostgreSQL keeps
     /// them when a password changes. The task ends with the store.
     pub fn with_url_updates(mut self, mut urls: watch::Receiver<Option<SecretString>>) -> Self {
-        let (pool, schema, timeout) = (
+        let (pool, schema, timeout, ca_bundle) = (
             self.pool.clone(),
             self.schema.clone(),
             self.statement_timeout,
+            self.ca_bundle.clone(),
         );
         urls.mark_unchanged();
         let task = tokio::spawn(async move {
@@ -449,7 +463,7 @@ impl PostgresStore {
                 let Some(url) = urls.borrow_and_update().clone() else {
                     continue;
                 };
-                match connect_options(&url, &schema, timeout) {
+                match connect_options(&url, &schema, timeout, ca_bundle.as_deref()) {
                     Ok(options) => {
                         pool.set_connect_options(options);
                         tracing::info!("database URL changed; new connections use it");
@@ -712,22 +726,41 @@ impl OrderStore for PostgresStore {
     }
 }
 
-/// Settings every connection starts with: the schema to work in and the statement timeout.
+/// The Amazon RDS certificate authorities, from `service/certs` (where `fetch-rds-ca.sh`
+/// says where they come from and how to refresh them).
+const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../certs/rds-ca-bundle.pem");
+
+/// Settings every connection starts with: the schema to work in, the statement timeout, and
+/// for a URL that asks to verify the server (`sslmode=verify-full` or `verify-ca`, as one
+/// built from an RDS secret does) without naming CAs of its own, the RDS CAs and
+/// `DB_CA_BUNDLE`'s.
 fn connect_options(
     url: &SecretString,
     schema: &str,
     statement_timeout: Duration,
+    ca_bundle: Option<&[u8]>,
 ) -> Result<PgConnectOptions, PostgresError> {
-    let options = PgConnectOptions::from_str(url.expose_secret())
-        .map_err(PostgresError::InvalidUrl)?
-        .application_name("order-service")
-        .options([
-            ("search_path", schema.to_owned()),
-            (
-                "statement_timeout",
-                format!("{}ms", statement_timeout.as_millis()),
-            ),
-        ]);
+    let mut options =
+        PgConnectOptions::from_str(url.expose_secret()).map_err(PostgresError::InvalidUrl)?;
+    let verifies = matches!(
+        options.get_ssl_mode(),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    );
+    if verifies && !url.expose_secret().contains("sslrootcert=") {
+        let mut pem = RDS_CA_BUNDLE.to_vec();
+        if let Some(extra) = ca_bundle {
+            pem.push(b'\n');
+            pem.extend_from_slice(extra);
+        }
+        options = options.ssl_root_cert_from_pem(pem);
+    }
+    let options = options.application_name("order-service").options([
+        ("search_path", schema.to_owned()),
+        (
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis()),
+        ),
+    ]);
     Ok(options)
 }
 

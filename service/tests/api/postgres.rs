@@ -486,16 +486,10 @@ async fn a_credential_rotation_costs_no_request() {
         db.name
     ))
     .await;
+    // `database_url`: the server of these tests speaks no TLS (an RDS-format secret asks for
+    // verify-full; `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers that).
     let rds_secret = |password: &str| {
-        json!({
-            "engine": "postgres",
-            "host": "127.0.0.1",
-            "port": db.cluster.port,
-            "username": "app",
-            "password": password,
-            "dbname": db.name,
-        })
-        .to_string()
+        json!({ "database_url": db.cluster.url_as("app", password, &db.name) }).to_string()
     };
     db.migrate_with(
         &db.cluster.url_as("app", "first-password", &db.name),
@@ -590,6 +584,44 @@ async fn a_credential_rotation_costs_no_request() {
     assert_eq!(failures.load(Ordering::SeqCst), 0, "no request failed");
 }
 
+/// A URL built from an RDS secret verifies the server: TLS, a certificate from a trusted CA
+/// (the RDS CAs the binary carries, and those of `DB_CA_BUNDLE`), for the host named. The
+/// test's server has a certificate from a CA made here: refused unless that CA is configured.
+#[tokio::test]
+async fn an_rds_secret_connects_only_to_a_server_its_cas_vouch_for() {
+    let (cluster, ca) = Cluster::start_tls();
+    let secret = json!({
+        "engine": "postgres",
+        "host": "localhost",
+        "port": cluster.port,
+        "username": "postgres",
+        "password": "test-superuser-password",
+        "dbname": "postgres",
+    })
+    .to_string();
+    let url = order_service::secrets::parse(&secret)
+        .expect("valid secret")
+        .database_url
+        .expect("a URL");
+    let mut config = support::postgres::database_config("public");
+    let refused = PostgresStore::migrate(&config, &url).await;
+    let error = refused.expect_err("an unknown CA is refused").to_string();
+    assert!(error.contains("cannot reach the database"), "{error}");
+    config.ca_bundle = Some(std::fs::read(&ca).expect("CA").into());
+    PostgresStore::migrate(&config, &url)
+        .await
+        .expect("the configured CA vouches for the server");
+    let store = PostgresStore::connect(&config, url, None)
+        .await
+        .expect("connects");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .expect("query");
+    assert!(encrypted);
+}
+
 #[tokio::test]
 async fn a_rotated_runtime_secret_reconnects_the_service() {
     let db = TestDb::new().await;
@@ -599,16 +631,10 @@ async fn a_rotated_runtime_secret_reconnects_the_service() {
         db.name
     ))
     .await;
+    // `database_url`: the server of these tests speaks no TLS (an RDS-format secret asks for
+    // verify-full; `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers that).
     let rds_secret = |password: &str| {
-        json!({
-            "engine": "postgres",
-            "host": "127.0.0.1",
-            "port": db.cluster.port,
-            "username": "app",
-            "password": password,
-            "dbname": db.name,
-        })
-        .to_string()
+        json!({ "database_url": db.cluster.url_as("app", password, &db.name) }).to_string()
     };
     db.migrate_with(
         &db.cluster.url_as("app", "first-password", &db.name),
