@@ -42,19 +42,8 @@ pub enum StoreKind {
     Postgres,
 }
 
-/// Database settings; used when `STORE=postgres`.
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    /// `DATABASE_URL`; when unset the runtime secret must provide the connection.
-    pub url: Option<SecretString>,
-    pub schema: String,
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-    pub statement_timeout: Duration,
-    /// `DB_CA_BUNDLE`: certificate authorities (PEM) trusted for the database beside the
-    /// Amazon RDS ones the binary carries.
-    pub ca_bundle: Option<Arc<[u8]>>,
-}
+/// Database settings; the store defines them, this module fills them in.
+pub use crate::store::DatabaseConfig;
 
 /// AWS Secrets Manager settings; `None` in [`Config::secrets`] when disabled.
 #[derive(Debug, Clone)]

@@ -19,10 +19,9 @@ use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
 
 use super::{
-    id_sequence, to_micros, Created, CredentialRefresher, Cursor, Idempotency, OrderStore, Page,
-    PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
+    id_sequence, to_micros, Created, CredentialRefresher, Cursor, DatabaseConfig, Idempotency,
+    OrderStore, Page, PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
-use crate::config::DatabaseConfig;
 use crate::domain::{Money, NewOrder, Order, OrderItem, OrderStatus};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -487,7 +486,7 @@ impl PostgresStore {
             loop {
                 ticks.tick().await;
                 if let Err(error) = delete_expired_keys(&pool, ttl).await {
-                    tracing::warn!(error = %crate::error::error_chain(&error), "cannot delete expired idempotency keys");
+                    tracing::warn!(%error, "cannot delete expired idempotency keys");
                 }
             }
         });
