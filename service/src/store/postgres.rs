@@ -944,6 +944,7 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         shipping_address: row.try_get("shipping_address").map_err(internal)?,
         tracking_number: row.try_get("tracking_number").map_err(internal)?,
         version: u64::try_from(version).map_err(internal)?,
+        json: Default::default(),
     })
 }
 
