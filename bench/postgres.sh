@@ -52,13 +52,15 @@ psql_primary -d bench -c "CREATE TABLE plain_insert (id bigint GENERATED ALWAYS 
 
 echo "== synchronous standby (remote_apply, recovery_min_apply_delay 2ms)"
 standby_port=$(free_port)
-as_owner pg_basebackup -D "$work/standby" -h 127.0.0.1 -p "$pg_port" -U postgres -X stream -R
+as_owner pg_basebackup -D "$work/standby" -h 127.0.0.1 -p "$pg_port" -U postgres -X stream -R -c fast
 cat >>"$work/standby/postgresql.auto.conf" <<CONF
 primary_conninfo = 'host=127.0.0.1 port=$pg_port user=postgres application_name=standby'
 recovery_min_apply_delay = '2ms'
 CONF
+# A hot standby needs at least the primary's max_connections.
 as_owner pg_ctl start -w -D "$work/standby" -l "$work/standby.log" \
-  -o "-k $work -p $standby_port -c listen_addresses=127.0.0.1" >/dev/null
+  -o "-k $work -p $standby_port -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null ||
+  { cat "$work/standby.log" >&2; exit 1; }
 psql_primary -d postgres -c "ALTER SYSTEM SET synchronous_standby_names = 'standby'" \
   -c "ALTER SYSTEM SET synchronous_commit = 'remote_apply'" -c "SELECT pg_reload_conf()" >/dev/null
 for _ in $(seq 100); do

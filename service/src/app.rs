@@ -1,5 +1,6 @@
 //! `router(state)`: every route and every layer, the single door both shells and the tests use.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -24,6 +25,7 @@ use tracing::Span;
 use crate::error::{panic_response, problem, problem_for_bare_errors, ErrorCause};
 use crate::metrics::{self, UNMATCHED_ROUTE};
 use crate::routes;
+use crate::secrets::SecretsLoader;
 use crate::state::AppState;
 use crate::telemetry::TraceContext;
 
@@ -42,10 +44,12 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(from_fn_with_state(state.clone(), metrics::track_http));
+        .layer(from_fn_with_state(
+            Arc::clone(&state.metrics),
+            metrics::track_http,
+        ));
     // Shed requests are logged and counted by `outer`, and cost nothing of `inner`.
     let inner = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.clone(), refresh_stale_secret))
         .layer(from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
@@ -61,6 +65,12 @@ pub fn router(state: AppState) -> Router {
         // Bare 404; `problem_for_bare_errors` gives it the problem shape.
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(inner);
+    // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
+    // refreshes it and requests pass no layer for it.
+    let routes = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
+        Some(loader) => routes.layer(from_fn_with_state(Arc::clone(loader), refresh_stale_secret)),
+        None => routes,
+    };
     shed_load(routes, config.connections.max_in_flight)
         .layer(outer)
         .with_state(state)
@@ -69,13 +79,11 @@ pub fn router(state: AppState) -> Router {
 /// On the Lambda, the first request after the refresh interval fetches the runtime secret
 /// before it is served: a frozen process cannot refresh in the background. Elsewhere a no-op.
 async fn refresh_stale_secret(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(secrets): axum::extract::State<Arc<SecretsLoader>>,
     request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if let Some(secrets) = &state.secrets {
-        secrets.refresh_if_stale().await;
-    }
+    secrets.refresh_if_stale().await;
     next.run(request).await
 }
 
@@ -83,7 +91,7 @@ async fn refresh_stale_secret(
 /// flood of scrapes cannot take the API's CPU.
 pub fn metrics_router(state: AppState) -> Router {
     let router = Router::new().route("/metrics", axum::routing::get(metrics::exposition));
-    shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(state)
+    shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(Arc::clone(&state.metrics))
 }
 
 /// Concurrent scrapes the metrics port serves; Prometheus scrapes once per interval per replica.

@@ -1,22 +1,22 @@
 //! Write authorisation: bearer API keys, compared in constant time.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
-/// The keys that may write. Static keys come from `API_KEYS`; the runtime secret's keys
-/// replace `secret_keys` on each refresh, so rotation needs no restart.
+/// The keys that may write. Static keys come from `API_KEYS`; the runtime secret's keys are
+/// read from what the secrets loader publishes on each refresh, so rotation needs no restart.
 pub struct WriteAuth {
     static_keys: Vec<SecretString>,
-    secret_keys: RwLock<Arc<[SecretString]>>,
+    secret_keys: watch::Receiver<Arc<[SecretString]>>,
     /// With no key configured at all, writes are open (only for `ENVIRONMENT=local`).
     open_without_keys: bool,
 }
@@ -25,25 +25,20 @@ impl WriteAuth {
     pub fn new(static_keys: Vec<SecretString>, open_without_keys: bool) -> Self {
         Self {
             static_keys,
-            secret_keys: RwLock::new(Arc::from(Vec::new())),
+            // No secret: a channel that stays empty.
+            secret_keys: watch::channel(Arc::from(Vec::new())).1,
             open_without_keys,
         }
     }
 
-    /// Replaces the keys that came from the runtime secret.
-    pub fn set_secret_keys(&self, keys: Vec<SecretString>) {
-        let keys: Arc<[SecretString]> = Arc::from(keys);
-        match self.secret_keys.write() {
-            Ok(mut guard) => *guard = keys,
-            Err(poisoned) => *poisoned.into_inner() = keys,
-        }
+    /// Also accepts the keys published on `keys` (the runtime secret's), as they change.
+    pub fn with_secret_keys(mut self, keys: watch::Receiver<Arc<[SecretString]>>) -> Self {
+        self.secret_keys = keys;
+        self
     }
 
     fn secret_keys(&self) -> Arc<[SecretString]> {
-        match self.secret_keys.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.secret_keys.borrow())
     }
 
     /// Accepts `Authorization: Bearer <key>` matching any configured key, and names the
@@ -99,12 +94,16 @@ pub struct WriteAccess {
     pub credential: String,
 }
 
-impl FromRequestParts<AppState> for WriteAccess {
+impl<S> FromRequestParts<S> for WriteAccess
+where
+    Arc<WriteAuth>: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-        state.auth.check(authorization)
+        Arc::<WriteAuth>::from_ref(state).check(authorization)
     }
 }
 
@@ -147,14 +146,15 @@ mod tests {
 
     #[test]
     fn rotated_secret_keys_replace_the_old_ones() {
-        let auth = WriteAuth::new(vec![], true);
-        auth.set_secret_keys(keys(&["old"]));
+        let (publish, published) = watch::channel(Arc::from(Vec::new()));
+        let auth = WriteAuth::new(vec![], true).with_secret_keys(published);
+        publish.send_replace(Arc::from(keys(&["old"])));
         assert!(auth.check(Some(b"Bearer old")).is_ok());
         assert!(
             auth.check(None).is_err(),
             "a configured key closes open writes"
         );
-        auth.set_secret_keys(keys(&["new"]));
+        publish.send_replace(Arc::from(keys(&["new"])));
         assert!(auth.check(Some(b"Bearer new")).is_ok());
         assert!(auth.check(Some(b"Bearer old")).is_err());
     }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -41,16 +42,8 @@ pub enum StoreKind {
     Postgres,
 }
 
-/// Database settings; used when `STORE=postgres`.
-#[derive(Debug, Clone)]
-pub struct DatabaseConfig {
-    /// `DATABASE_URL`; when unset the runtime secret must provide the connection.
-    pub url: Option<SecretString>,
-    pub schema: String,
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-    pub statement_timeout: Duration,
-}
+/// Database settings; the store defines them, this module fills them in.
+pub use crate::store::DatabaseConfig;
 
 /// AWS Secrets Manager settings; `None` in [`Config::secrets`] when disabled.
 #[derive(Debug, Clone)]
@@ -231,6 +224,10 @@ impl Config {
             })?,
             acquire_timeout: env.millis("DB_ACQUIRE_TIMEOUT_MS", 2000)?,
             statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
+            ca_bundle: match env.optional("DB_CA_BUNDLE") {
+                None => None,
+                Some(path) => Some(read_ca_bundle(&path)?),
+            },
         };
 
         let secrets = if env.bool("SECRETS_MANAGER_ENABLED", false)? {
@@ -335,6 +332,20 @@ pub fn parse_api_keys(keys: &str) -> Vec<SecretString> {
         .filter(|k| !k.is_empty())
         .map(|k| SecretString::from(k.to_owned()))
         .collect()
+}
+
+/// A PEM file with at least one certificate.
+fn read_ca_bundle(path: &str) -> Result<Arc<[u8]>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|error| {
+        ConfigError::new("DB_CA_BUNDLE", format!("cannot read {path:?}: {error}"))
+    })?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(
+            "DB_CA_BUNDLE",
+            format!("expected PEM certificates in {path:?}"),
+        ));
+    }
+    Ok(Arc::from(pem))
 }
 
 fn is_sql_identifier(s: &str) -> bool {
@@ -519,6 +530,18 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(config.environment, "staging");
+    }
+
+    #[test]
+    fn a_ca_bundle_must_be_a_readable_pem_file() {
+        let err = parse(&[("DB_CA_BUNDLE", "/nonexistent/ca.pem")]).expect_err("missing");
+        assert_eq!(err.var, "DB_CA_BUNDLE");
+        assert!(err.problem.contains("cannot read"), "{}", err.problem);
+        let not_pem = std::env::temp_dir().join(format!("not-pem-{}", std::process::id()));
+        std::fs::write(&not_pem, "hello").expect("write");
+        let err = parse(&[("DB_CA_BUNDLE", &not_pem.display().to_string())]).expect_err("not PEM");
+        assert!(err.problem.contains("expected PEM"), "{}", err.problem);
+        let _ = std::fs::remove_file(&not_pem);
     }
 
     #[test]

@@ -7,6 +7,6 @@ mod status;
 pub use money::{Money, MoneyError};
 pub use order::{
     etag_of_version, parse_tracking_number, total_of, version_of_etag, FieldError, ItemInput,
-    NewOrder, NewOrderItem, Order, OrderItem, ValidationErrors,
+    JsonCache, NewOrder, NewOrderItem, Order, OrderItem, ValidationErrors,
 };
 pub use status::{can_transition, OrderStatus};

@@ -5,6 +5,7 @@
 
 pub mod emf;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,8 +16,6 @@ use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
-
-use crate::state::AppState;
 
 /// Which shell runs the router; the `target` label of `build_info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +132,11 @@ impl Metrics {
 }
 
 /// Counts and times every request by method, route template and status.
-pub async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let metrics = &state.metrics;
+pub async fn track_http(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = method_label(request.method());
     let route = request
         .extensions()
@@ -190,10 +192,10 @@ impl Drop for InFlight<'_> {
 
 /// Handler for `/metrics` on the metrics port.
 pub async fn exposition(
-    State(state): State<AppState>,
+    State(metrics): State<Arc<Metrics>>,
 ) -> ([(&'static str, &'static str); 1], String) {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        metrics.render(),
     )
 }

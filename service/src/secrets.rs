@@ -18,9 +18,8 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::WriteAuth;
 use crate::config::SecretsConfig;
 use crate::metrics::{Metrics, Target};
 use crate::store::CredentialRefresher;
@@ -110,15 +109,14 @@ pub fn client(aws: &SdkConfig) -> Client {
     Client::from_conf(config)
 }
 
-/// The cached runtime secret and what keeps it fresh. It feeds the write keys to
-/// [`WriteAuth`] on every successful fetch.
+/// The cached runtime secret and what keeps it fresh. It publishes the API keys and the
+/// database URL of every successful fetch; the write check and the pool read them.
 pub struct SecretsLoader {
     client: Client,
     secret_name: String,
     refresh_interval: Duration,
     call_timeout: Duration,
     mode: RefreshMode,
-    auth: Arc<WriteAuth>,
     metrics: Arc<Metrics>,
     current: RwLock<Option<Arc<RuntimeSecret>>>,
     version: Mutex<Option<String>>,
@@ -127,6 +125,12 @@ pub struct SecretsLoader {
     /// Finished fetches; lets a caller that waited for a fetch in flight share its outcome.
     fetches: AtomicU64,
     one_fetch_at_a_time: tokio::sync::Mutex<()>,
+    /// The database URL of the current secret, published whenever it changes, so a pool can
+    /// switch to rotated credentials before any connection is refused.
+    database_url: tokio::sync::watch::Sender<Option<SecretString>>,
+    /// The current secret's `api_keys`, published on every successful fetch for the write
+    /// check to read.
+    api_keys: tokio::sync::watch::Sender<Arc<[SecretString]>>,
 }
 
 impl SecretsLoader {
@@ -136,7 +140,6 @@ impl SecretsLoader {
         client: Client,
         config: &SecretsConfig,
         mode: RefreshMode,
-        auth: Arc<WriteAuth>,
         metrics: Arc<Metrics>,
         retry: StartupRetry,
     ) -> Result<Arc<Self>, SecretsError> {
@@ -146,7 +149,6 @@ impl SecretsLoader {
             refresh_interval: config.refresh_interval,
             call_timeout: config.call_timeout,
             mode,
-            auth,
             metrics,
             current: RwLock::new(None),
             version: Mutex::new(None),
@@ -154,6 +156,8 @@ impl SecretsLoader {
             last_outcome: Mutex::new(Ok(())),
             fetches: AtomicU64::new(0),
             one_fetch_at_a_time: tokio::sync::Mutex::new(()),
+            database_url: tokio::sync::watch::Sender::new(None),
+            api_keys: tokio::sync::watch::Sender::new(Arc::from(Vec::new())),
         });
         let attempts = retry.attempts.max(1);
         let mut delay = retry.first_delay;
@@ -206,6 +210,16 @@ impl SecretsLoader {
             .and_then(|secret| secret.database_url.clone())
     }
 
+    /// The runtime secret's API keys as they change.
+    pub fn api_keys(&self) -> tokio::sync::watch::Receiver<Arc<[SecretString]>> {
+        self.api_keys.subscribe()
+    }
+
+    /// The database URL as it changes: the current one, then each new one a refresh loads.
+    pub fn database_urls(&self) -> tokio::sync::watch::Receiver<Option<SecretString>> {
+        self.database_url.subscribe()
+    }
+
     fn current(&self) -> Option<Arc<RuntimeSecret>> {
         match self.current.read() {
             Ok(guard) => guard.clone(),
@@ -251,6 +265,12 @@ impl SecretsLoader {
         outcome
     }
 
+    /// Whether requests refresh the secret when it is stale (the Lambda), rather than a
+    /// background task.
+    pub fn refreshes_on_request(&self) -> bool {
+        self.mode == RefreshMode::OnRequest
+    }
+
     /// In on-request mode, refreshes when the interval has passed since the last attempt.
     pub async fn refresh_if_stale(&self) {
         if self.mode != RefreshMode::OnRequest {
@@ -290,9 +310,19 @@ impl SecretsLoader {
     }
 
     fn apply(&self, secret: RuntimeSecret, version: Option<String>) {
-        self.auth.set_secret_keys(secret.api_keys.clone());
+        self.api_keys
+            .send_replace(Arc::from(secret.api_keys.clone()));
         let api_keys = secret.api_keys.len();
         let has_database_url = secret.database_url.is_some();
+        let url = secret.database_url.clone();
+        self.database_url.send_if_modified(|published| {
+            let changed = published.as_ref().map(ExposeSecret::expose_secret)
+                != url.as_ref().map(ExposeSecret::expose_secret);
+            if changed {
+                *published = url;
+            }
+            changed
+        });
         match self.current.write() {
             Ok(mut guard) => *guard = Some(Arc::new(secret)),
             Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(secret)),

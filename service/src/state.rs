@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use axum::extract::FromRef;
 use chrono::Utc;
 use secrecy::SecretString;
 
@@ -16,8 +17,14 @@ use crate::store::{
     StoreError, KEY_EXPIRY_INTERVAL,
 };
 
+/// The one state every handler shares: a single `Arc`, so cloning it per request costs one
+/// counter. A handler or middleware that needs only a part takes that part (`State<Arc<Metrics>>`,
+/// or an extractor bounded on `FromRef`), so no module below this one imports the state.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+#[derive(Clone)]
+pub struct AppParts {
     pub config: Arc<Config>,
     pub store: Arc<dyn OrderStore>,
     pub metrics: Arc<Metrics>,
@@ -25,6 +32,51 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// The runtime secret, when `SECRETS_MANAGER_ENABLED=true`.
     pub secrets: Option<Arc<SecretsLoader>>,
+}
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+
+    /// The same state over another store (tests put a failing one in).
+    pub fn with_store(&self, store: Arc<dyn OrderStore>) -> Self {
+        let mut parts = (*self.0).clone();
+        parts.store = store;
+        Self::new(parts)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.metrics)
+    }
+}
+
+impl FromRef<AppState> for Arc<WriteAuth> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.auth)
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn OrderStore> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.store)
+    }
+}
+
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.config)
+    }
 }
 
 /// What `/ready` reports beyond the store: draining on shutdown.
@@ -89,7 +141,6 @@ pub async fn migrate(config: &Config) -> Result<(i64, i64), StartupError> {
                 secrets::client(&aws),
                 secrets_config,
                 RefreshMode::OnRequest,
-                Arc::new(WriteAuth::new(Vec::new(), false)),
                 Arc::new(Metrics::new(Target::Container)?),
                 StartupRetry::default(),
             )
@@ -116,7 +167,6 @@ pub async fn build_state_with_aws(
     aws: Option<SdkConfig>,
 ) -> Result<AppState, StartupError> {
     let metrics = Arc::new(Metrics::new(target)?);
-    let auth = Arc::new(WriteAuth::new(config.api_keys.clone(), config.is_local()));
     // The secret comes first: it may hold the database URL and feeds `auth`.
     let secrets = match &config.secrets {
         Some(secrets_config) => {
@@ -128,7 +178,6 @@ pub async fn build_state_with_aws(
                 secrets::client(&aws),
                 secrets_config,
                 RefreshMode::for_target(target),
-                Arc::clone(&auth),
                 Arc::clone(&metrics),
                 StartupRetry::default(),
             )
@@ -137,6 +186,12 @@ pub async fn build_state_with_aws(
         }
         None => None,
     };
+    // API keys: `API_KEYS`, and the runtime secret's as each refresh publishes them.
+    let mut auth = WriteAuth::new(config.api_keys.clone(), config.is_local());
+    if let Some(loader) = &secrets {
+        auth = auth.with_secret_keys(loader.api_keys());
+    }
+    let auth = Arc::new(auth);
     let store: Arc<dyn OrderStore> = match config.store {
         StoreKind::Memory => Arc::new(
             MemoryStore::new()
@@ -145,12 +200,15 @@ pub async fn build_state_with_aws(
         ),
         StoreKind::Postgres => {
             let (url, refresher) = database_url(&config, secrets.as_ref())?;
-            Arc::new(
-                PostgresStore::connect(&config.database, url, refresher)
-                    .await?
-                    .with_idempotency_ttl(config.idempotency_ttl)
-                    .with_key_expiry(KEY_EXPIRY_INTERVAL),
-            )
+            let follows_secret = refresher.is_some();
+            let mut store = PostgresStore::connect(&config.database, url, refresher)
+                .await?
+                .with_idempotency_ttl(config.idempotency_ttl)
+                .with_key_expiry(KEY_EXPIRY_INTERVAL);
+            if let (true, Some(loader)) = (follows_secret, &secrets) {
+                store = store.with_url_updates(loader.database_urls());
+            }
+            Arc::new(store)
         }
     };
     if config.seed_sample_data {
@@ -159,12 +217,12 @@ pub async fn build_state_with_aws(
             .await
             .map_err(StartupError::Seed)?;
     }
-    Ok(AppState {
+    Ok(AppState::new(AppParts {
         config: Arc::new(config),
         store,
         metrics,
         auth,
         readiness: Arc::new(Readiness::default()),
         secrets,
-    })
+    }))
 }

@@ -7,6 +7,8 @@ mod sample;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use async_trait::async_trait;
 
 use crate::domain::{NewOrder, Order, OrderStatus};
@@ -20,6 +22,20 @@ pub const KEY_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 pub use memory::{MemoryStore, DEFAULT_MAX_ORDERS};
 pub use postgres::{required_schema_version, PostgresError, PostgresStore};
 pub use sample::sample_orders;
+
+/// Database settings; used when `STORE=postgres` (read by `config`).
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`; when unset the runtime secret must provide the connection.
+    pub url: Option<SecretString>,
+    pub schema: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+    /// `DB_CA_BUNDLE`: certificate authorities (PEM) trusted for the database beside the
+    /// Amazon RDS ones the binary carries.
+    pub ca_bundle: Option<Arc<[u8]>>,
+}
 
 /// Boxed cause of a backend failure; kept for logs, never sent to clients.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,5 +1,8 @@
 //! The order aggregate and the validated input that creates one.
 
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -39,6 +42,34 @@ pub struct Order {
     #[serde(skip)]
     #[schema(ignore)]
     pub version: u64,
+    /// The JSON of this order, made on first use and kept while the order is shared
+    /// unchanged (the memory store hands out the same `Arc` to every read).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub json: JsonCache,
+}
+
+/// Serialised JSON, kept once made. A clone starts empty, because a clone of an order is made
+/// to be changed (copy on write); it never takes part in equality.
+#[derive(Default)]
+pub struct JsonCache(OnceLock<Bytes>);
+
+impl Clone for JsonCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for JsonCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for JsonCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonCache")
+    }
 }
 
 impl Order {
@@ -52,6 +83,19 @@ impl Order {
             version: 1,
             ..self.clone()
         }
+    }
+
+    /// The order's JSON, serialised once per version of a shared order.
+    pub fn to_json(&self) -> Bytes {
+        self.json
+            .0
+            .get_or_init(|| {
+                // Serialising plain fields into memory cannot fail.
+                serde_json::to_vec(self)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 
     /// Strong entity tag of this version of the order. Every change bumps the version, so a
@@ -222,6 +266,7 @@ impl NewOrder {
             shipping_address: self.shipping_address,
             tracking_number: None,
             version: 1,
+            json: JsonCache::default(),
         }
     }
 }

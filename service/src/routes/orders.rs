@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -80,7 +81,7 @@ pub async fn list_orders(
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state.store.list(PageRequest { limit, after }).await?;
     let cursor = encode_cursor(page.resume);
-    let mut response = axum::Json(page.orders).into_response();
+    let mut response = json_body(json_array(&page.orders)).into_response();
     if page.more {
         let link = format!("</orders?limit={limit}&cursor={cursor}>; rel=\"next\"");
         if let Ok(value) = HeaderValue::from_str(&link) {
@@ -294,25 +295,39 @@ pub async fn get_order(
         .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))
 }
 
-/// The order as JSON with its `ETag`.
+/// The order as JSON with its `ETag`; a shared order's JSON is made once.
 fn with_etag(order: &Order, status: StatusCode) -> Response {
-    let Ok(json) = serde_json::to_vec(order) else {
-        return (status, axum::Json(order)).into_response();
-    };
-    let etag = HeaderValue::from_str(&order.etag());
-    let mut response = (
-        status,
+    let mut response = (status, json_body(order.to_json())).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&order.etag()) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// JSON bytes as a response body.
+fn json_body(bytes: Bytes) -> impl IntoResponse {
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        json,
+        bytes,
     )
-        .into_response();
-    if let Ok(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
+}
+
+/// A JSON array of orders, from each order's own JSON: no order is serialised again.
+fn json_array(orders: &[std::sync::Arc<Order>]) -> Bytes {
+    let parts: Vec<Bytes> = orders.iter().map(|order| order.to_json()).collect();
+    let mut body = Vec::with_capacity(2 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    body.push(b'[');
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(part);
     }
-    response
+    body.push(b']');
+    Bytes::from(body)
 }
 
 /// A status change; `tracking_number` may be set with it.

@@ -115,8 +115,10 @@ fn rds_url(fields: &Map<String, Value>) -> Result<Option<SecretString>, FormatEr
     };
     let port = port(fields)?;
     let dbname = string(fields, "dbname")?.unwrap_or("postgres");
+    // RDS presents a certificate of its own CAs, which the binary carries (store::postgres):
+    // the connection is encrypted and the server proven to be the host named here.
     let url = format!(
-        "postgres://{}:{}@{host}:{port}/{}",
+        "postgres://{}:{}@{host}:{port}/{}?sslmode=verify-full",
         utf8_percent_encode(username, URL_COMPONENT),
         utf8_percent_encode(password, URL_COMPONENT),
         utf8_percent_encode(dbname, URL_COMPONENT),
@@ -176,7 +178,8 @@ mod tests {
         .expect("valid");
         assert_eq!(
             url(&secret),
-            "postgres://app%20user:p%40ss%3Aw%2Frd%3F%23%25@db.example.internal:5433/orders"
+            "postgres://app%20user:p%40ss%3Aw%2Frd%3F%23%25@db.example.internal:5433/orders\
+             ?sslmode=verify-full"
         );
         assert!(secret.api_keys.is_empty());
     }
@@ -184,10 +187,16 @@ mod tests {
     #[test]
     fn rds_defaults_port_and_database_and_brackets_ipv6() {
         let secret = parse(r#"{"host":"::1","username":"u","password":"p"}"#).expect("valid");
-        assert_eq!(url(&secret), "postgres://u:p@[::1]:5432/postgres");
+        assert_eq!(
+            url(&secret),
+            "postgres://u:p@[::1]:5432/postgres?sslmode=verify-full"
+        );
         let secret =
             parse(r#"{"host":"h","port":"6432","username":"u","password":"p"}"#).expect("valid");
-        assert_eq!(url(&secret), "postgres://u:p@h:6432/postgres");
+        assert_eq!(
+            url(&secret),
+            "postgres://u:p@h:6432/postgres?sslmode=verify-full"
+        );
     }
 
     #[test]

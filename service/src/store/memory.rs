@@ -213,6 +213,9 @@ impl OrderStore for MemoryStore {
         let order = Arc::make_mut(stored);
         order.status = change.to;
         order.version += 1;
+        // When no reader held it, `make_mut` changed the stored order in place: its JSON is
+        // stale.
+        order.json = Default::default();
         if change.tracking_number.is_some() {
             order.tracking_number = change.tracking_number;
         }
@@ -281,6 +284,40 @@ mod tests {
         let changed = store.set_status(&read.id, change).await.expect("change");
         assert_eq!(read.status, OrderStatus::Pending);
         assert_eq!(changed.status, OrderStatus::Processing);
+    }
+
+    #[tokio::test]
+    async fn a_change_made_in_place_is_not_served_from_the_old_json() {
+        let store = MemoryStore::new();
+        let id = store
+            .create(new_order("Ada"), None)
+            .await
+            .expect("create")
+            .order
+            .id
+            .clone();
+        let before = store
+            .get(&id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .to_json();
+        assert!(std::str::from_utf8(&before).is_ok_and(|j| j.contains("PENDING")));
+        // No reader holds the order now, so the change is made in place.
+        let change = StatusChange {
+            from: vec![OrderStatus::Pending],
+            to: OrderStatus::Processing,
+            tracking_number: None,
+            versions: None,
+        };
+        drop(store.set_status(&id, change).await.expect("change"));
+        let after = store
+            .get(&id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .to_json();
+        assert!(std::str::from_utf8(&after).is_ok_and(|j| j.contains("PROCESSING")));
     }
 
     #[tokio::test]

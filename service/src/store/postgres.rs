@@ -14,14 +14,14 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{Connection, PgConnection, Row};
+use tokio::sync::watch;
 
 use super::{
-    id_sequence, to_micros, Created, CredentialRefresher, Cursor, Idempotency, OrderStore, Page,
-    PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
+    id_sequence, to_micros, Created, CredentialRefresher, Cursor, DatabaseConfig, Idempotency,
+    OrderStore, Page, PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
-use crate::config::DatabaseConfig;
 use crate::domain::{Money, NewOrder, Order, OrderItem, OrderStatus};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -105,9 +105,11 @@ pub struct PostgresStore {
     pool: PgPool,
     schema: String,
     statement_timeout: Duration,
+    ca_bundle: Option<Arc<[u8]>>,
     rotation: Option<Rotation>,
     idempotency_ttl: Duration,
     key_expiry: Option<AbortOnDrop>,
+    url_updates: Option<AbortOnDrop>,
 }
 
 /// The background task that deletes expired idempotency keys; stopped with the store.
@@ -189,15 +191,18 @@ impl PostgresStore {
                     &url,
                     &config.schema,
                     config.statement_timeout,
+                    config.ca_bundle.as_deref(),
                 )?),
             schema: config.schema.clone(),
             statement_timeout: config.statement_timeout,
+            ca_bundle: config.ca_bundle.clone(),
             rotation: refresher.map(|refresher| Rotation {
                 refresher,
                 last_attempt: tokio::sync::Mutex::new(None),
             }),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             key_expiry: None,
+            url_updates: None,
         };
         let mut conn = store.pool.acquire().await.map_err(PostgresError::Connect)?;
         let found = schema_version(&mut conn, &store.schema).await?;
@@ -227,7 +232,12 @@ impl PostgresStore {
         }
         // No statement timeout: a migration that rewrites a large table, or a run queued
         // behind another, is not the runaway query `statement_timeout` guards against.
-        let options = connect_options(url, &config.schema, Duration::ZERO)?;
+        let options = connect_options(
+            url,
+            &config.schema,
+            Duration::ZERO,
+            config.ca_bundle.as_deref(),
+        )?;
         let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(PostgresError::Connect)?;
@@ -297,7 +307,12 @@ impl PostgresStore {
             tracing::warn!("the runtime secret provided no database URL");
             return;
         };
-        match connect_options(&url, &self.schema, self.statement_timeout) {
+        match connect_options(
+            &url,
+            &self.schema,
+            self.statement_timeout,
+            self.ca_bundle.as_deref(),
+        ) {
             Ok(options) => self.pool.set_connect_options(options),
             Err(error) => tracing::error!(%error, "refreshed database URL is unusable"),
         }
@@ -438,6 +453,36 @@ impl PostgresStore {
         .map_err(classify)
     }
 
+    /// Follows the database URL as the runtime secret changes it: new connections use the
+    /// new URL from the moment it is published, so a credential rotation (new password set,
+    /// then the secret) costs no request. Open connections stay as they are; PostgreSQL keeps
+    /// them when a password changes. The task ends with the store.
+    pub fn with_url_updates(mut self, mut urls: watch::Receiver<Option<SecretString>>) -> Self {
+        let (pool, schema, timeout, ca_bundle) = (
+            self.pool.clone(),
+            self.schema.clone(),
+            self.statement_timeout,
+            self.ca_bundle.clone(),
+        );
+        urls.mark_unchanged();
+        let task = tokio::spawn(async move {
+            while urls.changed().await.is_ok() {
+                let Some(url) = urls.borrow_and_update().clone() else {
+                    continue;
+                };
+                match connect_options(&url, &schema, timeout, ca_bundle.as_deref()) {
+                    Ok(options) => {
+                        pool.set_connect_options(options);
+                        tracing::info!("database URL changed; new connections use it");
+                    }
+                    Err(error) => tracing::error!(%error, "the new database URL is unusable"),
+                }
+            }
+        });
+        self.url_updates = Some(AbortOnDrop(task));
+        self
+    }
+
     /// Deletes expired keys in the background every `every`, in batches, so they neither pile
     /// up nor cost a request anything. Every replica runs it; the batches skip rows another
     /// replica is deleting. The task ends with the store.
@@ -449,7 +494,7 @@ impl PostgresStore {
             loop {
                 ticks.tick().await;
                 if let Err(error) = delete_expired_keys(&pool, ttl).await {
-                    tracing::warn!(error = %crate::error::error_chain(&error), "cannot delete expired idempotency keys");
+                    tracing::warn!(%error, "cannot delete expired idempotency keys");
                 }
             }
         });
@@ -688,22 +733,41 @@ impl OrderStore for PostgresStore {
     }
 }
 
-/// Settings every connection starts with: the schema to work in and the statement timeout.
+/// The Amazon RDS certificate authorities, from `service/certs` (where `fetch-rds-ca.sh`
+/// says where they come from and how to refresh them).
+const RDS_CA_BUNDLE: &[u8] = include_bytes!("../../certs/rds-ca-bundle.pem");
+
+/// Settings every connection starts with: the schema to work in, the statement timeout, and
+/// for a URL that asks to verify the server (`sslmode=verify-full` or `verify-ca`, as one
+/// built from an RDS secret does) without naming CAs of its own, the RDS CAs and
+/// `DB_CA_BUNDLE`'s.
 fn connect_options(
     url: &SecretString,
     schema: &str,
     statement_timeout: Duration,
+    ca_bundle: Option<&[u8]>,
 ) -> Result<PgConnectOptions, PostgresError> {
-    let options = PgConnectOptions::from_str(url.expose_secret())
-        .map_err(PostgresError::InvalidUrl)?
-        .application_name("order-service")
-        .options([
-            ("search_path", schema.to_owned()),
-            (
-                "statement_timeout",
-                format!("{}ms", statement_timeout.as_millis()),
-            ),
-        ]);
+    let mut options =
+        PgConnectOptions::from_str(url.expose_secret()).map_err(PostgresError::InvalidUrl)?;
+    let verifies = matches!(
+        options.get_ssl_mode(),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    );
+    if verifies && !url.expose_secret().contains("sslrootcert=") {
+        let mut pem = RDS_CA_BUNDLE.to_vec();
+        if let Some(extra) = ca_bundle {
+            pem.push(b'\n');
+            pem.extend_from_slice(extra);
+        }
+        options = options.ssl_root_cert_from_pem(pem);
+    }
+    let options = options.application_name("order-service").options([
+        ("search_path", schema.to_owned()),
+        (
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis()),
+        ),
+    ]);
     Ok(options)
 }
 
@@ -888,6 +952,7 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         shipping_address: row.try_get("shipping_address").map_err(internal)?,
         tracking_number: row.try_get("tracking_number").map_err(internal)?,
         version: u64::try_from(version).map_err(internal)?,
+        json: Default::default(),
     })
 }
 

@@ -69,5 +69,6 @@ fn order(
         shipping_address: shipping_address.to_owned(),
         tracking_number: tracking_number.map(str::to_owned),
         version: 1,
+        json: Default::default(),
     }
 }

@@ -8,4 +8,5 @@ mod postgres;
 mod router;
 mod secrets;
 mod store_contract;
+mod structure;
 mod support;

@@ -107,8 +107,7 @@ impl OrderStore for Faulty {
 
 #[tokio::test]
 async fn a_panic_is_logged_at_error_with_its_message() {
-    let mut state = state_with(&[]).await;
-    state.store = Arc::new(Faulty::Panics);
+    let state = state_with(&[]).await.with_store(Arc::new(Faulty::Panics));
     let app = router(state);
     let (logs, _guard) = Captured::start();
     let reply = get(&app, "/orders/1").await;
@@ -121,8 +120,9 @@ async fn a_panic_is_logged_at_error_with_its_message() {
 
 #[tokio::test]
 async fn a_timeout_is_logged_at_error_as_a_timeout() {
-    let mut state = state_with(&[("REQUEST_TIMEOUT_MS", "100")]).await;
-    state.store = Arc::new(Faulty::Stalls);
+    let state = state_with(&[("REQUEST_TIMEOUT_MS", "100")])
+        .await
+        .with_store(Arc::new(Faulty::Stalls));
     let app = router(state);
     let (logs, _guard) = Captured::start();
     get(&app, "/orders/1")

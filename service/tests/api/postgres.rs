@@ -473,6 +473,155 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
     assert_eq!(rotated.calls.load(Ordering::SeqCst), 1, "{failures:?}");
 }
 
+/// A rotation done in the usual order (the role's new password first, then the secret) costs
+/// no request: once a refresh loads the new secret, new connections use its URL, before any
+/// connection could be refused. Before, the pool learnt the new URL only from an
+/// authentication failure, a 503 per pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_credential_rotation_costs_no_request() {
+    let db = TestDb::new().await;
+    db.execute(&format!(
+        "CREATE ROLE app LOGIN PASSWORD 'first-password';
+         GRANT ALL ON DATABASE {} TO app;",
+        db.name
+    ))
+    .await;
+    // `database_url`: the server of these tests speaks no TLS (an RDS-format secret asks for
+    // verify-full; `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers that).
+    let rds_secret = |password: &str| {
+        json!({ "database_url": db.cluster.url_as("app", password, &db.name) }).to_string()
+    };
+    db.migrate_with(
+        &db.cluster.url_as("app", "first-password", &db.name),
+        "rotation",
+    )
+    .await;
+    let moto = Moto::start().await;
+    moto.create_secret("app/db", &rds_secret("first-password"))
+        .await;
+    let vars = [
+        ("ENVIRONMENT", "local"),
+        ("STORE", "postgres"),
+        ("DB_SCHEMA", "rotation"),
+        ("DB_MAX_CONNECTIONS", "8"),
+        ("SECRETS_MANAGER_ENABLED", "true"),
+        ("AWS_SECRET_NAME", "app/db"),
+        ("AWS_REGION", "us-east-1"),
+        ("SECRET_REFRESH_SECONDS", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_vars(&vars).expect("valid config");
+    let state = build_state_with_aws(config, Target::Container, Some(moto.sdk_config().await))
+        .await
+        .expect("connects with the secret's credentials");
+    let loader = state.secrets.clone().expect("the secret is loaded");
+    let app = router(state);
+    let created = send(
+        &app,
+        request(
+            Method::POST,
+            "/orders",
+            &[],
+            Some(&support::new_order("Steady")),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+    // Steady load on few connections, while the password changes and then the secret.
+    let failures = Arc::new(AtomicUsize::new(0));
+    let burst = |width: usize| {
+        let (app, path, failures) = (app.clone(), path.clone(), Arc::clone(&failures));
+        async move {
+            let requests: Vec<_> = (0..width)
+                .map(|_| {
+                    let (app, path) = (app.clone(), path.clone());
+                    tokio::spawn(async move { support::get(&app, &path).await.status })
+                })
+                .collect();
+            for request in requests {
+                if request.await.expect("task") != StatusCode::OK {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    burst(1).await;
+    db.execute("ALTER ROLE app PASSWORD 'second-password'")
+        .await;
+    burst(1).await;
+    moto.put_secret("app/db", &rds_secret("second-password"))
+        .await;
+    let rotated = |url: Option<SecretString>| {
+        url.is_some_and(|u| secrecy::ExposeSecret::expose_secret(&u).contains("second-password"))
+    };
+    for _ in 0..200 {
+        if rotated(loader.database_url()) {
+            break;
+        }
+        burst(1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rotated(loader.database_url()),
+        "the refresh loaded the new secret"
+    );
+    // The pool's switch is published with the secret; give its task a moment to run.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wider bursts need new connections, which must use the new password.
+    for _ in 0..5 {
+        burst(8).await;
+    }
+    let opened: Vec<String> = db
+        .column("SELECT count(*)::text FROM pg_stat_activity WHERE usename = 'app'")
+        .await;
+    assert!(
+        opened[0].parse::<u32>().unwrap_or_default() > 1,
+        "the bursts opened new connections: {opened:?}"
+    );
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "no request failed");
+}
+
+/// A URL built from an RDS secret verifies the server: TLS, a certificate from a trusted CA
+/// (the RDS CAs the binary carries, and those of `DB_CA_BUNDLE`), for the host named. The
+/// test's server has a certificate from a CA made here: refused unless that CA is configured.
+#[tokio::test]
+async fn an_rds_secret_connects_only_to_a_server_its_cas_vouch_for() {
+    let (cluster, ca) = Cluster::start_tls();
+    let secret = json!({
+        "engine": "postgres",
+        "host": "localhost",
+        "port": cluster.port,
+        "username": "postgres",
+        "password": "test-superuser-password",
+        "dbname": "postgres",
+    })
+    .to_string();
+    let url = order_service::secrets::parse(&secret)
+        .expect("valid secret")
+        .database_url
+        .expect("a URL");
+    let mut config = support::postgres::database_config("public");
+    let refused = PostgresStore::migrate(&config, &url).await;
+    let error = refused.expect_err("an unknown CA is refused").to_string();
+    assert!(error.contains("cannot reach the database"), "{error}");
+    config.ca_bundle = Some(std::fs::read(&ca).expect("CA").into());
+    PostgresStore::migrate(&config, &url)
+        .await
+        .expect("the configured CA vouches for the server");
+    let store = PostgresStore::connect(&config, url, None)
+        .await
+        .expect("connects");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .expect("query");
+    assert!(encrypted);
+}
+
 #[tokio::test]
 async fn a_rotated_runtime_secret_reconnects_the_service() {
     let db = TestDb::new().await;
@@ -482,16 +631,10 @@ async fn a_rotated_runtime_secret_reconnects_the_service() {
         db.name
     ))
     .await;
+    // `database_url`: the server of these tests speaks no TLS (an RDS-format secret asks for
+    // verify-full; `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers that).
     let rds_secret = |password: &str| {
-        json!({
-            "engine": "postgres",
-            "host": "127.0.0.1",
-            "port": db.cluster.port,
-            "username": "app",
-            "password": password,
-            "dbname": db.name,
-        })
-        .to_string()
+        json!({ "database_url": db.cluster.url_as("app", password, &db.name) }).to_string()
     };
     db.migrate_with(
         &db.cluster.url_as("app", "first-password", &db.name),

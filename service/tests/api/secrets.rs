@@ -153,7 +153,7 @@ async fn rds_secret_becomes_an_encoded_database_url() {
     assert_eq!(
         url.expose_secret(),
         "postgres://order%20app:S3cr3t-p%40ss%3Aw%2Frd%3F%23%25\
-         @orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432/orders"
+         @orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432/orders?sslmode=verify-full"
     );
     assert_eq!(get(&router(state.clone()), "/ready").await.status, 200);
     assert_eq!(counter(&state, "success"), 1);

@@ -25,6 +25,8 @@ pub struct Cluster {
     dir: TempDir,
     pub port: u16,
     watchdog: Mutex<Option<Child>>,
+    /// Server options beyond the defaults (TLS).
+    extra_options: String,
 }
 
 impl Cluster {
@@ -42,6 +44,91 @@ impl Cluster {
 
     /// A cluster of its own, for tests that stop and start the database.
     pub fn start() -> Cluster {
+        Self::start_with(|_| String::new())
+    }
+
+    /// A cluster of its own that speaks TLS only with a certificate for `localhost` issued by
+    /// a CA made here; answers the cluster and the CA's PEM file.
+    pub fn start_tls() -> (Cluster, PathBuf) {
+        let mut ca = None;
+        let cluster = Self::start_with(|dir| {
+            let path = |name: &str| dir.join(name).display().to_string();
+            run(Command::new("openssl").args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=order-service test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.pem"),
+            ]));
+            run(Command::new("openssl").args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &path("server.key"),
+                "-out",
+                &path("server.csr"),
+            ]));
+            std::fs::write(
+                dir.join("server.ext"),
+                "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+            )
+            .expect("write extensions");
+            run(Command::new("openssl").args([
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &path("server.csr"),
+                "-CA",
+                &path("ca.pem"),
+                "-CAkey",
+                &path("ca.key"),
+                "-CAcreateserial",
+                "-extfile",
+                &path("server.ext"),
+                "-out",
+                &path("server.pem"),
+            ]));
+            std::fs::set_permissions(
+                dir.join("server.key"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("key mode");
+            if running_as_root() {
+                run(Command::new("chown").args([
+                    SUPERUSER,
+                    &path("server.key"),
+                    &path("server.pem"),
+                ]));
+            }
+            ca = Some(dir.join("ca.pem"));
+            format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                path("server.pem"),
+                path("server.key")
+            )
+        });
+        (cluster, ca.expect("CA made"))
+    }
+
+    fn start_with(extra_options: impl FnOnce(&Path) -> String) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("pg-test-")
             .tempdir()
@@ -69,10 +156,12 @@ impl Cluster {
             ])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .arg(format!("--pwfile={}", password_file.display())));
+        let extra_options = extra_options(dir.path());
         let cluster = Cluster {
             port: free_port(),
             watchdog: Mutex::new(None),
             dir,
+            extra_options,
         };
         cluster.start_server();
         *cluster
@@ -89,9 +178,10 @@ impl Cluster {
     /// Starts (or restarts) the server on the cluster's port and waits until it accepts.
     pub fn start_server(&self) {
         let options = format!(
-            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300{}",
             self.dir.path().display(),
-            self.port
+            self.port,
+            self.extra_options
         );
         run(pg_command("pg_ctl")
             .args(["start", "-w", "-t", "120", "-D"])
@@ -266,6 +356,7 @@ pub fn database_config(schema: &str) -> DatabaseConfig {
         max_connections: 5,
         acquire_timeout: Duration::from_secs(30),
         statement_timeout: Duration::from_secs(30),
+        ca_bundle: None,
     }
 }
 
