@@ -23,13 +23,9 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 WINDOW = re.compile(r"\[(\d+)([smhdw])\]")
 
 
-def load_root(directory: Path) -> dict[str, list[Any]]:
-    merged: dict[str, list[Any]] = {}
-    for path in sorted(directory.glob("*.tf")):
-        with path.open() as f:
-            for key, blocks in hcl2.load(f).items():
-                merged.setdefault(key, []).extend(blocks)
-    return merged
+def parse(path: Path) -> dict[str, list[Any]]:
+    with path.open() as f:
+        return hcl2.load(f)
 
 
 def unwrap(value: Any) -> Any:
@@ -69,7 +65,9 @@ def longest_window_seconds() -> int:
 
 @pytest.fixture(scope="module")
 def addons() -> dict:
-    return load_root(INFRA / "addons")
+    """The parts of infra/addons the tests read: its variables, and monitoring.tf."""
+    variables, monitoring = parse(INFRA / "addons" / "variables.tf"), parse(INFRA / "addons" / "monitoring.tf")
+    return {**monitoring, "variable": variables["variable"]}
 
 
 def test_the_chart_uses_a_30_day_window():
@@ -116,6 +114,6 @@ def test_the_default_storage_class_is_encrypted_gp3_bound_where_the_pod_runs(add
 
 
 def test_the_cluster_runs_the_ebs_csi_driver_that_provisions_the_class():
-    aws = load_root(INFRA / "aws")
+    aws = parse(INFRA / "aws" / "eks.tf")
     assert "aws-ebs-csi-driver" in local(aws, "eks_addons")
     assert local(aws, "eks_addon_roles")["aws-ebs-csi-driver"] == "${aws_iam_role.ebs_csi_driver.arn}"
