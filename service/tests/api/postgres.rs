@@ -962,22 +962,28 @@ async fn a_migrate_run_waits_on_the_migration_lock_beyond_the_statement_timeout(
     assert!(error.to_string().contains("statement timeout"), "{error}");
 }
 
+/// Creates of customers named `Slow…` hold their transaction open for `seconds` after taking
+/// their id, as a slow disk or a distant standby would.
+async fn slow_creates(db: &TestDb, seconds: f64) {
+    db.execute(&format!(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep({seconds}); END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();"
+    ))
+    .await;
+}
+
 /// A create whose commit is slow (a synchronous standby, a slow disk) holds nothing another
 /// create waits for: creates from every replica commit in parallel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_create_does_not_hold_up_other_creates() {
     let db = TestDb::new().await;
     let store: Arc<dyn OrderStore> = Arc::new(db.store("public").await);
-    db.execute(
-        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep(8); END IF;
-             RETURN NEW;
-         END $$;
-         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
-             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
-    )
-    .await;
+    slow_creates(&db, 8.0).await;
     let slow = {
         let store = Arc::clone(&store);
         tokio::spawn(async move { store.create(new_order("Slow"), None).await })
@@ -1010,17 +1016,7 @@ async fn a_slow_create_does_not_hold_up_other_creates() {
 async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() {
     let db = TestDb::new().await;
     let store: Arc<dyn OrderStore> = Arc::new(db.store("public").await);
-    // Slow creates hold their transaction open after taking an id, like a slow disk would.
-    db.execute(
-        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep(0.15); END IF;
-             RETURN NEW;
-         END $$;
-         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
-             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
-    )
-    .await;
+    slow_creates(&db, 0.15).await;
     let created = Arc::new(Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for (prefix, tasks, each) in [("Slow", 2, 5), ("Fast", 3, 20)] {
