@@ -210,7 +210,7 @@ impl Config {
         };
         let seed_default = store == StoreKind::Memory;
         let schema = env.string("DB_SCHEMA", "public");
-        if !is_sql_identifier(&schema) {
+        if !crate::store::is_schema_name(&schema) {
             return Err(ConfigError::new(
                 "DB_SCHEMA",
                 "expected a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)",
@@ -346,13 +346,6 @@ fn read_ca_bundle(path: &str) -> Result<Arc<[u8]>, ConfigError> {
         ));
     }
     Ok(Arc::from(pem))
-}
-
-fn is_sql_identifier(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
-        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-        && s.len() <= 63
 }
 
 /// What went wrong in `.env`, without quoting it: the parser's own message repeats the whole

@@ -131,10 +131,13 @@ impl ApiError {
     }
 }
 
+/// The `detail` of a missing order, which clients of the earlier version read.
+pub const ORDER_NOT_FOUND: &str = "Order not found";
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound => ApiError::NotFound("Order not found"),
+            StoreError::NotFound => ApiError::NotFound(ORDER_NOT_FOUND),
             StoreError::IdempotencyMismatch => ApiError::IdempotencyMismatch,
             StoreError::Full { .. } => ApiError::StoreFull,
             StoreError::Unavailable(_) => ApiError::StoreUnavailable(error),

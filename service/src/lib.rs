@@ -14,6 +14,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 pub use app::{metrics_router, router};

@@ -221,10 +221,7 @@ impl SecretsLoader {
     }
 
     fn current(&self) -> Option<Arc<RuntimeSecret>> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        crate::sync::read(&self.current).clone()
     }
 
     /// Fetches now and applies the result. Concurrent callers share one fetch. On failure
@@ -233,9 +230,9 @@ impl SecretsLoader {
         let seen = self.fetches.load(Ordering::SeqCst);
         let _turn = self.one_fetch_at_a_time.lock().await;
         if self.fetches.load(Ordering::SeqCst) != seen {
-            return lock(&self.last_outcome).clone();
+            return crate::sync::lock(&self.last_outcome).clone();
         }
-        *lock(&self.last_attempt) = Some(Instant::now());
+        *crate::sync::lock(&self.last_attempt) = Some(Instant::now());
         // Bounded: a stalled endpoint must not hold a request (the Lambda refreshes inside
         // one) or the single-flight lock for ever. On timeout the last good value stays.
         let fetched = match tokio::time::timeout(self.call_timeout, self.fetch()).await {
@@ -260,7 +257,7 @@ impl SecretsLoader {
                 "runtime secret refresh failed"
             );
         }
-        *lock(&self.last_outcome) = outcome.clone();
+        *crate::sync::lock(&self.last_outcome) = outcome.clone();
         self.fetches.fetch_add(1, Ordering::SeqCst);
         outcome
     }
@@ -276,7 +273,8 @@ impl SecretsLoader {
         if self.mode != RefreshMode::OnRequest {
             return;
         }
-        let stale = lock(&self.last_attempt).is_none_or(|at| at.elapsed() >= self.refresh_interval);
+        let stale = crate::sync::lock(&self.last_attempt)
+            .is_none_or(|at| at.elapsed() >= self.refresh_interval);
         if stale {
             // A failure is logged and counted inside; the request goes on with the last value.
             let _ = self.refresh().await;
@@ -323,11 +321,8 @@ impl SecretsLoader {
             }
             changed
         });
-        match self.current.write() {
-            Ok(mut guard) => *guard = Some(Arc::new(secret)),
-            Err(poisoned) => *poisoned.into_inner() = Some(Arc::new(secret)),
-        }
-        let previous = std::mem::replace(&mut *lock(&self.version), version.clone());
+        *crate::sync::write(&self.current) = Some(Arc::new(secret));
+        let previous = std::mem::replace(&mut *crate::sync::lock(&self.version), version.clone());
         self.metrics
             .secrets_refresh
             .with_label_values(&["success"])
@@ -395,11 +390,4 @@ fn describe(error: &SdkError<GetSecretValueError>) -> String {
         _ => crate::error::error_chain(error),
     };
     text.replace(['\r', '\n'], " ")
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }

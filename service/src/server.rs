@@ -84,7 +84,7 @@ pub async fn serve(state: AppState) -> Result<(), ServeError> {
 
     tracing::info!("no longer accepting connections; finishing in-flight requests");
     let _ = stop.send(true);
-    let finished = futures_join(servers);
+    let finished = join_servers(servers);
     match tokio::time::timeout(config.shutdown_grace, finished).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!("grace period over; stopping with requests in flight"),
@@ -184,9 +184,14 @@ async fn pause_after_accept_error(error: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-async fn futures_join(servers: Vec<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {
+/// Waits for every server together: the first to fail ends the wait with its error.
+async fn join_servers(servers: Vec<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
     for server in servers {
-        server.await.map_err(std::io::Error::other)??;
+        set.spawn(async move { server.await.map_err(std::io::Error::other)? });
+    }
+    while let Some(finished) = set.join_next().await {
+        finished.map_err(std::io::Error::other)??;
     }
     Ok(())
 }

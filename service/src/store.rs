@@ -20,7 +20,7 @@ pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const KEY_EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
 pub use memory::{MemoryStore, DEFAULT_MAX_ORDERS};
-pub use postgres::{required_schema_version, PostgresError, PostgresStore};
+pub use postgres::{is_schema_name, required_schema_version, PostgresError, PostgresStore};
 pub use sample::sample_orders;
 
 /// Database settings; used when `STORE=postgres` (read by `config`).

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -47,8 +47,18 @@ pub fn router() -> Router<AppState> {
         .route("/docs/scalar.js", get(docs_script))
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The document, rendered once: it only changes with the code.
+static OPENAPI_JSON: LazyLock<String> =
+    LazyLock::new(|| serde_json::to_string(&ApiDoc::openapi()).unwrap_or_default());
+
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI_JSON.as_str(),
+    )
 }
 
 /// The API reference script (Scalar), a pinned copy from the npm registry embedded in the
@@ -76,9 +86,7 @@ pub fn scalar_pin(key: &str) -> Option<&'static str> {
 /// is relative, so the page also works behind a path prefix (an API Gateway stage).
 static DOCS_HTML: LazyLock<String> = LazyLock::new(|| {
     // `<` only occurs inside JSON strings; escaped, no text can close the element early.
-    let spec = serde_json::to_string(&ApiDoc::openapi())
-        .unwrap_or_default()
-        .replace('<', "\\u003c");
+    let spec = OPENAPI_JSON.replace('<', "\\u003c");
     let integrity = scalar_pin("script_integrity").unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

@@ -14,7 +14,7 @@ use crate::domain::{
     can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order,
     OrderStatus, ValidationErrors,
 };
-use crate::error::{ApiError, Json, Problem, Query};
+use crate::error::{ApiError, Json, Problem, Query, ORDER_NOT_FOUND};
 use crate::state::AppState;
 use crate::store::{Cursor, Idempotency, PageRequest, Position, StatusChange, StoreError};
 
@@ -23,7 +23,6 @@ pub const MAX_LIMIT: u32 = 500;
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-const ORDER_NOT_FOUND: &str = "Order not found";
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -68,12 +68,9 @@ impl MemoryStore {
         self
     }
 
+    /// Every change below is a single insert or replacement, as `crate::sync` requires.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave an order half-written: every change
-        // below is a single insert or replacement, so the data stays usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.inner)
     }
 }
 

@@ -29,8 +29,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Serialises `migrate` runs (schema creation and migrations) against one database; any
 /// constant shared by every build of this service works.
 const MIGRATION_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
-/// How often a migration run queued behind another asks for the lock again.
-const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// How often a `migrate` run asks again for the lock another run holds.
+const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(200);
 
 /// A pooled connection idle this long is pinged before use.
 const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -167,7 +168,7 @@ impl PostgresStore {
         url: SecretString,
         refresher: Option<Arc<dyn CredentialRefresher>>,
     ) -> Result<Self, PostgresError> {
-        if !is_plain_identifier(&config.schema) {
+        if !is_schema_name(&config.schema) {
             return Err(PostgresError::InvalidSchema(config.schema.clone()));
         }
         let store = PostgresStore {
@@ -227,7 +228,7 @@ impl PostgresStore {
         config: &DatabaseConfig,
         url: &SecretString,
     ) -> Result<(i64, i64), PostgresError> {
-        if !is_plain_identifier(&config.schema) {
+        if !is_schema_name(&config.schema) {
             return Err(PostgresError::InvalidSchema(config.schema.clone()));
         }
         // No statement timeout: a migration that rewrites a large table, or a run queued
@@ -249,9 +250,9 @@ impl PostgresStore {
             .execute(&mut conn)
             .await
             .map_err(PostgresError::Connect)?;
-        // Polled, not waited for: a session blocked in pg_advisory_lock holds a snapshot, and
-        // the twin holding the lock, building an index CONCURRENTLY, waits for every snapshot
-        // older than its own: a deadlock. A try that answers at once holds none.
+        // Polled, not waited for in one statement: a run that waits inside a statement has an
+        // open transaction, which a CREATE INDEX CONCURRENTLY of the run holding the lock
+        // waits for in turn (a deadlock PostgreSQL resolves by failing one of them).
         while !sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
             .bind(MIGRATION_LOCK_ID)
             .fetch_one(&mut conn)
@@ -630,8 +631,7 @@ impl PostgresStore {
             return Ok(());
         }
         for order in orders {
-            let seq = id_sequence(&order.id)
-                .and_then(|s| i64::try_from(s).ok())
+            let seq = row_seq(&order.id)
                 .ok_or_else(|| StoreError::Internal(format!("bad seed id {}", order.id).into()))?;
             let items = ItemColumns::of(&order.items).map_err(classify)?;
             sqlx::query(
@@ -698,7 +698,7 @@ impl OrderStore for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError> {
-        let Some(seq) = id_sequence(id).and_then(|s| i64::try_from(s).ok()) else {
+        let Some(seq) = row_seq(id) else {
             return Ok(None);
         };
         let result = self.fetch(seq).await.map(|order| order.map(Arc::new));
@@ -711,9 +711,7 @@ impl OrderStore for PostgresStore {
     }
 
     async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError> {
-        let seq = id_sequence(id)
-            .and_then(|s| i64::try_from(s).ok())
-            .ok_or(StoreError::NotFound)?;
+        let seq = row_seq(id).ok_or(StoreError::NotFound)?;
         let result = self.try_set_status(seq, &change).await.map(Arc::new);
         self.checked(result).await
     }
@@ -771,8 +769,9 @@ fn connect_options(
     Ok(options)
 }
 
-/// The schema name goes into SQL and a startup option unquoted; config validates it too.
-fn is_plain_identifier(s: &str) -> bool {
+/// The schema name goes into SQL and a startup option unquoted: a lowercase SQL identifier
+/// (`DB_SCHEMA`'s check in config is this one).
+pub fn is_schema_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
@@ -954,6 +953,11 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
         version: u64::try_from(version).map_err(internal)?,
         json: Default::default(),
     })
+}
+
+/// The row's `seq` of an order id; `None` for what cannot be an order here.
+fn row_seq(id: &str) -> Option<i64> {
+    id_sequence(id).and_then(|s| i64::try_from(s).ok())
 }
 
 /// A transaction id (xid8) as PostgreSQL prints it; orders from before it was recorded

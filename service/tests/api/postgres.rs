@@ -473,49 +473,70 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
     assert_eq!(rotated.calls.load(Ordering::SeqCst), 1, "{failures:?}");
 }
 
+/// A role `app` whose password rotates, a secret in moto holding its URL (`database_url`: the
+/// server of these tests speaks no TLS; an RDS-format secret asks for verify-full, which
+/// `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers), and the service's
+/// state built from that secret.
+struct Rotation {
+    db: TestDb,
+    moto: Moto,
+    state: order_service::AppState,
+}
+
+impl Rotation {
+    async fn start(extra: &[(&str, &str)]) -> Rotation {
+        let db = TestDb::new().await;
+        db.execute(&format!(
+            "CREATE ROLE app LOGIN PASSWORD 'first-password';
+             GRANT ALL ON DATABASE {} TO app;",
+            db.name
+        ))
+        .await;
+        db.migrate_with(
+            &db.cluster.url_as("app", "first-password", &db.name),
+            "rotation",
+        )
+        .await;
+        let moto = Moto::start().await;
+        let secret =
+            json!({ "database_url": db.cluster.url_as("app", "first-password", &db.name) });
+        moto.create_secret("app/db", &secret.to_string()).await;
+        let vars = [
+            ("ENVIRONMENT", "local"),
+            ("STORE", "postgres"),
+            ("DB_SCHEMA", "rotation"),
+            ("SECRETS_MANAGER_ENABLED", "true"),
+            ("AWS_SECRET_NAME", "app/db"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = Config::from_vars(&vars).expect("valid config");
+        let state = build_state_with_aws(config, Target::Container, Some(moto.sdk_config().await))
+            .await
+            .expect("connects with the secret's credentials");
+        Rotation { db, moto, state }
+    }
+
+    /// The secret's text for the role's `password`.
+    fn secret(&self, password: &str) -> String {
+        json!({ "database_url": self.db.cluster.url_as("app", password, &self.db.name) })
+            .to_string()
+    }
+}
+
 /// A rotation done in the usual order (the role's new password first, then the secret) costs
 /// no request: once a refresh loads the new secret, new connections use its URL, before any
 /// connection could be refused. Before, the pool learnt the new URL only from an
 /// authentication failure, a 503 per pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_credential_rotation_costs_no_request() {
-    let db = TestDb::new().await;
-    db.execute(&format!(
-        "CREATE ROLE app LOGIN PASSWORD 'first-password';
-         GRANT ALL ON DATABASE {} TO app;",
-        db.name
-    ))
-    .await;
-    // `database_url`: the server of these tests speaks no TLS (an RDS-format secret asks for
-    // verify-full; `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers that).
-    let rds_secret = |password: &str| {
-        json!({ "database_url": db.cluster.url_as("app", password, &db.name) }).to_string()
-    };
-    db.migrate_with(
-        &db.cluster.url_as("app", "first-password", &db.name),
-        "rotation",
-    )
-    .await;
-    let moto = Moto::start().await;
-    moto.create_secret("app/db", &rds_secret("first-password"))
-        .await;
-    let vars = [
-        ("ENVIRONMENT", "local"),
-        ("STORE", "postgres"),
-        ("DB_SCHEMA", "rotation"),
-        ("DB_MAX_CONNECTIONS", "8"),
-        ("SECRETS_MANAGER_ENABLED", "true"),
-        ("AWS_SECRET_NAME", "app/db"),
-        ("AWS_REGION", "us-east-1"),
-        ("SECRET_REFRESH_SECONDS", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = Config::from_vars(&vars).expect("valid config");
-    let state = build_state_with_aws(config, Target::Container, Some(moto.sdk_config().await))
-        .await
-        .expect("connects with the secret's credentials");
+    let rotation =
+        Rotation::start(&[("DB_MAX_CONNECTIONS", "8"), ("SECRET_REFRESH_SECONDS", "1")]).await;
+    let (db, moto, state) = (&rotation.db, &rotation.moto, rotation.state.clone());
+    let rds_secret = |password: &str| rotation.secret(password);
     let loader = state.secrets.clone().expect("the secret is loaded");
     let app = router(state);
     let created = send(
@@ -624,41 +645,9 @@ async fn an_rds_secret_connects_only_to_a_server_its_cas_vouch_for() {
 
 #[tokio::test]
 async fn a_rotated_runtime_secret_reconnects_the_service() {
-    let db = TestDb::new().await;
-    db.execute(&format!(
-        "CREATE ROLE app LOGIN PASSWORD 'first-password';
-         GRANT ALL ON DATABASE {} TO app;",
-        db.name
-    ))
-    .await;
-    // `database_url`: the server of these tests speaks no TLS (an RDS-format secret asks for
-    // verify-full; `an_rds_secret_connects_only_to_a_server_its_cas_vouch_for` covers that).
-    let rds_secret = |password: &str| {
-        json!({ "database_url": db.cluster.url_as("app", password, &db.name) }).to_string()
-    };
-    db.migrate_with(
-        &db.cluster.url_as("app", "first-password", &db.name),
-        "rotation",
-    )
-    .await;
-    let moto = Moto::start().await;
-    moto.create_secret("app/db", &rds_secret("first-password"))
-        .await;
-    let vars = [
-        ("ENVIRONMENT", "local"),
-        ("STORE", "postgres"),
-        ("DB_SCHEMA", "rotation"),
-        ("SECRETS_MANAGER_ENABLED", "true"),
-        ("AWS_SECRET_NAME", "app/db"),
-        ("AWS_REGION", "us-east-1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = Config::from_vars(&vars).expect("valid config");
-    let state = build_state_with_aws(config, Target::Container, Some(moto.sdk_config().await))
-        .await
-        .expect("connects with the secret's credentials");
+    let rotation = Rotation::start(&[]).await;
+    let (db, moto, state) = (&rotation.db, &rotation.moto, rotation.state.clone());
+    let rds_secret = |password: &str| rotation.secret(password);
     let app = router(state);
     let created = send(
         &app,
@@ -973,22 +962,28 @@ async fn a_migrate_run_waits_on_the_migration_lock_beyond_the_statement_timeout(
     assert!(error.to_string().contains("statement timeout"), "{error}");
 }
 
+/// Creates of customers named `Slow…` hold their transaction open for `seconds` after taking
+/// their id, as a slow disk or a distant standby would.
+async fn slow_creates(db: &TestDb, seconds: f64) {
+    db.execute(&format!(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep({seconds}); END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();"
+    ))
+    .await;
+}
+
 /// A create whose commit is slow (a synchronous standby, a slow disk) holds nothing another
 /// create waits for: creates from every replica commit in parallel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_create_does_not_hold_up_other_creates() {
     let db = TestDb::new().await;
     let store: Arc<dyn OrderStore> = Arc::new(db.store("public").await);
-    db.execute(
-        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep(8); END IF;
-             RETURN NEW;
-         END $$;
-         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
-             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
-    )
-    .await;
+    slow_creates(&db, 8.0).await;
     let slow = {
         let store = Arc::clone(&store);
         tokio::spawn(async move { store.create(new_order("Slow"), None).await })
@@ -1021,17 +1016,7 @@ async fn a_slow_create_does_not_hold_up_other_creates() {
 async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() {
     let db = TestDb::new().await;
     let store: Arc<dyn OrderStore> = Arc::new(db.store("public").await);
-    // Slow creates hold their transaction open after taking an id, like a slow disk would.
-    db.execute(
-        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             IF NEW.customer_name LIKE 'Slow%' THEN PERFORM pg_sleep(0.15); END IF;
-             RETURN NEW;
-         END $$;
-         CREATE TRIGGER slow_insert BEFORE INSERT ON orders
-             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
-    )
-    .await;
+    slow_creates(&db, 0.15).await;
     let created = Arc::new(Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for (prefix, tasks, each) in [("Slow", 2, 5), ("Fast", 3, 20)] {

@@ -9,26 +9,20 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 pin="$here/scalar.pin"
-value() { awk -F' = ' -v key="$1" '$1 == key { print $2 }' "$pin"; }
-package="$(value package)"
-version="$(value version)"
-want="$(value tarball_integrity)"
+# shellcheck source=service/npm-pinned.sh
+source "$here/../../../npm-pinned.sh"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-got="$(npm pack --json "$package@$version" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["integrity"])')"
-if [ -n "$want" ] && [ "$got" != "$want" ]; then
-  echo "tarball integrity $got differs from the pinned $want" >&2
-  exit 1
-fi
+npm_fetch_pinned "$pin"
 tar xzf ./*.tgz package/dist/browser/standalone.js
 cp package/dist/browser/standalone.js "$here/scalar-standalone.js"
 sri="sha384-$(openssl dgst -sha384 -binary "$here/scalar-standalone.js" | base64 -w0)"
 cat >"$pin" <<PIN
 package = $package
 version = $version
-tarball_integrity = $got
+tarball_integrity = $integrity
 script_integrity = $sri
 PIN
 echo "pinned $package@$version: $sri"
