@@ -85,6 +85,10 @@ pub struct Config {
     pub secrets: Option<SecretsConfig>,
     /// `API_KEYS`: bearer keys for writes, merged with the runtime secret's `api_keys`.
     pub api_keys: Vec<SecretString>,
+    /// `PUBLIC_READS`: `GET /orders…` answer without a key. On by default only for an
+    /// explicit `ENVIRONMENT=local`; elsewhere for clients of the earlier version that never
+    /// send a key, at the price of every order being readable by whoever reaches the service.
+    pub public_reads: bool,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub shutdown_drain: Duration,
@@ -285,6 +289,10 @@ impl Config {
                 .optional("API_KEYS")
                 .map(|keys| parse_api_keys(&keys))
                 .unwrap_or_default(),
+            public_reads: env.bool(
+                "PUBLIC_READS",
+                environment_explicit && environment == "local",
+            )?,
             request_timeout: env.millis("REQUEST_TIMEOUT_MS", 10_000)?,
             body_limit_bytes: env
                 .parse("BODY_LIMIT_BYTES", 65_536_usize, "bytes > 0", |n| *n > 0)?,
@@ -532,6 +540,27 @@ mod tests {
         .expect("valid");
         let secrets = config.secrets.expect("enabled");
         assert_eq!(secrets.refresh_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn reads_are_public_only_on_purpose_or_locally() {
+        let public = |vars: &[(&str, &str)]| parse(vars).expect("valid").public_reads;
+        assert!(!public(&[("ENVIRONMENT", "production")]));
+        assert!(
+            !public(&[]),
+            "an unset ENVIRONMENT is not a developer's machine"
+        );
+        assert!(public(&[("ENVIRONMENT", "local")]));
+        assert!(public(&[
+            ("ENVIRONMENT", "production"),
+            ("PUBLIC_READS", "true")
+        ]));
+        assert!(!public(&[
+            ("ENVIRONMENT", "local"),
+            ("PUBLIC_READS", "false")
+        ]));
+        let error = parse(&[("PUBLIC_READS", "maybe")]).expect_err("refused");
+        assert!(error.to_string().contains("PUBLIC_READS"), "{error}");
     }
 
     #[test]

@@ -116,7 +116,10 @@ pub async fn build_state_with_aws(
     aws: Option<SdkConfig>,
 ) -> Result<AppState, StartupError> {
     let metrics = Arc::new(Metrics::new(target)?);
-    let auth = Arc::new(WriteAuth::new(config.api_keys.clone(), config.is_local()));
+    let auth = Arc::new(
+        WriteAuth::new(config.api_keys.clone(), config.is_local())
+            .with_public_reads(config.public_reads),
+    );
     // The secret comes first: it may hold the database URL and feeds `auth`.
     let secrets = match &config.secrets {
         Some(secrets_config) => {

@@ -90,6 +90,7 @@ fn start_function(runtime_api: &str) -> Function {
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("ENVIRONMENT", "preview-7")
+        .env("API_KEYS", "fixture-key")
         .env("LOG_FORMAT", "json")
         .env("ENABLE_METRICS", "false")
         .stdout(Stdio::piped())

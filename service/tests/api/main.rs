@@ -3,6 +3,7 @@
 mod binary;
 mod config;
 mod connections;
+mod keys;
 mod observability;
 mod postgres;
 mod router;
