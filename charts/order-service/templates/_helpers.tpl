@@ -111,6 +111,7 @@ Values left null are not rendered, so the binary's default applies.
   (list "SECRET_REFRESH_SECONDS" $c.secretRefreshSeconds)
   (list "REQUEST_TIMEOUT_MS" $c.requestTimeoutMs)
   (list "BODY_LIMIT_BYTES" $c.bodyLimitBytes)
+  (list "PUBLIC_READS" $c.publicReads)
   (list "SHUTDOWN_DRAIN_SECONDS" .Values.shutdown.drainSeconds)
   (list "SHUTDOWN_GRACE_SECONDS" .Values.shutdown.graceSeconds)
   (list "HEADER_READ_TIMEOUT_MS" .Values.connections.headerReadTimeoutMs)
