@@ -6,6 +6,7 @@ mod connections;
 mod keys;
 mod observability;
 mod postgres;
+mod request_ids;
 mod router;
 mod secrets;
 mod store_contract;
