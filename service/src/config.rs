@@ -108,6 +108,14 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// `MAX_IN_FLIGHT_REQUESTS`: above this the API answers 503 with `Retry-After` at once.
     pub max_in_flight: usize,
+    /// `WRITE_TIMEOUT_MS`: a connection whose answer makes no progress this long (the client
+    /// stopped reading) is closed, and the answer it held is freed.
+    pub write_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections per port, idle keep-alive ones included; beyond it
+    /// new connections wait in the kernel's listen backlog until one closes.
+    pub max_connections: usize,
+    /// `MAX_REQUEST_HEAD_BYTES`: a request line and headers larger than this get 431.
+    pub max_request_head_bytes: usize,
 }
 
 impl Config {
@@ -321,6 +329,20 @@ impl Config {
                     32_usize,
                     "a number 1-100000",
                     |n| (1..=100_000).contains(n),
+                )?,
+                write_timeout: env.millis("WRITE_TIMEOUT_MS", 30_000)?,
+                max_connections: env.parse(
+                    "MAX_CONNECTIONS",
+                    512_usize,
+                    "a number 1-100000",
+                    |n| (1..=100_000).contains(n),
+                )?,
+                // hyper's read buffer cannot be smaller than 8 KiB.
+                max_request_head_bytes: env.parse(
+                    "MAX_REQUEST_HEAD_BYTES",
+                    16_384_usize,
+                    "bytes 8192-1048576",
+                    |n| (8_192..=1_048_576).contains(n),
                 )?,
             },
             environment,

@@ -9,5 +9,6 @@ mod postgres;
 mod request_ids;
 mod router;
 mod secrets;
+mod slow_readers;
 mod store_contract;
 mod support;
