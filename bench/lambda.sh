@@ -64,7 +64,8 @@ binary, runs = sys.argv[1], int(sys.argv[2])
 
 EVENT = json.dumps({
     "version": "2.0", "routeKey": "$default", "rawPath": "/orders/1", "rawQueryString": "",
-    "headers": {"host": "bench.lambda-url.eu-west-1.on.aws", "accept": "application/json"},
+    "headers": {"host": "bench.lambda-url.eu-west-1.on.aws", "accept": "application/json",
+                "authorization": "Bearer bench-key"},
     "requestContext": {
         "accountId": "123456789012", "apiId": "bench", "domainName": "bench.lambda-url.eu-west-1.on.aws",
         "http": {"method": "GET", "path": "/orders/1", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
@@ -164,6 +165,7 @@ for i in range(runs):
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
         AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
         ENVIRONMENT="bench",
+        API_KEYS="bench-key",
         LOG_LEVEL="warn",
     )
     current.started = time.perf_counter()

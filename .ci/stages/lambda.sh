@@ -22,7 +22,8 @@ watch_log="$workdir/watch.log"
 # Own process group, so stopping it also stops the function process watch started.
 setsid cargo lambda watch \
   --invoke-address 127.0.0.1 --invoke-port "$port" \
-  --env-var "ENVIRONMENT=local" --env-var "API_KEYS=$key" --env-var "LOG_LEVEL=info" \
+  --env-var "ENVIRONMENT=local" --env-var "API_KEYS=$key" --env-var "PUBLIC_READS=false" \
+  --env-var "LOG_LEVEL=info" \
   >"$watch_log" 2>&1 &
 watch_pid=$!
 # shellcheck disable=SC2317 # called from the EXIT trap

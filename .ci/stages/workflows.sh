@@ -81,7 +81,8 @@ cargo build --quiet -p order-service
 port=$(free_port)
 metrics_port=$(free_port)
 service_log="$(mktemp)"
-PORT="$port" METRICS_PORT="$metrics_port" HOST=127.0.0.1 ENVIRONMENT=local API_KEYS=smoke-key \
+# PUBLIC_READS=false: reads need a key, as in a deployment.
+PORT="$port" METRICS_PORT="$metrics_port" HOST=127.0.0.1 ENVIRONMENT=local API_KEYS=smoke-key PUBLIC_READS=false \
   SHUTDOWN_DRAIN_SECONDS=0 setsid target/debug/order-service >"$service_log" 2>&1 &
 pids+=($!)
 if ! python3 .github/scripts/smoke-test.py "http://127.0.0.1:$port" \
@@ -94,7 +95,7 @@ fi
 # As the deploy job calls it: a host name that is in no DNS, reached through --resolve.
 log "smoke test through --resolve (host name not in DNS)"
 if ! python3 .github/scripts/smoke-test.py "http://staging.order-service.test:$port" \
-  --resolve "staging.order-service.test:$port:127.0.0.1" --environment local --deadline 10; then
+  --resolve "staging.order-service.test:$port:127.0.0.1" --read-key smoke-key --environment local --deadline 10; then
   echo "--- order-service log"
   tail -n 50 "$service_log"
   exit 1

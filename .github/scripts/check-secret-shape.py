@@ -12,7 +12,9 @@ names keys, never their contents.
 The service reads (service/src/secrets/format.rs):
   database_url                     a string, or the RDS format:
   host, username, password         strings (port, dbname, engine optional)
-  api_keys                         an array of strings; without it every write is refused
+  api_keys                         an array of keys, each a string (read and write) or
+                                   {"id": …, "key": …, "scopes": ["read", "write"]};
+                                   without it every read and write is refused
 
 Exit status 0 when the shape is right, 1 with one `::error::` line that says what to create
 or add, 2 on bad usage.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -72,8 +75,11 @@ def check(secret: str, text: str, store: str) -> list[str]:
         return isinstance(fields.get(key), str) and fields[key].strip() != ""
 
     api_keys = fields.get("api_keys")
-    if api_keys is not None and not (isinstance(api_keys, list) and all(isinstance(k, str) for k in api_keys)):
-        raise Unusable(f'secret {secret}: api_keys must be an array of strings, e.g. "api_keys":["KEY"] {have}')
+    if api_keys is not None and not (isinstance(api_keys, list) and all(is_api_key(k) for k in api_keys)):
+        raise Unusable(
+            f'secret {secret}: api_keys must be an array of strings or of objects like '
+            f'{{"id":"ID","key":"KEY","scopes":["read"]}}, e.g. "api_keys":["KEY"] {have}'
+        )
     if store == "postgres":
         if "database_url" in fields:
             if not is_text("database_url"):
@@ -90,6 +96,24 @@ def check(secret: str, text: str, store: str) -> list[str]:
     if not api_keys:
         raise Unusable(f'secret {secret} has no api_keys: every write would be refused; add "api_keys":["KEY"] {have}')
     return keys
+
+
+def is_api_key(entry) -> bool:
+    """A plain key, or an id with a key and its scopes (service/src/auth/keys.rs)."""
+    if isinstance(entry, str):
+        return True
+    if not isinstance(entry, dict):
+        return False
+    scopes = entry.get("scopes")
+    return (
+        isinstance(entry.get("id"), str)
+        and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", entry["id"]) is not None
+        and isinstance(entry.get("key"), str)
+        and entry["key"].strip() != ""
+        and isinstance(scopes, list)
+        and scopes != []
+        and all(scope in ("read", "write") for scope in scopes)
+    )
 
 
 def main(argv: list[str]) -> int:

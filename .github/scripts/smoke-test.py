@@ -2,13 +2,17 @@
 """Smoke test for a running order-service: the HTTP contract old clients rely on.
 
 Usage:
-  smoke-test.py BASE_URL [--api-key KEY] [--no-expect-sample-data] [--environment NAME]
+  smoke-test.py BASE_URL [--api-key KEY] [--read-key KEY] [--no-expect-sample-data]
+                [--environment NAME]
                 [--resolve HOST:PORT:ADDRESS]
 
 BASE_URL may carry a path prefix, e.g. a `cargo lambda watch` Function URL:
   http://127.0.0.1:9000/lambda-url/order-service-lambda
 
-Read checks always run. Sample-data checks (orders "1".."3") run by default and are turned
+Read checks always run, with the write key or else the read key (--read-key or
+$SMOKE_READ_KEY, a key with only the `read` scope) as bearer: orders are not public unless the
+deployment sets PUBLIC_READS=true. When a key is given, the test also checks that a read
+without one is refused. Sample-data checks (orders "1".."3") run by default and are turned
 off with --no-expect-sample-data, which is what deployments backed by Postgres use. When an
 API key is given (--api-key or $SMOKE_API_KEY, the latter keeps it off the command line),
 the test also checks that an unauthenticated write is refused, creates one order with the
@@ -186,12 +190,15 @@ class Smoke:
     environment: str | None
     expect_sample_data: bool
     api_key: str | None
+    read_key: str | None = None
     results: list[tuple[str, str | None]] = field(default_factory=list)
 
     def run(self) -> None:
         self.check("ready", self.wait_until_ready)
         self.check("GET / welcome message", self.root)
         self.check("GET /health", self.health)
+        if self.api_key or self.read_key:
+            self.check("GET /orders without a key is refused", self.read_without_key)
         self.check("GET /orders is a bare JSON array", self.list_orders)
         if self.expect_sample_data:
             self.check("GET /orders/1 sample order", self.sample_order)
@@ -242,8 +249,21 @@ class Smoke:
         body = expect_json(resp, "GET /health")
         expect(body == {"status": "OK"}, f"GET /health: body {body!r}, want {{'status': 'OK'}}")
 
-    def list_orders(self) -> None:
+    def reads(self) -> dict[str, str]:
+        """Headers of a read: the write key can read too; a read-only key is enough."""
+        key = self.api_key or self.read_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def read_without_key(self) -> None:
         resp = self.client.request("GET", "/orders")
+        expect_status(resp, 401, "GET /orders without a key")
+        expect(
+            resp.headers.get("www-authenticate") == "Bearer",
+            f"GET /orders without a key: WWW-Authenticate {resp.headers.get('www-authenticate')!r}, want 'Bearer'",
+        )
+
+    def list_orders(self) -> None:
+        resp = self.client.request("GET", "/orders", headers=self.reads())
         expect_status(resp, 200, "GET /orders")
         body = expect_json(resp, "GET /orders")
         expect(isinstance(body, list), f"GET /orders: body is {type(body).__name__}, want a JSON array")
@@ -256,7 +276,7 @@ class Smoke:
             expect(ids[:3] == ["1", "2", "3"], f"GET /orders: first ids {ids[:3]}, want ['1', '2', '3']")
 
     def sample_order(self) -> None:
-        resp = self.client.request("GET", "/orders/1")
+        resp = self.client.request("GET", "/orders/1", headers=self.reads())
         expect_status(resp, 200, "GET /orders/1")
         order = expect_object(expect_json(resp, "GET /orders/1"), "GET /orders/1")
         expect(order.get("id") == "1", f"GET /orders/1: id {order.get('id')!r}, want '1'")
@@ -270,7 +290,7 @@ class Smoke:
 
     def missing_order(self) -> None:
         path = f"/orders/smoke-missing-{uuid.uuid4().hex}"
-        resp = self.client.request("GET", path)
+        resp = self.client.request("GET", path, headers=self.reads())
         expect_status(resp, 404, "GET missing order")
         problem = expect_object(
             expect_json(resp, "GET missing order", media_type="application/problem+json"), "GET missing order"
@@ -308,7 +328,7 @@ class Smoke:
         )
         # Read back by id rather than by Location: behind a path prefix (Function URL,
         # cargo lambda watch) the service does not know its public path.
-        read = self.client.request("GET", f"/orders/{order_id}")
+        read = self.client.request("GET", f"/orders/{order_id}", headers=self.reads())
         expect_status(read, 200, f"GET /orders/{order_id}")
         fetched = expect_json(read, f"GET /orders/{order_id}")
         expect(fetched == created, f"GET /orders/{order_id}: {fetched!r} differs from the created order {created!r}")
@@ -331,6 +351,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--api-key",
         default=os.environ.get("SMOKE_API_KEY") or None,
         help="bearer key for the write checks (default: $SMOKE_API_KEY; none: no writes)",
+    )
+    parser.add_argument(
+        "--read-key",
+        default=os.environ.get("SMOKE_READ_KEY") or None,
+        help="bearer key with the read scope only, for deployments the test must not write to "
+        "(default: $SMOKE_READ_KEY)",
     )
     parser.add_argument(
         "--expect-sample-data",
@@ -365,7 +391,7 @@ def main(argv: list[str]) -> int:
         deadline=time.monotonic() + args.deadline,
         opener=resolving_opener(dict(args.resolve)),
     )
-    smoke = Smoke(client, args.environment, args.expect_sample_data, args.api_key)
+    smoke = Smoke(client, args.environment, args.expect_sample_data, args.api_key, args.read_key)
     via = "".join(f" via {address} for {host}:{port}" for (host, port), address in args.resolve)
     print(f"smoke: testing {client.base_url}{via}", flush=True)
     smoke.run()

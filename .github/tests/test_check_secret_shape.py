@@ -117,15 +117,27 @@ def test_a_secret_without_a_value_says_what_to_put(moto):
         ({"host": "db", "password": PASSWORD, "api_keys": [KEY]}, "the RDS format needs username"),
         ({"database_url": f"postgres://app:{PASSWORD}@db/o"}, "has no api_keys"),
         ({"database_url": f"postgres://app:{PASSWORD}@db/o", "api_keys": KEY}, "api_keys must be an array of strings"),
+        (
+            {"database_url": f"postgres://app:{PASSWORD}@db/o", "api_keys": [{"id": "shop", "key": KEY, "scopes": ["admin"]}]},
+            "api_keys must be an array of strings or of objects",
+        ),
         ({}, "no database settings"),
         ("not json", "is not JSON"),
         ("[1, 2]", "not an object"),
     ],
-    ids=["no-database", "empty-url", "rds-incomplete", "no-api-keys", "api-keys-string", "empty-object", "not-json", "array"],
+    ids=["no-database", "empty-url", "rds-incomplete", "no-api-keys", "api-keys-string", "api-key-bad-scope", "empty-object", "not-json", "array"],
 )
 def test_an_unusable_secret_fails_with_one_line(moto, value, needle):
     name = secret(moto, f"order-service/bad-{abs(hash(needle)) % 10**8}/app", value)
     assert_one_line_failure(preflight(moto, name), needle, "it has keys" if isinstance(value, dict) else "")
+
+
+def test_keys_with_ids_and_scopes_are_accepted(moto):
+    keys = [KEY, {"id": "reports", "key": KEY + "-r", "scopes": ["read"]}]
+    name = secret(moto, "order-service/scoped/app", {"api_keys": keys})
+    result = preflight(moto, name, store="memory")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert KEY not in result.stdout + result.stderr
 
 
 def test_the_memory_store_needs_no_database(moto):

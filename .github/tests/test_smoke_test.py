@@ -75,6 +75,7 @@ def test_reports_every_broken_check(wrong_service):
     assert failed == {
         "FAIL GET / welcome message",
         "FAIL GET /health",
+        "FAIL GET /orders without a key is refused",
         "FAIL GET /orders is a bare JSON array",
         "FAIL GET /orders/1 sample order",
         "FAIL GET missing order is a problem+json 404",
@@ -82,7 +83,7 @@ def test_reports_every_broken_check(wrong_service):
         "FAIL POST /orders then read it back",
     }, result.stdout
     assert "ok   ready" in result.stdout
-    assert result.stdout.rstrip().splitlines()[-1] == "smoke: 1 passed, 7 failed"
+    assert result.stdout.rstrip().splitlines()[-1] == "smoke: 1 passed, 8 failed"
 
 
 def test_gives_up_at_the_deadline_when_nothing_answers():

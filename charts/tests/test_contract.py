@@ -309,7 +309,7 @@ def test_staging_env_serves_from_the_secret_and_postgres(
 ) -> None:
     import boto3
 
-    region, api_key = "eu-west-1", "staging-smoke-key"
+    region, api_key, read_key = "eu-west-1", "staging-smoke-key", "staging-read-key"
     values = {"ports": {"http": free_port(), "metrics": free_port()}}
     objects = render.render("staging", values)
     env = rendered_env(objects)
@@ -321,7 +321,12 @@ def test_staging_env_serves_from_the_secret_and_postgres(
         aws_secret_access_key="testing",
     ).create_secret(
         Name=env["AWS_SECRET_NAME"],
-        SecretString=json.dumps({"database_url": postgres, "api_keys": [api_key]}),
+        SecretString=json.dumps(
+            {
+                "database_url": postgres,
+                "api_keys": [api_key, {"id": "reports", "key": read_key, "scopes": ["read"]}],
+            }
+        ),
     )
     # What the EKS pod identity webhook injects for the ServiceAccount's role (IRSA): no static
     # keys, a projected token exchanged through STS. moto stands in for STS and Secrets Manager.
@@ -370,7 +375,11 @@ def test_staging_env_serves_from_the_secret_and_postgres(
         )
         assert status == 201, body
         created = json.loads(body)
-        status, body, _ = request("GET", f"{base}/orders/{created['id']}")
+        # Orders are customer data: reads need a key too, and a read-only key cannot write.
+        assert request("GET", f"{base}/orders/{created['id']}")[0] == 401
+        read_only = {"Authorization": f"Bearer {read_key}"}
+        assert request("POST", f"{base}/orders", order, read_only)[0] == 403
+        status, body, _ = request("GET", f"{base}/orders/{created['id']}", None, read_only)
         assert status == 200 and json.loads(body)["customer_name"] == "Ada Lovelace"
 
 

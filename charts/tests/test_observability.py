@@ -242,7 +242,8 @@ def test_sli_labels_and_latency_bound_exist_in_the_real_exposition(
     """The rules select le="<threshold>" and leave out the probe routes: both must be label
     values the binary really exports, or the latency SLI is empty and probes count as users."""
     objects = render.render("default", {"ports": {"http": free_port(), "metrics": free_port()}})
-    env = rendered_env(objects)
+    # Reads of orders need a key outside ENVIRONMENT=local.
+    env = {**rendered_env(objects), "API_KEYS": "sli-key"}
     api, metrics = env["PORT"], env["METRICS_PORT"]
     groups = rules.rule_groups("default")["groups"]
     exprs = "\n".join(r["expr"] for g in groups for r in g["rules"] if "record" in r)
@@ -250,7 +251,8 @@ def test_sli_labels_and_latency_bound_exist_in_the_real_exposition(
     (excluded,) = set(re.findall(r'route!~"([^"]+)"', exprs))
     with running(binary, env, tmp_path, int(api)):
         for path in ("/orders", "/ready", "/health"):
-            assert request("GET", f"http://127.0.0.1:{api}{path}")[0] == 200
+            auth = {"Authorization": "Bearer sli-key"}
+            assert request("GET", f"http://127.0.0.1:{api}{path}", None, auth)[0] == 200
         status, body, _ = request("GET", f"http://127.0.0.1:{metrics}/metrics")
     assert status == 200
     exposition = body.decode()

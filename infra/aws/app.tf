@@ -1,9 +1,10 @@
 # Per environment: the runtime secret the service reads (AWS_SECRET_NAME) and the
 # IRSA role of its ServiceAccount, which may read that secret and nothing else.
 #
-# Terraform creates the secret container only. Its value (api_keys, database
-# credentials) is put by an operator with `aws secretsmanager put-secret-value`,
-# so no secret material ever lands in the Terraform state.
+# Terraform creates the secret container only. Its value (api_keys, each a plain
+# read-and-write key or {id, key, scopes}; database credentials) is put by an
+# operator with `aws secretsmanager put-secret-value`, so no secret material ever
+# lands in the Terraform state.
 
 # One key per environment: kms:Decrypt on it is then worth exactly as much as
 # reading that environment's secret, never the other one.
@@ -40,7 +41,7 @@ resource "aws_secretsmanager_secret" "app" {
 
   # checkov:skip=CKV2_AWS_57: the value holds API keys and a database URL set by operators; rotating it needs a rotation function for the app's own format, which this stack does not own. RDS rotates the master password itself.
   name                    = "${var.name}/${each.key}/app"
-  description             = "Runtime configuration of ${var.name} in ${each.key}: api_keys and database credentials (JSON)."
+  description             = "Runtime configuration of ${var.name} in ${each.key}: api_keys (id, key, read/write scopes) and database credentials (JSON)."
   kms_key_id              = aws_kms_key.app[each.key].arn
   recovery_window_in_days = var.secret_recovery_window_days
 

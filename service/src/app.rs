@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
     // access log and the metrics. Each stack lists its layers outermost first.
     let outer = ServiceBuilder::new()
+        .layer(from_fn(crate::request_id::drop_unacceptable))
         .layer(SetRequestIdLayer::x_request_id(FastRequestId))
         .layer(from_fn(trace_context))
         .layer(

@@ -78,6 +78,10 @@ pub struct Config {
     pub secrets: Option<SecretsConfig>,
     /// `API_KEYS`: bearer keys for writes, merged with the runtime secret's `api_keys`.
     pub api_keys: Vec<SecretString>,
+    /// `PUBLIC_READS`: `GET /orders…` answer without a key. On by default only for an
+    /// explicit `ENVIRONMENT=local`; elsewhere for clients of the earlier version that never
+    /// send a key, at the price of every order being readable by whoever reaches the service.
+    pub public_reads: bool,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub shutdown_drain: Duration,
@@ -97,6 +101,14 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// `MAX_IN_FLIGHT_REQUESTS`: above this the API answers 503 with `Retry-After` at once.
     pub max_in_flight: usize,
+    /// `WRITE_TIMEOUT_MS`: a connection whose answer makes no progress this long (the client
+    /// stopped reading) is closed, and the answer it held is freed.
+    pub write_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections per port, idle keep-alive ones included; beyond it
+    /// new connections wait in the kernel's listen backlog until one closes.
+    pub max_connections: usize,
+    /// `MAX_REQUEST_HEAD_BYTES`: a request line and headers larger than this get 431.
+    pub max_request_head_bytes: usize,
 }
 
 impl Config {
@@ -282,6 +294,10 @@ impl Config {
                 .optional("API_KEYS")
                 .map(|keys| parse_api_keys(&keys))
                 .unwrap_or_default(),
+            public_reads: env.bool(
+                "PUBLIC_READS",
+                environment_explicit && environment == "local",
+            )?,
             request_timeout: env.millis("REQUEST_TIMEOUT_MS", 10_000)?,
             body_limit_bytes: env
                 .parse("BODY_LIMIT_BYTES", 65_536_usize, "bytes > 0", |n| *n > 0)?,
@@ -310,6 +326,20 @@ impl Config {
                     32_usize,
                     "a number 1-100000",
                     |n| (1..=100_000).contains(n),
+                )?,
+                write_timeout: env.millis("WRITE_TIMEOUT_MS", 30_000)?,
+                max_connections: env.parse(
+                    "MAX_CONNECTIONS",
+                    512_usize,
+                    "a number 1-100000",
+                    |n| (1..=100_000).contains(n),
+                )?,
+                // hyper's read buffer cannot be smaller than 8 KiB.
+                max_request_head_bytes: env.parse(
+                    "MAX_REQUEST_HEAD_BYTES",
+                    16_384_usize,
+                    "bytes 8192-1048576",
+                    |n| (8_192..=1_048_576).contains(n),
                 )?,
             },
             environment,
@@ -548,6 +578,27 @@ mod tests {
         .expect("valid");
         let secrets = config.secrets.expect("enabled");
         assert_eq!(secrets.refresh_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn reads_are_public_only_on_purpose_or_locally() {
+        let public = |vars: &[(&str, &str)]| parse(vars).expect("valid").public_reads;
+        assert!(!public(&[("ENVIRONMENT", "production")]));
+        assert!(
+            !public(&[]),
+            "an unset ENVIRONMENT is not a developer's machine"
+        );
+        assert!(public(&[("ENVIRONMENT", "local")]));
+        assert!(public(&[
+            ("ENVIRONMENT", "production"),
+            ("PUBLIC_READS", "true")
+        ]));
+        assert!(!public(&[
+            ("ENVIRONMENT", "local"),
+            ("PUBLIC_READS", "false")
+        ]));
+        let error = parse(&[("PUBLIC_READS", "maybe")]).expect_err("refused");
+        assert!(error.to_string().contains("PUBLIC_READS"), "{error}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::auth::ApiKey;
 use crate::config::SecretsConfig;
 use crate::metrics::{Metrics, Target};
 use crate::store::CredentialRefresher;
@@ -130,7 +131,7 @@ pub struct SecretsLoader {
     database_url: tokio::sync::watch::Sender<Option<SecretString>>,
     /// The current secret's `api_keys`, published on every successful fetch for the write
     /// check to read.
-    api_keys: tokio::sync::watch::Sender<Arc<[SecretString]>>,
+    api_keys: tokio::sync::watch::Sender<Arc<[ApiKey]>>,
 }
 
 impl SecretsLoader {
@@ -211,7 +212,7 @@ impl SecretsLoader {
     }
 
     /// The runtime secret's API keys as they change.
-    pub fn api_keys(&self) -> tokio::sync::watch::Receiver<Arc<[SecretString]>> {
+    pub fn api_keys(&self) -> tokio::sync::watch::Receiver<Arc<[ApiKey]>> {
         self.api_keys.subscribe()
     }
 

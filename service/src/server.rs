@@ -6,6 +6,7 @@
 //! timeout longer than the load balancer's, and `Connection: close` while draining.
 
 mod connection;
+mod write_timeout;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::state::{AppState, Readiness};
 use crate::{metrics_router, router};
 
 use connection::{Activity, HeadTimer, Tracked};
+use write_timeout::WriteTimeout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -137,7 +139,18 @@ async fn accept_loop(
     };
     tokio::pin!(stop);
     let connections = GracefulShutdown::new();
+    // At most `max_connections` open at once: beyond, the next is not accepted (it waits in
+    // the kernel's listen backlog) until one closes, so idle and stalled clients cost a
+    // bounded amount of memory.
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&open).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -150,9 +163,12 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
+        let stream = WriteTimeout::new(stream, limits.write_timeout);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(HeadTimer::new(Arc::clone(&activity), limits))
             .header_read_timeout(limits.header_read_timeout)
+            // Bounds the request head (431 above it); hyper's own default is about 400 KB.
+            .max_buf_size(limits.max_request_head_bytes)
             .serve_connection(
                 TokioIo::new(Tracked::new(stream, activity)),
                 TowerToHyperService::new(app.clone()),
@@ -163,6 +179,7 @@ async fn accept_loop(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection closed");
             }
+            drop(permit);
         });
     }
     drop(listener);

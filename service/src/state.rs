@@ -187,7 +187,8 @@ pub async fn build_state_with_aws(
         None => None,
     };
     // API keys: `API_KEYS`, and the runtime secret's as each refresh publishes them.
-    let mut auth = WriteAuth::new(config.api_keys.clone(), config.is_local());
+    let mut auth = WriteAuth::new(config.api_keys.clone(), config.is_local())
+        .with_public_reads(config.public_reads);
     if let Some(loader) = &secrets {
         auth = auth.with_secret_keys(loader.api_keys());
     }

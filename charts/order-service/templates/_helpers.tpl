@@ -111,11 +111,15 @@ Values left null are not rendered, so the binary's default applies.
   (list "SECRET_REFRESH_SECONDS" $c.secretRefreshSeconds)
   (list "REQUEST_TIMEOUT_MS" $c.requestTimeoutMs)
   (list "BODY_LIMIT_BYTES" $c.bodyLimitBytes)
+  (list "PUBLIC_READS" $c.publicReads)
   (list "SHUTDOWN_DRAIN_SECONDS" .Values.shutdown.drainSeconds)
   (list "SHUTDOWN_GRACE_SECONDS" .Values.shutdown.graceSeconds)
   (list "HEADER_READ_TIMEOUT_MS" .Values.connections.headerReadTimeoutMs)
   (list "KEEP_ALIVE_TIMEOUT_SECONDS" .Values.connections.keepAliveTimeoutSeconds)
   (list "MAX_IN_FLIGHT_REQUESTS" .Values.connections.maxInFlightRequests)
+  (list "WRITE_TIMEOUT_MS" .Values.connections.writeTimeoutMs)
+  (list "MAX_CONNECTIONS" .Values.connections.maxConnections)
+  (list "MAX_REQUEST_HEAD_BYTES" .Values.connections.maxRequestHeadBytes)
 }}
 {{- if $sm.enabled }}
 {{- $vars = append $vars (list "AWS_SECRET_NAME" $sm.secretName) }}

@@ -197,10 +197,14 @@ async fn each_invocation_writes_one_emf_line_with_only_its_own_counts() {
 
 #[tokio::test]
 async fn metrics_disabled_means_no_emf() {
-    let vars = [("ENVIRONMENT", "preview-7"), ("ENABLE_METRICS", "false")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let vars = [
+        ("ENVIRONMENT", "preview-7"),
+        ("API_KEYS", "fixture-key"),
+        ("ENABLE_METRICS", "false"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     let config = order_service::Config::from_vars(&vars).expect("config");
     let state = order_service::build_state(config, order_service::Target::Lambda)
         .await

@@ -116,6 +116,7 @@ fn start_function(runtime_api: &str) -> Function {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("ENVIRONMENT", "preview-7")
         .envs(configured_logging_env())
+        .env("API_KEYS", "fixture-key")
         .env("ENABLE_METRICS", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

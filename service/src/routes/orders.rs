@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::WriteAccess;
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::domain::{
     can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order,
     OrderStatus, ValidationErrors,
@@ -58,15 +58,21 @@ const ORDER_CURSOR: HeaderName = HeaderName::from_static("order-cursor");
     path = "/orders",
     tag = "orders",
     params(ListParams),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = [Order], headers(
             ("link" = String, description = "rel=\"next\" page, when more remain now"),
             ("order-cursor" = String, description = "Opaque position after this page: the `cursor` to continue from, now or later"))),
+        (status = 401, description = "No valid key (unless reads are public)", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `read` scope", body = Problem,
+            content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_orders(
+    _read: ReadAccess,
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
@@ -203,6 +209,8 @@ where
             ("etag" = String, description = "Version of the order, for If-Match"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `write` scope", body = Problem,
+            content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with another body", body = Problem,
             content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -277,14 +285,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     path = "/orders/{id}",
     tag = "orders",
     params(("id" = String, Path, description = "Order id")),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = Order, headers(("etag" = String, description = "Version of the order, for If-Match"))),
+        (status = 401, description = "No valid key (unless reads are public)", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `read` scope", body = Problem,
+            content_type = "application/problem+json"),
         (status = 404, description = "`detail` is \"Order not found\"", body = Problem,
             content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_order(
+    _read: ReadAccess,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -363,6 +377,8 @@ pub struct UpdateStatusRequest {
         (status = 200, body = Order, headers(("etag" = String, description = "Version of the order, for If-Match"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `write` scope", body = Problem,
+            content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Illegal transition", body = Problem,
             content_type = "application/problem+json"),

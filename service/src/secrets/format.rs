@@ -6,13 +6,15 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
+use crate::auth::keys::{self, ApiKey};
+
 /// What the service takes from the runtime secret. `Debug` is safe: `SecretString` redacts.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeSecret {
     /// From `database_url`, or built from the RDS keys.
     pub database_url: Option<SecretString>,
-    /// Bearer keys for writes (`api_keys`).
-    pub api_keys: Vec<SecretString>,
+    /// Bearer keys with their ids and scopes (`api_keys`).
+    pub api_keys: Vec<ApiKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +29,11 @@ pub enum FormatError {
     WrongType {
         key: &'static str,
         expected: &'static str,
+    },
+    #[error("key `api_keys`, entry {index}: {cause}")]
+    ApiKey {
+        index: usize,
+        cause: keys::EntryError,
     },
     #[error("key `{key}` is missing (the RDS format needs host, username and password)")]
     Missing { key: &'static str },
@@ -61,22 +68,25 @@ pub fn parse(text: &str) -> Result<RuntimeSecret, FormatError> {
     })
 }
 
-/// `api_keys`: an array of strings; blank entries are dropped, as in `API_KEYS`.
-fn api_keys(fields: &Map<String, Value>) -> Result<Vec<SecretString>, FormatError> {
-    let wrong = FormatError::WrongType {
-        key: "api_keys",
-        expected: "an array of strings",
-    };
+/// `api_keys`: an array whose entries are plain strings (read-and-write keys; blank ones are
+/// dropped, as in `API_KEYS`) or objects with `id`, `key` and `scopes`.
+fn api_keys(fields: &Map<String, Value>) -> Result<Vec<ApiKey>, FormatError> {
     let items = match fields.get("api_keys") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
-        Some(_) => return Err(wrong),
+        Some(_) => {
+            return Err(FormatError::WrongType {
+                key: "api_keys",
+                expected: "an array of strings or of {id, key, scopes} objects",
+            })
+        }
     };
     let mut keys = Vec::with_capacity(items.len());
-    for item in items {
-        let key = item.as_str().ok_or_else(|| wrong.clone())?.trim();
-        if !key.is_empty() {
-            keys.push(SecretString::from(key.to_owned()));
+    for (index, item) in items.iter().enumerate() {
+        match keys::parse_entry(item) {
+            Ok(Some(key)) => keys.push(key),
+            Ok(None) => {}
+            Err(cause) => return Err(FormatError::ApiKey { index, cause }),
         }
     }
     Ok(keys)
@@ -206,8 +216,21 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(url(&secret), "postgres://a:b@c/d");
-        let keys: Vec<&str> = secret.api_keys.iter().map(|k| k.expose_secret()).collect();
-        assert_eq!(keys, ["k1", "k2"]);
+        assert_eq!(secret.api_keys, [ApiKey::plain("k1"), ApiKey::plain("k2")]);
+    }
+
+    #[test]
+    fn api_keys_mix_plain_strings_and_keys_with_ids() {
+        let secret =
+            parse(r#"{"api_keys":["legacy",{"id":"reports","key":"r-1","scopes":["read"]}]}"#)
+                .expect("valid");
+        assert_eq!(
+            secret.api_keys,
+            [
+                ApiKey::plain("legacy"),
+                ApiKey::with_id("reports", "r-1", &[crate::auth::Scope::Read])
+            ]
+        );
     }
 
     #[test]
@@ -215,11 +238,15 @@ mod tests {
         let cases = [
             (
                 r#"{"api_keys":"hunter2"}"#,
-                "key `api_keys`: expected an array of strings",
+                "key `api_keys`: expected an array of strings or of {id, key, scopes} objects",
             ),
             (
                 r#"{"api_keys":["ok",42]}"#,
-                "key `api_keys`: expected an array of strings",
+                "key `api_keys`, entry 1: an entry is a string or an object with id, key and scopes",
+            ),
+            (
+                r#"{"api_keys":[{"id":"a","key":"hunter2","scopes":["root"]}]}"#,
+                "key `api_keys`, entry 0: `scopes` is a non-empty array of \"read\" and \"write\"",
             ),
             (
                 r#"{"database_url":1234567}"#,

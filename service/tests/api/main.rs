@@ -3,10 +3,13 @@
 mod binary;
 mod config;
 mod connections;
+mod keys;
 mod observability;
 mod postgres;
+mod request_ids;
 mod router;
 mod secrets;
+mod slow_readers;
 mod store_contract;
 mod structure;
 mod support;

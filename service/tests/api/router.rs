@@ -390,8 +390,10 @@ async fn writes_need_a_key_outside_local() {
     let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
     reply.problem(StatusCode::UNAUTHORIZED);
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
-    // Reads stay public.
-    assert_eq!(get(&app, "/orders/1").await.status, StatusCode::OK);
+    // Reads are customer data too (tests/api/keys.rs).
+    get(&app, "/orders/1")
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

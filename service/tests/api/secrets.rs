@@ -341,8 +341,11 @@ async fn lambda_refreshes_on_the_first_request_after_the_ttl() {
     .await
     .expect("state builds");
     let app = router(cached.clone());
+    let authorization = format!("Bearer {KEY_ALPHA}");
+    let headers = [("authorization", authorization.as_str())];
     for _ in 0..3 {
-        assert_eq!(get(&app, "/orders").await.status, 200);
+        let reply = send(&app, request(Method::GET, "/orders", &headers, None)).await;
+        assert_eq!(reply.status, 200);
     }
     assert_eq!(counter(&cached, "success"), 1);
 
