@@ -395,14 +395,19 @@ run "ebs_csi_driver_runs_with_its_own_role" {
   }
 
   assert {
-    condition = (
-      length(jsondecode(aws_iam_role.ebs_csi_driver.assume_role_policy).Statement) == 1 &&
-      jsondecode(aws_iam_role.ebs_csi_driver.assume_role_policy).Statement[0].Condition.StringEquals == {
-        "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF:sub" = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
-        "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF:aud" = "sts.amazonaws.com"
+    # The whole statement, so no second condition operator, principal or action slips in.
+    condition = jsondecode(aws_iam_role.ebs_csi_driver.assume_role_policy).Statement == [{
+      Effect    = "Allow"
+      Principal = { Federated = aws_iam_openid_connect_provider.eks.arn }
+      Action    = "sts:AssumeRoleWithWebIdentity"
+      Condition = {
+        StringEquals = {
+          "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF:sub" = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+          "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF:aud" = "sts.amazonaws.com"
+        }
       }
-    )
-    error_message = "The EBS CSI driver's role must trust exactly kube-system:ebs-csi-controller-sa."
+    }]
+    error_message = "The EBS CSI driver's role must trust exactly kube-system:ebs-csi-controller-sa, through the cluster's OIDC provider."
   }
 
   assert {
