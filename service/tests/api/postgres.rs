@@ -419,15 +419,20 @@ impl CredentialRefresher for RotatedSecret {
     }
 }
 
-#[tokio::test]
-async fn rejected_credentials_are_refreshed_once_and_used() {
-    let db = TestDb::new().await;
+/// A role `app` with the password `first-password`, which the rotation tests change.
+async fn create_app_role(db: &TestDb) {
     db.execute(&format!(
         "CREATE ROLE app LOGIN PASSWORD 'first-password';
          GRANT ALL ON DATABASE {} TO app;",
         db.name
     ))
     .await;
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_refreshed_once_and_used() {
+    let db = TestDb::new().await;
+    create_app_role(&db).await;
     let rotated = Arc::new(RotatedSecret {
         url: db.cluster.url_as("app", "second-password", &db.name),
         calls: AtomicUsize::new(0),
@@ -491,12 +496,7 @@ struct Rotation {
 impl Rotation {
     async fn start(extra: &[(&str, &str)]) -> Rotation {
         let db = TestDb::new().await;
-        db.execute(&format!(
-            "CREATE ROLE app LOGIN PASSWORD 'first-password';
-             GRANT ALL ON DATABASE {} TO app;",
-            db.name
-        ))
-        .await;
+        create_app_role(&db).await;
         db.migrate_with(
             &db.cluster.url_as("app", "first-password", &db.name),
             "rotation",
