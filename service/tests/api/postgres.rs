@@ -110,7 +110,6 @@ async fn concurrent_migrate_runs_all_succeed_on_one_fresh_schema() {
 /// versions.
 #[tokio::test]
 async fn starting_checks_the_schema_version_and_takes_no_lock() {
-    use sqlx::Connection;
     let db = TestDb::new().await;
     let newest = order_service::store::required_schema_version();
     let unmigrated = db.store_with(&db.url(), "public", None).await;
@@ -137,14 +136,7 @@ async fn starting_checks_the_schema_version_and_takes_no_lock() {
         "{error}"
     );
     db.migrate("public").await;
-    // The lock a migration in progress holds (MIGRATION_LOCK_ID).
-    let mut holder = sqlx::PgConnection::connect(&db.url())
-        .await
-        .expect("connect");
-    sqlx::query("SELECT pg_advisory_lock(122537101324915)")
-        .execute(&mut holder)
-        .await
-        .expect("take the lock");
+    let _holder = hold_migration_lock(&db).await;
     let store = tokio::time::timeout(
         Duration::from_secs(20),
         db.store_with(&db.url(), "public", None),
@@ -156,6 +148,19 @@ async fn starting_checks_the_schema_version_and_takes_no_lock() {
         .create(new_order("During"), None)
         .await
         .expect("serves while the lock is held");
+}
+
+/// A session holding the lock a migration in progress holds (MIGRATION_LOCK_ID).
+async fn hold_migration_lock(db: &TestDb) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("connect");
+    sqlx::query("SELECT pg_advisory_lock(122537101324915)")
+        .execute(&mut holder)
+        .await
+        .expect("take the lock");
+    holder
 }
 
 #[tokio::test]
@@ -414,15 +419,20 @@ impl CredentialRefresher for RotatedSecret {
     }
 }
 
-#[tokio::test]
-async fn rejected_credentials_are_refreshed_once_and_used() {
-    let db = TestDb::new().await;
+/// A role `app` with the password `first-password`, which the rotation tests change.
+async fn create_app_role(db: &TestDb) {
     db.execute(&format!(
         "CREATE ROLE app LOGIN PASSWORD 'first-password';
          GRANT ALL ON DATABASE {} TO app;",
         db.name
     ))
     .await;
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_refreshed_once_and_used() {
+    let db = TestDb::new().await;
+    create_app_role(&db).await;
     let rotated = Arc::new(RotatedSecret {
         url: db.cluster.url_as("app", "second-password", &db.name),
         calls: AtomicUsize::new(0),
@@ -486,12 +496,7 @@ struct Rotation {
 impl Rotation {
     async fn start(extra: &[(&str, &str)]) -> Rotation {
         let db = TestDb::new().await;
-        db.execute(&format!(
-            "CREATE ROLE app LOGIN PASSWORD 'first-password';
-             GRANT ALL ON DATABASE {} TO app;",
-            db.name
-        ))
-        .await;
+        create_app_role(&db).await;
         db.migrate_with(
             &db.cluster.url_as("app", "first-password", &db.name),
             "rotation",
@@ -924,16 +929,8 @@ async fn control_characters_are_422_on_both_stores() {
 /// statement timeout waits for it instead of being cancelled.
 #[tokio::test]
 async fn a_migrate_run_waits_on_the_migration_lock_beyond_the_statement_timeout() {
-    use sqlx::Connection;
     let db = TestDb::new().await;
-    // The lock a slow migration of another run would hold (MIGRATION_LOCK_ID).
-    let mut holder = sqlx::PgConnection::connect(&db.url())
-        .await
-        .expect("connect");
-    sqlx::query("SELECT pg_advisory_lock(122537101324915)")
-        .execute(&mut holder)
-        .await
-        .expect("take the lock");
+    let mut holder = hold_migration_lock(&db).await;
     let mut config = support::postgres::database_config("slow_start");
     config.statement_timeout = Duration::from_millis(500);
     let url = SecretString::from(db.url());
