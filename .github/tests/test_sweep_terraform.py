@@ -214,7 +214,8 @@ def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environm
         deploy_preview(base, env, zip_path, pr, database)
     assert schemas(database) == [f"preview_pr_{pr}" for pr in sorted(PULL_REQUESTS)]
     names = {pr: f"order-service-preview-pr-{pr}" for pr in PULL_REQUESTS}
-    assert functions(moto) == sorted(names.values())
+    # Each postgres preview has its serving function and its migrate function.
+    assert functions(moto) == sorted(f"{n}{suffix}" for n in names.values() for suffix in ("", "-migrate"))
     assert state_keys(moto) == sorted(f"preview/pr-{pr}.tfstate" for pr in PULL_REQUESTS)
 
     repo = checkout(base, "sweep")
@@ -225,7 +226,7 @@ def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environm
     assert "pr-11: open, kept" in result.stdout
 
     # Gone from AWS and from the bucket; the open preview untouched.
-    assert functions(moto) == [names["11"]]
+    assert functions(moto) == [names["11"], f"{names['11']}-migrate"]
     assert [r for r in roles(moto) if r.startswith("order-service-preview-")] == [names["11"]]
     assert state_keys(moto) == ["preview/pr-11.tfstate"]
     groups = client(moto, "logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/order-service-preview-")
