@@ -676,3 +676,36 @@ async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
         "{error}"
     );
 }
+
+/// Lambda ends the init phase after 10 s: with the default SECRETS_TIMEOUT_MS (3 s), five
+/// attempts against a black-holed endpoint would take about 18 s, so the function would be
+/// killed without a word. Start-up gives up when the next attempt could not end within 8 s.
+#[tokio::test]
+async fn lambda_start_up_gives_up_within_the_init_phase() {
+    let moto = Moto::start().await;
+    let proxy = StallingProxy::start(&moto.endpoint).await;
+    proxy.stall();
+    let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
+    let started = Instant::now();
+    let start = build_state_with_aws(
+        config_with_timeout("app/never", "3000"),
+        Target::Lambda,
+        Some(aws),
+    );
+    let error = tokio::time::timeout(Duration::from_secs(30), start)
+        .await
+        .expect("start-up gives up")
+        .err()
+        .expect("cannot start without the secret")
+        .to_string();
+    // 3 s, 0.2 s, 3 s: a third attempt would end after 9.6 s, beyond the 8 s budget.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("after 2 attempts") && error.contains("no answer within 3000 ms"),
+        "{error}"
+    );
+}
