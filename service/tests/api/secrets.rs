@@ -709,3 +709,34 @@ async fn lambda_start_up_gives_up_within_the_init_phase() {
         "{error}"
     );
 }
+
+/// On the Lambda the first request after the refresh interval fetches the secret: that fetch
+/// is part of the request, so a stalled Secrets Manager (SECRETS_TIMEOUT_MS 3 s) cannot hold
+/// a request beyond REQUEST_TIMEOUT_MS (1 s); it is answered 504 in time.
+#[tokio::test]
+async fn a_request_refresh_ends_within_the_request_timeout() {
+    let moto = Moto::start().await;
+    moto.create_secret("app/slow", &rds_secret(&[KEY_ALPHA]))
+        .await;
+    let proxy = StallingProxy::start(&moto.endpoint).await;
+    let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
+    let mut config = config_with_timeout("app/slow", "3000");
+    config.request_timeout = Duration::from_millis(1000);
+    if let Some(secrets) = config.secrets.as_mut() {
+        secrets.refresh_interval = Duration::from_millis(200);
+    }
+    let state = build_state_with_aws(config, Target::Lambda, Some(aws))
+        .await
+        .expect("loads through the proxy");
+    let app = router(state);
+
+    proxy.stall();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let started = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(20), create_order(&app, Some(KEY_ALPHA)))
+        .await
+        .expect("the request is answered");
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
+}
