@@ -647,16 +647,20 @@ async fn a_stalled_endpoint_times_out_and_the_last_good_secret_stays() {
     assert_eq!(get(&app, "/ready").await.status, 200);
 }
 
-#[tokio::test]
-async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
+/// Start-up of `target` against an endpoint that accepts and never answers: the error, and how
+/// long start-up took to give up.
+async fn start_up_against_a_stalled_endpoint(
+    target: Target,
+    timeout_ms: &str,
+) -> (String, Duration) {
     let moto = Moto::start().await;
     let proxy = StallingProxy::start(&moto.endpoint).await;
     proxy.stall();
     let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
     let started = Instant::now();
     let start = build_state_with_aws(
-        config_with_timeout("app/never", "300"),
-        Target::Container,
+        config_with_timeout("app/never", timeout_ms),
+        target,
         Some(aws),
     );
     let error = tokio::time::timeout(Duration::from_secs(30), start)
@@ -665,12 +669,14 @@ async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
         .err()
         .expect("cannot start without the secret")
         .to_string();
+    (error, started.elapsed())
+}
+
+#[tokio::test]
+async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
+    let (error, took) = start_up_against_a_stalled_endpoint(Target::Container, "300").await;
     // Five attempts of 300 ms and the back-off between them.
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(
         error.contains("after 5 attempts") && error.contains("no answer within 300 ms"),
         "{error}"
@@ -682,28 +688,9 @@ async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
 /// killed without a word. Start-up gives up when the next attempt could not end within 8 s.
 #[tokio::test]
 async fn lambda_start_up_gives_up_within_the_init_phase() {
-    let moto = Moto::start().await;
-    let proxy = StallingProxy::start(&moto.endpoint).await;
-    proxy.stall();
-    let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
-    let started = Instant::now();
-    let start = build_state_with_aws(
-        config_with_timeout("app/never", "3000"),
-        Target::Lambda,
-        Some(aws),
-    );
-    let error = tokio::time::timeout(Duration::from_secs(30), start)
-        .await
-        .expect("start-up gives up")
-        .err()
-        .expect("cannot start without the secret")
-        .to_string();
+    let (error, took) = start_up_against_a_stalled_endpoint(Target::Lambda, "3000").await;
     // 3 s, 0.2 s, 3 s: a third attempt would end after 9.6 s, beyond the 8 s budget.
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(
         error.contains("after 2 attempts") && error.contains("no answer within 3000 ms"),
         "{error}"
