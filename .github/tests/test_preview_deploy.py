@@ -14,7 +14,6 @@ infra/tests/test_preview_preflight.py).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import urllib.request
@@ -24,7 +23,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_sweep_terraform import BUCKET, MIRROR, REGION, checkout, client, free_port, functions, sh  # noqa: E402
+from test_sweep_terraform import (  # noqa: E402
+    BUCKET,
+    MIRROR,
+    REGION,
+    checkout,
+    client,
+    free_port,
+    functions,
+    job_environment,
+    sh,
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("terraform") is None or not MIRROR.is_dir() or shutil.which("aws") is None,
@@ -43,9 +52,19 @@ def moto():
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{server._port}"
-    set_lambda_docker(f"http://127.0.0.1:{server._port}", True)
+    endpoint = f"http://127.0.0.1:{server._port}"
+    # moto servers in one process share their backends: start empty, and leave nothing for
+    # the next module's server.
+    reset(endpoint)
+    yield endpoint
+    set_lambda_docker(endpoint, True)
+    reset(endpoint)
     server.stop()
+
+
+def reset(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 def set_lambda_docker(endpoint: str, use_docker: bool) -> None:
@@ -62,19 +81,8 @@ def set_lambda_docker(endpoint: str, use_docker: bool) -> None:
 @pytest.fixture(scope="module")
 def environment(tmp_path_factory, moto):
     base = tmp_path_factory.mktemp("deploy")
-    (base / "terraformrc").write_text(
-        'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % MIRROR
-    )
-    (base / "moto.s3.tfbackend").write_text(
-        f'endpoints = {{ s3 = "{moto}" }}\n'
-        "use_path_style = true\n"
-        "skip_credentials_validation = true\n"
-        "skip_requesting_account_id = true\n"
-        "skip_metadata_api_check = true\n"
-    )
-    bin_dir = base / "bin"
-    bin_dir.mkdir()
-    aws = bin_dir / "aws"
+    env = job_environment(base, moto)
+    aws = base / "bin" / "aws"
     aws.write_text(
         "#!/usr/bin/env bash\n"
         'if [ "$1 $2" = "lambda get-account-settings" ]; then\n'
@@ -85,24 +93,6 @@ def environment(tmp_path_factory, moto):
     zip_path = base / "bootstrap.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "TF_CLI_CONFIG_FILE": str(base / "terraformrc"),
-        "TF_CLI_ARGS_init": f"-backend-config={base / 'moto.s3.tfbackend'}",
-        "TF_IN_AUTOMATION": "true",
-        "TF_INPUT": "false",
-        "TF_STATE_BUCKET": BUCKET,
-        "TF_VAR_name": "order-service",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": moto,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    for name in ("AWS_PROFILE", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR"):
-        env.pop(name, None)
     client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     ec2 = client(moto, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
