@@ -2,16 +2,17 @@
 # Deploy the preview of one pull request: plan, preflight, migrate, apply.
 #   usage: preview-deploy.sh PR_NUMBER LAMBDA_ZIP
 # Needs AWS credentials of the preview role, TF_STATE_BUCKET, AWS_REGION and TF_VAR_name
-# (preview-name.sh), and for a postgres preview MIGRATE_BINARY (the order-service binary
-# built from the pull request) and a route to the database; run from the repository root.
-# Used by preview.yml's deploy job.
+# (preview-name.sh); run from the repository root. Used by preview.yml's deploy job.
 #
 # The plan is saved and applied as planned, so the preflight judges exactly what the apply
 # does: it stops with one ::error:: line when the account's Lambda concurrency quota cannot
 # hold the reservation the plan makes (preview-preflight.py). A postgres preview's schema is
-# migrated before the apply updates the function, with the environment the plan gives the
-# function (store, schema, secret), so its code never starts on an older schema and a cold
-# start does no DDL.
+# migrated before the serving function is updated: the migrate function (the same zip with
+# the handler `migrate`, in the preview's subnets, where the database is reachable) is
+# applied alone and invoked; a failed migration stops the deploy with one ::error:: line
+# and the serving function keeps its code. Then the whole root is planned again (the
+# targeted apply changed the state), checked again and applied, so the function's code never
+# starts on an older schema and a cold start does no DDL.
 set -euo pipefail
 
 pr="${1:?usage: preview-deploy.sh PR_NUMBER LAMBDA_ZIP}"
@@ -23,24 +24,51 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 "$here/tf-init.sh" infra/preview "preview/pr-$pr.tfstate"
-terraform -chdir=infra/preview plan -no-color -lock-timeout=5m -out="$work/tfplan" \
-  -var "pr_number=$pr" -var "region=$AWS_REGION" -var "lambda_zip=$zip"
-terraform -chdir=infra/preview show -json "$work/tfplan" >"$work/plan.json"
-aws lambda get-account-settings --output json >"$work/account.json"
-python3 "$here/preview-preflight.py" "$work/plan.json" "$work/account.json"
+vars=(-var "pr_number=$pr" -var "region=$AWS_REGION" -var "lambda_zip=$zip")
 
-# KEY=VALUE lines of the function's environment as planned.
-python3 - "$work/plan.json" >"$work/function.env" <<'PY'
+# Saves the plan of the whole root to $work/tfplan and checks it against the account.
+plan() {
+  terraform -chdir=infra/preview plan -no-color -lock-timeout=5m -out="$work/tfplan" "${vars[@]}"
+  terraform -chdir=infra/preview show -json "$work/tfplan" >"$work/plan.json"
+  aws lambda get-account-settings --output json >"$work/account.json"
+  python3 "$here/preview-preflight.py" "$work/plan.json" "$work/account.json"
+}
+
+plan
+# The migrate function's name as planned; empty for a memory preview.
+migrate_function="$(python3 - "$work/plan.json" <<'PY'
 import json, sys
 plan = json.load(open(sys.argv[1]))
-(function,) = [c for c in plan["resource_changes"] if c["address"] == "aws_lambda_function.preview"]
-for key, value in function["change"]["after"]["environment"][0]["variables"].items():
-    print(f"{key}={value}")
+for change in plan["resource_changes"]:
+    if change["address"] == "aws_lambda_function.migrate[0]" and change["change"]["after"]:
+        print(change["change"]["after"]["function_name"])
 PY
-if grep -qx 'STORE=postgres' "$work/function.env"; then
-  : "${MIGRATE_BINARY:?set MIGRATE_BINARY: a postgres preview migrates its schema before the apply}"
-  mapfile -t function_env <"$work/function.env"
-  echo "migrating $(grep '^DB_SCHEMA=' "$work/function.env")"
-  env "${function_env[@]}" "$MIGRATE_BINARY" migrate
+)"
+if [[ -n "$migrate_function" ]]; then
+  terraform -chdir=infra/preview apply -no-color -lock-timeout=5m -auto-approve \
+    -target=aws_lambda_function.migrate "${vars[@]}"
+  echo "migrating with $migrate_function"
+  # The function's timeout is 300 s; the CLI's default read timeout (60 s) is not enough.
+  # fileb:// passes the event as it is with AWS CLI v1 and v2 alike.
+  echo '{}' >"$work/event.json"
+  aws lambda invoke --function-name "$migrate_function" --cli-read-timeout 330 \
+    --payload "fileb://$work/event.json" --output json \
+    "$work/migrated.json" >"$work/invoke.json"
+  python3 - "$work/invoke.json" "$work/migrated.json" "$migrate_function" <<'PY'
+import json, sys
+invoke = json.load(open(sys.argv[1]))
+payload = open(sys.argv[2]).read()
+try:
+    result = json.loads(payload)
+except ValueError:
+    result = payload
+if invoke.get("FunctionError"):
+    # The function's error ({"errorType", "errorMessage"}) or whatever Lambda answered instead.
+    message = result.get("errorMessage", payload) if isinstance(result, dict) else payload
+    print(f"::error::migration failed ({sys.argv[3]}): {' '.join(message.split())}")
+    sys.exit(1)
+print(f"migrated: {payload}")
+PY
+  plan
 fi
 terraform -chdir=infra/preview apply -no-color -lock-timeout=5m "$work/tfplan"

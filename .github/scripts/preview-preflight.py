@@ -24,8 +24,9 @@ MIN_UNRESERVED = 100
 
 
 def reservation_change(plan: dict) -> int:
-    """Executions the plan newly reserves for the preview function (its old reservation
-    is given back by the same change)."""
+    """Executions the plan newly reserves for the preview's functions (their old
+    reservations are given back by the same changes)."""
+    extra = 0
     for change in plan.get("resource_changes", []):
         if change["type"] != "aws_lambda_function":
             continue
@@ -34,8 +35,8 @@ def reservation_change(plan: dict) -> int:
         # -1 (or nothing) is the provider's "no reservation".
         held = before if isinstance(before, int) and before > 0 else 0
         wanted = after if isinstance(after, int) and after > 0 else 0
-        return wanted - held
-    return 0
+        extra += wanted - held
+    return extra
 
 
 def check(plan: dict, settings: dict) -> str | None:

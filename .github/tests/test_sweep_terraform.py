@@ -103,9 +103,9 @@ def schemas(url: str) -> list[str]:
     return rows.stdout.split()
 
 
-@pytest.fixture(scope="module")
-def environment(tmp_path_factory, moto, database):
-    base = tmp_path_factory.mktemp("sweep")
+def job_environment(base: Path, moto: str) -> dict:
+    """What the preview jobs run with, pointed at moto: terraform from the provider mirror,
+    the S3 backend and the AWS CLI on moto, and `base/bin` first on PATH for stand-ins."""
     (base / "terraformrc").write_text(
         'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % MIRROR
     )
@@ -118,18 +118,10 @@ def environment(tmp_path_factory, moto, database):
         "skip_requesting_account_id = true\n"
         "skip_metadata_api_check = true\n"
     )
-    bin_dir = base / "bin"
-    bin_dir.mkdir()
-    cases = "".join(f"  {pr}) echo {state};;\n" for pr, state in PULL_REQUESTS.items())
-    gh = bin_dir / "gh"
-    gh.write_text(f'#!/usr/bin/env bash\n# gh pr view N --repo R --json state --jq .state\ncase "$3" in\n{cases}  *) exit 1;;\nesac\n')
-    gh.chmod(0o755)
-    zip_path = base / "bootstrap.zip"
-    with zipfile.ZipFile(zip_path, "w") as z:
-        z.writestr("bootstrap", "#!/bin/sh\n")
+    (base / "bin").mkdir()
     env = {
         **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PATH": f"{base / 'bin'}:{os.environ['PATH']}",
         "TF_CLI_CONFIG_FILE": str(base / "terraformrc"),
         "TF_CLI_ARGS_init": f"-backend-config={base / 'moto.s3.tfbackend'}",
         "TF_IN_AUTOMATION": "true",
@@ -143,11 +135,28 @@ def environment(tmp_path_factory, moto, database):
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "GH_REPO": "acme/order-service",
-        "GITHUB_STEP_SUMMARY": str(base / "summary.md"),
     }
     for name in ("AWS_PROFILE", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR"):
         env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory, moto, database):
+    base = tmp_path_factory.mktemp("sweep")
+    env = {
+        **job_environment(base, moto),
+        "GH_REPO": "acme/order-service",
+        "GITHUB_STEP_SUMMARY": str(base / "summary.md"),
+    }
+    bin_dir = base / "bin"
+    cases = "".join(f"  {pr}) echo {state};;\n" for pr, state in PULL_REQUESTS.items())
+    gh = bin_dir / "gh"
+    gh.write_text(f'#!/usr/bin/env bash\n# gh pr view N --repo R --json state --jq .state\ncase "$3" in\n{cases}  *) exit 1;;\nesac\n')
+    gh.chmod(0o755)
+    zip_path = base / "bootstrap.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
     client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     # What infra/aws's preview_tfvars output gives every preview (TFVARS_INFRA_PREVIEW): the
     # preview database secret and network.
@@ -214,7 +223,8 @@ def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environm
         deploy_preview(base, env, zip_path, pr, database)
     assert schemas(database) == [f"preview_pr_{pr}" for pr in sorted(PULL_REQUESTS)]
     names = {pr: f"order-service-preview-pr-{pr}" for pr in PULL_REQUESTS}
-    assert functions(moto) == sorted(names.values())
+    # Each postgres preview has its serving function and its migrate function.
+    assert functions(moto) == sorted(f"{n}{suffix}" for n in names.values() for suffix in ("", "-migrate"))
     assert state_keys(moto) == sorted(f"preview/pr-{pr}.tfstate" for pr in PULL_REQUESTS)
 
     repo = checkout(base, "sweep")
@@ -225,7 +235,7 @@ def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environm
     assert "pr-11: open, kept" in result.stdout
 
     # Gone from AWS and from the bucket; the open preview untouched.
-    assert functions(moto) == [names["11"]]
+    assert functions(moto) == [names["11"], f"{names['11']}-migrate"]
     assert [r for r in roles(moto) if r.startswith("order-service-preview-")] == [names["11"]]
     assert state_keys(moto) == ["preview/pr-11.tfstate"]
     groups = client(moto, "logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/order-service-preview-")

@@ -365,6 +365,8 @@ resource "aws_iam_role_policy" "github_preview" {
           "lambda:TagResource",
           "lambda:UntagResource",
           "lambda:ListTags",
+          # preview-deploy.sh runs a postgres preview's migrate function before the update.
+          "lambda:InvokeFunction",
         ]
         Resource = "arn:${local.partition}:lambda:${var.region}:${local.account_id}:function:${local.preview_prefix}*"
       },

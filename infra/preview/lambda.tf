@@ -5,6 +5,27 @@ resource "aws_cloudwatch_log_group" "function" {
   retention_in_days = var.log_retention_days
 }
 
+locals {
+  # The serving function's environment; the migrate function runs with the same one, so it
+  # migrates exactly the schema the serving function will use, with the same secret.
+  function_environment = merge(
+    {
+      ENVIRONMENT      = local.environment
+      LOG_LEVEL        = var.log_level
+      SEED_SAMPLE_DATA = var.store == "memory" ? "true" : "false"
+      STORE            = var.store
+    },
+    var.store == "postgres" ? {
+      DB_SCHEMA          = "preview_pr_${var.pr_number}"
+      DB_MAX_CONNECTIONS = tostring(var.db_max_connections)
+    } : {},
+    var.secret_name == null ? { SECRETS_MANAGER_ENABLED = "false" } : {
+      SECRETS_MANAGER_ENABLED                           = "true"
+      AWS_SECRET_NAME                                   = var.secret_name
+    },
+  )
+}
+
 check "lambda_zip_exists" {
   assert {
     condition     = fileexists(var.lambda_zip)
@@ -34,22 +55,7 @@ resource "aws_lambda_function" "preview" {
   reserved_concurrent_executions = local.reserved_concurrency
 
   environment {
-    variables = merge(
-      {
-        ENVIRONMENT      = local.environment
-        LOG_LEVEL        = var.log_level
-        SEED_SAMPLE_DATA = var.store == "memory" ? "true" : "false"
-        STORE            = var.store
-      },
-      var.store == "postgres" ? {
-        DB_SCHEMA          = "preview_pr_${var.pr_number}"
-        DB_MAX_CONNECTIONS = tostring(var.db_max_connections)
-      } : {},
-      var.secret_name == null ? { SECRETS_MANAGER_ENABLED = "false" } : {
-        SECRETS_MANAGER_ENABLED                           = "true"
-        AWS_SECRET_NAME                                   = var.secret_name
-      },
-    )
+    variables = local.function_environment
   }
 
   tracing_config {
@@ -108,4 +114,56 @@ resource "aws_lambda_permission" "function_url_invoke" {
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.preview.function_name
   principal     = "*"
+}
+
+# The preview's migrate function: the same zip run with the handler `migrate`, in the same
+# subnets and security group as the serving function, so it reaches the database in the
+# private subnets, which the deploy's runner cannot. preview-deploy.sh creates it first,
+# invokes it, and updates the serving function only when the migration succeeded; a cold
+# start of the serving function does no DDL. Only a postgres preview has a schema to migrate.
+resource "aws_lambda_function" "migrate" {
+  # checkov:skip=CKV_AWS_115: the deploy invokes it once per push and waits for it; a reservation would take from the account's unreserved pool for a function that runs seconds per deploy.
+  # checkov:skip=CKV_AWS_117: it joins the VPC exactly as the serving function does (when subnet_ids is set): it must reach the same database.
+  # checkov:skip=CKV_AWS_116: invoked synchronously by the deploy, which fails on its error; a dead-letter queue only receives failed asynchronous events.
+  # checkov:skip=CKV_AWS_173: the environment holds no secrets (only names and switches); secrets come from Secrets Manager at run time.
+  # checkov:skip=CKV_AWS_272: the zip is built and deployed by the same CI job from the pull request's commit; code signing would add a signer profile per preview without a separate trust boundary.
+  count = var.store == "postgres" ? 1 : 0
+
+  function_name = "${local.function_name}-migrate"
+  description   = "Migrates the schema of the preview of pull request ${var.pr_number}"
+  role          = aws_iam_role.function.arn
+
+  filename         = var.lambda_zip
+  source_code_hash = fileexists(var.lambda_zip) ? filebase64sha256(var.lambda_zip) : null
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  handler          = "migrate"
+  memory_size      = var.memory_size_mb
+  # Migrations may build indexes; the deploy waits this long at most (preview-deploy.sh).
+  timeout = 300
+
+  environment {
+    variables = local.function_environment
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  # The preview's one log group: the execution role may write there, and the migration's
+  # lines sit beside the requests they precede.
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function.name
+  }
+
+  dynamic "vpc_config" {
+    for_each = length(var.subnet_ids) == 0 ? [] : [1]
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.function]
 }

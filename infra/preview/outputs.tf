@@ -20,3 +20,8 @@ output "database" {
     secret_name = var.secret_name
   } : null
 }
+
+output "migrate_function_name" {
+  description = "Name of the function that migrates a postgres preview's schema (preview-deploy.sh invokes it), null for a memory preview."
+  value       = one(aws_lambda_function.migrate[*].function_name)
+}

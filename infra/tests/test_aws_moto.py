@@ -327,9 +327,11 @@ def required(observed, secret_arn: str, in_vpc: bool) -> list[tuple[str, str, di
         needed.append(("iam:TagRole", arn["iam"], boundary))
     if "logs:CreateLogGroup" in actions:
         needed.append(("logs:TagResource", arn["logs"], {}))
-    # The deploy's preflight, and the database URL its migration and the teardown's schema
-    # drop read (preview-deploy.sh, preview-schema.sh).
+    # The deploy's preflight, and the database URL the teardown's schema drop reads
+    # (preview-deploy.sh, preview-schema.sh).
     needed.append(("lambda:GetAccountSettings", "*", {}))
+    # The deploy invokes a postgres preview's migrate function before the update.
+    needed.append(("lambda:InvokeFunction", f"{arn['lambda']}-migrate", {}))
     needed.append(("secretsmanager:GetSecretValue", secret_arn, {}))
     # The S3 backend with use_lockfile (tf-init.sh): state and lock object of this preview.
     state = f"arn:aws:s3:::{STATE_BUCKET}/preview/pr-{PREVIEW_PR}.tfstate"

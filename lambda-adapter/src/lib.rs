@@ -3,6 +3,8 @@
 //!
 //! Kept out of the `order-service` library so the container build never compiles Lambda code.
 
+pub mod migrate;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};

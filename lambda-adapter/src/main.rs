@@ -1,10 +1,11 @@
-//! Lambda shell: config → telemetry → state → router → `lambda_http::run`.
+//! Lambda shell: config → telemetry → state → router → `lambda_http::run`; with the handler
+//! `migrate`, the preview's migrate function instead (`migrate.rs`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use order_service::{build_state, telemetry, Config, Target};
-use order_service_lambda::{handler, EmfWriter};
+use order_service_lambda::{handler, migrate, EmfWriter};
 
 // A Lambda process serves one invocation at a time: one thread is enough and starts faster.
 #[tokio::main(flavor = "current_thread")]
@@ -21,6 +22,12 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init_lambda(config.log_level, config.log_format);
+    if migrate::selected() {
+        // Boxed: the two modes' futures nested in one are too deep for the compiler's layout.
+        return Box::pin(migrate::run(config))
+            .await
+            .map_err(|error| anyhow::anyhow!(error));
+    }
     let state = build_state(config, Target::Lambda).await?;
     let emf = Arc::new(EmfWriter::stdout(&state));
     let on_shutdown = emf.clone();

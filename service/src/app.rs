@@ -64,14 +64,15 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::orders::router())
         .merge(routes::docs::router())
         // Bare 404; `problem_for_bare_errors` gives it the problem shape.
-        .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(inner);
+        .fallback(|| async { StatusCode::NOT_FOUND });
     // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
-    // refreshes it and requests pass no layer for it.
+    // refreshes it and requests pass no layer for it. Added before `inner`, so the refresh is
+    // part of the request and ends within its timeout.
     let routes = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
         Some(loader) => routes.layer(from_fn_with_state(Arc::clone(loader), refresh_stale_secret)),
         None => routes,
-    };
+    }
+    .layer(inner);
     shed_load(routes, config.connections.max_in_flight)
         .layer(outer)
         .with_state(state)

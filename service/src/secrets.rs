@@ -69,11 +69,14 @@ impl RefreshMode {
 }
 
 /// Start-up retries: `attempts` fetches, waiting `first_delay` after the first failure and
-/// doubling after each. The default gives up after about three seconds.
+/// doubling after each; with a `budget`, no attempt starts that could not end (after its wait
+/// and `SECRETS_TIMEOUT_MS`) within it. The default gives up after about three seconds when
+/// each call fails fast, and after five call timeouts when the endpoint never answers.
 #[derive(Debug, Clone, Copy)]
 pub struct StartupRetry {
     pub attempts: u32,
     pub first_delay: Duration,
+    pub budget: Option<Duration>,
 }
 
 impl Default for StartupRetry {
@@ -81,6 +84,23 @@ impl Default for StartupRetry {
         Self {
             attempts: 5,
             first_delay: Duration::from_millis(200),
+            budget: None,
+        }
+    }
+}
+
+/// Lambda ends a function's init phase after 10 s; start-up gives up on the secret in time
+/// for one clear error line, leaving the rest for the database pool and the runtime client.
+pub const LAMBDA_INIT_SECRET_BUDGET: Duration = Duration::from_secs(8);
+
+impl StartupRetry {
+    pub fn for_target(target: Target) -> Self {
+        match target {
+            Target::Container => Self::default(),
+            Target::Lambda => Self {
+                budget: Some(LAMBDA_INIT_SECRET_BUDGET),
+                ..Self::default()
+            },
         }
     }
 }
@@ -163,11 +183,18 @@ impl SecretsLoader {
         let attempts = retry.attempts.max(1);
         let mut delay = retry.first_delay;
         let mut attempt = 1;
+        let started = Instant::now();
+        // Whether another attempt, after its wait, could still end within the budget.
+        let next_fits = |delay: Duration| {
+            retry
+                .budget
+                .is_none_or(|budget| started.elapsed() + delay + loader.call_timeout <= budget)
+        };
         loop {
             match loader.refresh().await {
                 Ok(()) => break,
                 Err(error @ (SecretsError::Fetch { .. } | SecretsError::TimedOut { .. }))
-                    if attempt >= attempts =>
+                    if attempt >= attempts || !next_fits(delay) =>
                 {
                     let reason = match error {
                         SecretsError::TimedOut { timeout, .. } => format!(
@@ -179,7 +206,7 @@ impl SecretsLoader {
                     };
                     return Err(SecretsError::GaveUp {
                         name: loader.secret_name.clone(),
-                        attempts,
+                        attempts: attempt,
                         reason,
                     });
                 }

@@ -179,7 +179,7 @@ pub async fn build_state_with_aws(
                 secrets_config,
                 RefreshMode::for_target(target),
                 Arc::clone(&metrics),
-                StartupRetry::default(),
+                StartupRetry::for_target(target),
             )
             .await?;
             Some(loader)

@@ -98,6 +98,11 @@ run "public_memory_preview" {
   }
 
   assert {
+    condition     = length(aws_lambda_function.migrate) == 0 && output.migrate_function_name == null
+    error_message = "A memory preview has no schema, so no migrate function."
+  }
+
+  assert {
     condition     = length(aws_lambda_function.preview.vpc_config) == 0
     error_message = "A memory preview stays outside the VPC."
   }
@@ -161,6 +166,18 @@ run "postgres_preview_with_secret" {
   assert {
     condition     = length(aws_lambda_function.preview.vpc_config) == 1
     error_message = "A postgres preview must join the VPC to reach the database."
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.migrate[0].handler == "migrate" &&
+      aws_lambda_function.migrate[0].filename == aws_lambda_function.preview.filename &&
+      aws_lambda_function.migrate[0].environment[0].variables == aws_lambda_function.preview.environment[0].variables &&
+      aws_lambda_function.migrate[0].vpc_config[0].subnet_ids == aws_lambda_function.preview.vpc_config[0].subnet_ids &&
+      aws_lambda_function.migrate[0].vpc_config[0].security_group_ids == aws_lambda_function.preview.vpc_config[0].security_group_ids &&
+      output.migrate_function_name == "order-service-preview-pr-42-migrate"
+    )
+    error_message = "A postgres preview's migrate function runs the same zip with the handler migrate, the same environment and the same network as the serving function."
   }
 
   assert {

@@ -1,7 +1,12 @@
 //! Lambda shell tests: AWS event shapes in, AWS response shapes out, parity with the
-//! container router, and the EMF lines written per invocation.
+//! container router, the EMF lines written per invocation, and the migrate function.
 
 mod events;
+mod migrate;
 mod parity;
+// Throwaway PostgreSQL clusters, shared with the service's API tests.
+#[path = "../../../service/tests/api/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
 mod runtime;
 mod support;

@@ -19,9 +19,9 @@ use crate::support::fixture;
 
 /// Invocations to hand out, and the responses the function posted back.
 #[derive(Clone)]
-struct RuntimeApi {
-    pending: Arc<Mutex<VecDeque<(String, String, Value)>>>,
-    answers: mpsc::UnboundedSender<(String, Value)>,
+pub struct RuntimeApi {
+    pub pending: Arc<Mutex<VecDeque<(String, String, Value)>>>,
+    pub answers: mpsc::UnboundedSender<(String, Value)>,
 }
 
 async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
@@ -56,6 +56,19 @@ async fn respond(
 ) -> &'static str {
     let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
     let _ = api.answers.send((request_id, body));
+    ""
+}
+
+/// An error the function posted: `{"error": {errorType, errorMessage}}`.
+async fn respond_error(
+    State(api): State<RuntimeApi>,
+    Path(request_id): Path<String>,
+    body: String,
+) -> &'static str {
+    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let _ = api
+        .answers
+        .send((request_id, serde_json::json!({ "error": body })));
     ""
 }
 
@@ -188,25 +201,7 @@ async fn log_lines_carry_the_callers_trace_and_the_xray_trace() {
         ]))),
         answers,
     };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(respond),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(respond))
-        // The graceful-shutdown handler registers an internal extension first.
-        .route("/2020-01-01/extension/register", post(register_extension))
-        .route(
-            "/2020-01-01/extension/event/next",
-            get(std::future::pending::<String>),
-        )
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve(api).await;
     let function = start_function(&addr.to_string());
 
     for expected in ["invoke-1", "invoke-2"] {
@@ -235,4 +230,32 @@ async fn log_lines_carry_the_callers_trace_and_the_xray_trace() {
         "6720e1a70123456789abcdef01234567",
         "{second}"
     );
+}
+
+/// Serves the Runtime API (and the extension API the shutdown handler registers with) on a
+/// free loopback port.
+pub async fn serve(api: RuntimeApi) -> std::net::SocketAddr {
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(respond_error),
+        )
+        // The graceful-shutdown handler registers an internal extension first.
+        .route("/2020-01-01/extension/register", post(register_extension))
+        .route(
+            "/2020-01-01/extension/event/next",
+            get(std::future::pending::<String>),
+        )
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
 }

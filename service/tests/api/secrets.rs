@@ -650,16 +650,20 @@ async fn a_stalled_endpoint_times_out_and_the_last_good_secret_stays() {
     assert_eq!(get(&app, "/ready").await.status, 200);
 }
 
-#[tokio::test]
-async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
+/// Start-up of `target` against an endpoint that accepts and never answers: the error, and how
+/// long start-up took to give up.
+async fn start_up_against_a_stalled_endpoint(
+    target: Target,
+    timeout_ms: &str,
+) -> (String, Duration) {
     let moto = Moto::start().await;
     let proxy = StallingProxy::start(&moto.endpoint).await;
     proxy.stall();
     let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
     let started = Instant::now();
     let start = build_state_with_aws(
-        config_with_timeout("app/never", "300"),
-        Target::Container,
+        config_with_timeout("app/never", timeout_ms),
+        target,
         Some(aws),
     );
     let error = tokio::time::timeout(Duration::from_secs(30), start)
@@ -668,14 +672,61 @@ async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
         .err()
         .expect("cannot start without the secret")
         .to_string();
+    (error, started.elapsed())
+}
+
+#[tokio::test]
+async fn start_up_against_a_stalled_endpoint_gives_up_in_bounded_time() {
+    let (error, took) = start_up_against_a_stalled_endpoint(Target::Container, "300").await;
     // Five attempts of 300 ms and the back-off between them.
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(
         error.contains("after 5 attempts") && error.contains("no answer within 300 ms"),
         "{error}"
     );
+}
+
+/// Lambda ends the init phase after 10 s: with the default SECRETS_TIMEOUT_MS (3 s), five
+/// attempts against a black-holed endpoint would take about 18 s, so the function would be
+/// killed without a word. Start-up gives up when the next attempt could not end within 8 s.
+#[tokio::test]
+async fn lambda_start_up_gives_up_within_the_init_phase() {
+    let (error, took) = start_up_against_a_stalled_endpoint(Target::Lambda, "3000").await;
+    // 3 s, 0.2 s, 3 s: a third attempt would end after 9.6 s, beyond the 8 s budget.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        error.contains("after 2 attempts") && error.contains("no answer within 3000 ms"),
+        "{error}"
+    );
+}
+
+/// On the Lambda the first request after the refresh interval fetches the secret: that fetch
+/// is part of the request, so a stalled Secrets Manager (SECRETS_TIMEOUT_MS 3 s) cannot hold
+/// a request beyond REQUEST_TIMEOUT_MS (1 s); it is answered 504 in time.
+#[tokio::test]
+async fn a_request_refresh_ends_within_the_request_timeout() {
+    let moto = Moto::start().await;
+    moto.create_secret("app/slow", &rds_secret(&[KEY_ALPHA]))
+        .await;
+    let proxy = StallingProxy::start(&moto.endpoint).await;
+    let aws = crate::support::moto::sdk_config_for(&proxy.endpoint).await;
+    let mut config = config_with_timeout("app/slow", "3000");
+    config.request_timeout = Duration::from_millis(1000);
+    if let Some(secrets) = config.secrets.as_mut() {
+        secrets.refresh_interval = Duration::from_millis(200);
+    }
+    let state = build_state_with_aws(config, Target::Lambda, Some(aws))
+        .await
+        .expect("loads through the proxy");
+    let app = router(state);
+
+    proxy.stall();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let started = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(20), create_order(&app, Some(KEY_ALPHA)))
+        .await
+        .expect("the request is answered");
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
 }

@@ -1,0 +1,146 @@
+"""preview-deploy.sh with real terraform against moto: a postgres preview's schema is
+migrated by its migrate function before the serving function is created or updated, and a
+failed migration stops the deploy with one ::error:: line, the serving function untouched.
+
+moto runs no Lambda code here (that needs docker): without docker its Lambda answers every
+invocation with a function error, which is the failure case; with its docker-free backend
+it answers every invocation with success, which is the success case. What the migrate
+function does when invoked is tested with the real binary and a real PostgreSQL in
+lambda-adapter/tests/lambda/migrate.rs. The one stand-in: `aws lambda get-account-settings`,
+which moto does not implement, answers a quota of 1000 (the preflight's own test is
+infra/tests/test_preview_preflight.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_sweep_terraform import (  # noqa: E402
+    BUCKET,
+    MIRROR,
+    REGION,
+    checkout,
+    client,
+    free_port,
+    functions,
+    job_environment,
+    sh,
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("terraform") is None or not MIRROR.is_dir() or shutil.which("aws") is None,
+    reason="needs terraform, the provider mirror and the AWS CLI",
+)
+
+ACCOUNT_SETTINGS = {
+    "AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000},
+    "AccountUsage": {"FunctionCount": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def moto():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._port}"
+    # moto servers in one process share their backends: start empty, and leave nothing for
+    # the next module's server.
+    reset(endpoint)
+    yield endpoint
+    set_lambda_docker(endpoint, True)
+    reset(endpoint)
+    server.stop()
+
+
+def reset(endpoint: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+def set_lambda_docker(endpoint: str, use_docker: bool) -> None:
+    """moto's Lambda backend: docker (which fails every invocation here) or the docker-free
+    one (which succeeds every invocation). Each keeps its own functions."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/config",
+        data=json.dumps({"lambda": {"use_docker": use_docker}}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=30).close()
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory, moto):
+    base = tmp_path_factory.mktemp("deploy")
+    env = job_environment(base, moto)
+    aws = base / "bin" / "aws"
+    aws.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1 $2" = "lambda get-account-settings" ]; then\n'
+        f"  echo '{json.dumps(ACCOUNT_SETTINGS)}'\n  exit 0\nfi\n"
+        f'exec {shutil.which("aws")} "$@"\n'
+    )
+    aws.chmod(0o755)
+    zip_path = base / "bootstrap.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    ec2 = client(moto, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.41.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="order-service-preview", Description="p", VpcId=vpc)["GroupId"]
+    client(moto, "secretsmanager").create_secret(
+        Name="order-service/preview/database", SecretString='{"database_url": "postgres://preview@db/app"}'
+    )
+    (base / "ci.auto.tfvars").write_text(
+        'store              = "postgres"\n'
+        'secret_name        = "order-service/preview/database"\n'
+        f'subnet_ids         = ["{subnet}"]\n'
+        f'security_group_ids = ["{group}"]\n'
+    )
+    client(moto, "iam").create_policy(
+        PolicyName="order-service-preview-boundary",
+        PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}',
+    )
+    return base, env, zip_path
+
+
+def deploy(base: Path, env: dict, zip_path: Path, pr: str):
+    repo = checkout(base, f"deploy-{pr}-{free_port()}")
+    return sh([".github/scripts/preview-deploy.sh", pr, str(zip_path)], repo, env)
+
+
+def test_a_failed_migration_stops_the_deploy_before_the_serving_function(environment, moto):
+    base, env, zip_path = environment
+    set_lambda_docker(moto, True)
+
+    result = deploy(base, env, zip_path, "31")
+
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
+    errors = [line for line in result.stdout.splitlines() if line.startswith("::error::")]
+    assert len(errors) == 1, result.stdout[-4000:]
+    assert errors[0].startswith("::error::migration failed (order-service-preview-pr-31-migrate): ")
+    assert functions(moto) == ["order-service-preview-pr-31-migrate"]
+
+
+def test_a_migrated_preview_is_deployed_and_a_second_push_migrates_again(environment, moto):
+    base, env, zip_path = environment
+    set_lambda_docker(moto, False)
+    try:
+        for push in ("first", "second"):
+            result = deploy(base, env, zip_path, "32")
+            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+            assert "migrating with order-service-preview-pr-32-migrate" in result.stdout, push
+            assert "migrated: " in result.stdout, push
+        assert functions(moto) == ["order-service-preview-pr-32", "order-service-preview-pr-32-migrate"]
+    finally:
+        set_lambda_docker(moto, True)
