@@ -59,6 +59,17 @@ def test_misspelt_value_fails_lint(typo: dict[str, Any]) -> None:
     ("values", "message"),
     [
         ({"terminationGracePeriodSeconds": 25}, "must exceed shutdown.drainSeconds"),
+        (
+            {
+                "shutdown": {"drainSeconds": 5},
+                "ingress": {
+                    "enabled": True,
+                    "host": "orders.example.com",
+                    "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
+                },
+            },
+            "must be at least 30 behind the ALB",
+        ),
         ({"shutdown": {"graceSeconds": 40}}, "must exceed shutdown.drainSeconds"),
         ({"ports": {"metrics": 8000}}, "ports.http and ports.metrics must differ"),
         ({"pdb": {"minAvailable": 1}}, "exactly one of pdb.minAvailable"),

@@ -145,6 +145,18 @@ Refuse values that would deploy something broken; the schema cannot express cros
 */}}
 {{- define "order-service.validate" -}}
 {{- $v := .Values }}
+{{- /*
+After SIGTERM the ALB keeps sending new requests to the pod until the AWS Load Balancer
+Controller has deregistered it and the ELB API change has propagated: the controller's
+maintainers name controller time + ELB API propagation (about 10 s) + request round trip
+(kubernetes-sigs/aws-load-balancer-controller#1719), and field reports there find 5 s too short
+and 25 s enough for IP targets (#1064). The drain, which serves while /ready says 503, must
+last at least this long behind the Ingress.
+*/}}
+{{- $deregistrationSeconds := 30 }}
+{{- if and $v.ingress.enabled (lt (int $v.shutdown.drainSeconds) $deregistrationSeconds) }}
+{{- fail (printf "shutdown.drainSeconds (%v) must be at least %v behind the ALB: the AWS Load Balancer Controller takes that long to deregister a target, and requests it still sends to a stopped pod are 502s" $v.shutdown.drainSeconds $deregistrationSeconds) }}
+{{- end }}
 {{- $budget := add $v.shutdown.drainSeconds $v.shutdown.graceSeconds }}
 {{- if le (int $v.terminationGracePeriodSeconds) (int $budget) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed shutdown.drainSeconds + shutdown.graceSeconds (%v), or the kubelet kills the pod mid-drain" $v.terminationGracePeriodSeconds $budget) }}

@@ -45,6 +45,27 @@ pub fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs_page))
         .route("/docs/scalar.js", get(docs_script))
+        .route(SCALAR_PATH.as_str(), get(docs_script_immutable))
+}
+
+/// `/docs/scalar.<digest>.js`: the script at a path named by its content (the first 16 bytes
+/// of its SHA-384, in hex), so a browser may keep it for good and an upgrade, whose page
+/// names another path, never meets a stale copy that fails the page's integrity check.
+static SCALAR_PATH: LazyLock<String> = LazyLock::new(|| {
+    use sha2::{Digest, Sha384};
+    let digest = Sha384::digest(SCALAR_JS);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("/docs/scalar.{hex}.js")
+});
+
+/// The script as [`docs_script`] serves it, cached as immutable: its path changes with it.
+async fn docs_script_immutable() -> Response {
+    let mut response = docs_script().await;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    response
 }
 
 /// The document, rendered once: it only changes with the code.
@@ -88,13 +109,14 @@ static DOCS_HTML: LazyLock<String> = LazyLock::new(|| {
     // `<` only occurs inside JSON strings; escaped, no text can close the element early.
     let spec = OPENAPI_JSON.replace('<', "\\u003c");
     let integrity = scalar_pin("script_integrity").unwrap_or_default();
+    let script = SCALAR_PATH.trim_start_matches('/');
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Order Service API</title>\n</head>\n<body>\n\
          <script id=\"api-reference\" type=\"application/json\" \
          data-configuration='{{\"withDefaultFonts\":false,\"defaultOpenAllTags\":true}}'>{spec}</script>\n\
-         <script src=\"docs/scalar.js\" integrity=\"{integrity}\"></script>\n</body>\n</html>\n"
+         <script src=\"{script}\" integrity=\"{integrity}\"></script>\n</body>\n</html>\n"
     )
 });
 
@@ -109,6 +131,8 @@ async fn docs_page() -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Revalidated on every visit, so it always names the current script's path.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

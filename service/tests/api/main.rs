@@ -3,6 +3,7 @@
 mod binary;
 mod config;
 mod connections;
+mod docs_cache;
 mod keys;
 mod observability;
 mod postgres;
