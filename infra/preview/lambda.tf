@@ -10,8 +10,12 @@ locals {
   # migrates exactly the schema the serving function will use, with the same secret.
   function_environment = merge(
     {
-      ENVIRONMENT      = local.environment
-      LOG_LEVEL        = var.log_level
+      ENVIRONMENT = local.environment
+      LOG_LEVEL   = var.log_level
+      # Reads open on purpose: a preview's schema holds only the orders its reviewers create
+      # (or the sample data), never a customer's, and reviewers open the URL in a browser.
+      # Writes still need a key from the preview secret.
+      PUBLIC_READS     = "true"
       SEED_SAMPLE_DATA = var.store == "memory" ? "true" : "false"
       STORE            = var.store
     },

@@ -60,6 +60,7 @@ run "public_memory_preview" {
     condition = aws_lambda_function.preview.environment[0].variables == tomap({
       ENVIRONMENT             = "preview-pr-42"
       LOG_LEVEL               = "info"
+      PUBLIC_READS            = "true"
       SEED_SAMPLE_DATA        = "true"
       STORE                   = "memory"
       SECRETS_MANAGER_ENABLED = "false"
@@ -143,6 +144,7 @@ run "postgres_preview_with_secret" {
   assert {
     condition = (
       aws_lambda_function.preview.environment[0].variables["STORE"] == "postgres" &&
+      aws_lambda_function.preview.environment[0].variables["PUBLIC_READS"] == "true" &&
       aws_lambda_function.preview.environment[0].variables["DB_SCHEMA"] == "preview_pr_42" &&
       aws_lambda_function.preview.environment[0].variables["SECRETS_MANAGER_ENABLED"] == "true" &&
       aws_lambda_function.preview.environment[0].variables["AWS_SECRET_NAME"] == "order-service/preview/app"
