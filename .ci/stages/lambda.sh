@@ -40,17 +40,19 @@ log "smoke test through cargo lambda watch ($base)"
 python3 .github/scripts/smoke-test.py "$base" --api-key "$key" --environment local --deadline 300 || status=1
 
 log "request id, query strings and EMF in the function's output"
-python3 - "$base" "$watch_log" <<'PY' || status=1
+python3 - "$base" "$watch_log" "$key" <<'PY' || status=1
 """One more request whose Lambda request id we know, then read what the function printed."""
 import json
 import sys
 import time
 import urllib.request
 
-base, log_path = sys.argv[1], sys.argv[2]
+base, log_path, key = sys.argv[1], sys.argv[2], sys.argv[3]
 failures = []
 
-with urllib.request.urlopen(base + "/orders?limit=1", timeout=30) as resp:
+# Reads need a key outside ENVIRONMENT=local's defaults (the function runs with PUBLIC_READS=false).
+listing = urllib.request.Request(base + "/orders?limit=1", headers={"Authorization": f"Bearer {key}"})
+with urllib.request.urlopen(listing, timeout=30) as resp:
     request_id = resp.headers.get("x-request-id", "")
     body = json.load(resp)
     link = resp.headers.get("link", "")
