@@ -3,7 +3,7 @@
 //!   bench-callgrind get|post [REQUESTS]
 //!
 //! Builds the state and the router exactly as the container does, with production settings
-//! (`ENVIRONMENT=production`: JSON access log at info, metrics on, a bearer key for writes,
+//! (`ENVIRONMENT=production`: JSON access log at info, metrics on, a bearer key on every request,
 //! memory store with the sample data), serves a few warm-up requests, then `REQUESTS`
 //! (default 1000) requests of the chosen kind, each one through [`measured`]. `.ci/stages/perf.sh` runs this
 //! under `valgrind --tool=callgrind --toggle-collect=*measured*`, so only the work inside
@@ -39,14 +39,16 @@ enum Kind {
 
 impl Kind {
     fn request(self) -> Request<Body> {
-        let builder = Request::builder().header("user-agent", "perf");
+        // Reads take a key outside ENVIRONMENT=local, as writes do.
+        let builder = Request::builder()
+            .header("user-agent", "perf")
+            .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"));
         let request = match self {
             Kind::Get => builder.uri("/orders/1").body(Body::empty()),
             Kind::Post => builder
                 .method(Method::POST)
                 .uri("/orders")
                 .header(header::CONTENT_TYPE, "application/json")
-                .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"))
                 .body(Body::from(NEW_ORDER)),
         };
         request.unwrap_or_default()
