@@ -83,9 +83,9 @@ async fn register_extension() -> (HeaderMap, &'static str) {
     (headers, body)
 }
 
-struct Function {
+pub struct Function {
     child: Child,
-    output: Arc<Mutex<Vec<String>>>,
+    pub output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Function {
@@ -119,7 +119,7 @@ fn configured_logging_env() -> Vec<(&'static str, String)> {
     env
 }
 
-fn start_function(runtime_api: &str) -> Function {
+pub fn start_function(runtime_api: &str) -> Function {
     let mut child = Command::new(env!("CARGO_BIN_EXE_order-service-lambda"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
