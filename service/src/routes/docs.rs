@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -303,23 +303,28 @@ fn decode_failed(error: &std::io::Error) -> Response {
 /// it from `/docs/scalar.js` or its content-addressed path. It does not fit an ALB's limit
 /// for a Lambda function; the container and a Function URL serve it.
 async fn whole_script() -> Response {
+    match &*WHOLE_SCRIPT {
+        Ok(script) => (
+            [
+                (header::CONTENT_TYPE, JAVASCRIPT),
+                (header::CACHE_CONTROL, "public, max-age=86400"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            script.clone(),
+        )
+            .into_response(),
+        Err(error) => decode_failed(error),
+    }
+}
+
+/// Decoded on first use only: a request for it then costs no more than one for a part.
+static WHOLE_SCRIPT: LazyLock<Result<Bytes, std::io::Error>> = LazyLock::new(|| {
     let mut script = Vec::with_capacity(SCALAR_PARTS.iter().map(|part| part.len).sum());
     for part in SCALAR_PARTS {
-        match part.decoded() {
-            Ok(bytes) => script.extend_from_slice(&bytes),
-            Err(error) => return decode_failed(&error),
-        }
+        script.extend_from_slice(&part.decoded()?);
     }
-    (
-        [
-            (header::CONTENT_TYPE, JAVASCRIPT),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        script,
-    )
-        .into_response()
-}
+    Ok(Bytes::from(script))
+});
 
 /// As [`whole_script`], cached as immutable: its path changes with it.
 async fn whole_script_immutable() -> Response {
