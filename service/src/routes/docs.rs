@@ -103,10 +103,9 @@ struct ScalarPart {
     integrity: &'static str,
     /// The start of its SHA-384 in hex: its path.
     hex: &'static str,
-    /// Its length uncompressed.
+    /// Its length decoded.
     len: usize,
     br: &'static [u8],
-    gzip: &'static [u8],
 }
 
 // SCALAR_PARTS, SCALAR_INTEGRITY (the whole script's SRI value) and SCALAR_HEX.
@@ -202,19 +201,10 @@ async fn loader_script() -> Response {
         .into_response()
 }
 
-/// The encodings a part is stored in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Br,
-    Gzip,
-    Identity,
-}
-
-/// What to send for this `Accept-Encoding`: of brotli and gzip, the acceptable one (weight
-/// above 0, `*` standing for any coding not named) with the higher weight, brotli on a tie;
-/// identity when neither is acceptable.
-fn negotiate(headers: &HeaderMap) -> Encoding {
-    let (mut br, mut gzip, mut any) = (None, None, None);
+/// Whether the request's `Accept-Encoding` takes brotli: `br`, or `*` when `br` is not named,
+/// with a weight above 0 (none given is 1; one that does not parse accepts nothing).
+fn accepts_brotli(headers: &HeaderMap) -> bool {
+    let (mut br, mut any) = (None, None);
     let items = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -222,12 +212,7 @@ fn negotiate(headers: &HeaderMap) -> Encoding {
         .flat_map(|value| value.split(','));
     for item in items {
         let mut params = item.split(';');
-        let coding = params
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        // No weight is 1; a weight that does not parse accepts nothing.
+        let coding = params.next().unwrap_or_default().trim();
         let weight = params
             .find_map(|param| {
                 let (name, value) = param.split_once('=')?;
@@ -236,44 +221,36 @@ fn negotiate(headers: &HeaderMap) -> Encoding {
                     .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
             })
             .unwrap_or(1.0);
-        match coding.as_str() {
-            "br" => br = Some(weight),
-            "gzip" | "x-gzip" => gzip = Some(weight),
-            "*" => any = Some(weight),
-            _ => {}
+        if coding.eq_ignore_ascii_case("br") {
+            br = Some(weight);
+        } else if coding == "*" {
+            any = Some(weight);
         }
     }
-    let br = br.or(any).unwrap_or(0.0);
-    let gzip = gzip.or(any).unwrap_or(0.0);
-    if br > 0.0 && br >= gzip {
-        Encoding::Br
-    } else if gzip > 0.0 {
-        Encoding::Gzip
-    } else {
-        Encoding::Identity
-    }
+    br.or(any).is_some_and(|weight| weight > 0.0)
 }
 
 impl ScalarPart {
-    /// The part's own bytes, from its gzip copy.
+    /// The part's own bytes, from its brotli copy.
     fn decoded(&self) -> std::io::Result<Vec<u8>> {
         use std::io::Read;
         let mut bytes = Vec::with_capacity(self.len);
-        flate2::read::GzDecoder::new(self.gzip).read_to_end(&mut bytes)?;
+        brotli::Decompressor::new(self.br, 64 * 1024).read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 }
 
-/// A part in the encoding the client prefers, as stored: `Content-Encoding` says so, which
-/// also keeps any compression layer from compressing it again.
+/// A part as stored, brotli-compressed, when the client accepts that (`Content-Encoding`
+/// says so, which also keeps any compression layer from compressing it again); else decoded.
 fn part_response(part: &ScalarPart, request: &HeaderMap) -> Response {
-    let (encoding, body) = match negotiate(request) {
-        Encoding::Br => (Some("br"), Body::from(part.br)),
-        Encoding::Gzip => (Some("gzip"), Body::from(part.gzip)),
-        Encoding::Identity => match part.decoded() {
-            Ok(bytes) => (None, Body::from(bytes)),
+    let brotli = accepts_brotli(request);
+    let body = if brotli {
+        Body::from(part.br)
+    } else {
+        match part.decoded() {
+            Ok(bytes) => Body::from(bytes),
             Err(error) => return decode_failed(&error),
-        },
+        }
     };
     let mut response = (
         [
@@ -285,10 +262,10 @@ fn part_response(part: &ScalarPart, request: &HeaderMap) -> Response {
         body,
     )
         .into_response();
-    if let Some(encoding) = encoding {
+    if brotli {
         response
             .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
     }
     response
 }
@@ -337,39 +314,29 @@ async fn whole_script_immutable() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
-    /// Both stored copies of every part decode to bytes with the part's own hash, and the
-    /// parts join into the very script pinned when it was fetched from npm.
+    /// Every part decodes to bytes with its own hash, and the parts join into the very
+    /// script pinned when it was fetched from npm.
     #[test]
     fn the_parts_join_into_the_pinned_script() {
-        let mut from_br = Vec::new();
-        let mut from_gzip = Vec::new();
+        let mut script = Vec::new();
         for part in SCALAR_PARTS {
-            let mut br = Vec::new();
-            brotli::Decompressor::new(part.br, 4096)
-                .read_to_end(&mut br)
-                .expect("brotli copy decodes");
-            let gzip = part.decoded().expect("gzip copy decodes");
-            assert_eq!(br, gzip);
-            assert_eq!(br.len(), part.len);
+            let bytes = part.decoded().expect("the brotli copy decodes");
+            assert_eq!(bytes.len(), part.len);
             assert_eq!(
-                content_address(&br),
+                content_address(&bytes),
                 (part.hex.to_owned(), part.integrity.to_owned())
             );
-            from_br.extend(br);
-            from_gzip.extend(gzip);
+            script.extend(bytes);
         }
         assert!(
             SCALAR_PARTS.len() > 1,
             "one part would not fit behind an ALB"
         );
-        let whole = content_address(&from_br);
+        let whole = content_address(&script);
         assert_eq!(whole, (SCALAR_HEX.to_owned(), SCALAR_INTEGRITY.to_owned()));
         assert_eq!(scalar_pin("script_integrity"), Some(SCALAR_INTEGRITY));
-        assert_eq!(from_gzip, from_br);
         assert!(scalar_pin("tarball_integrity").is_some_and(|v| v.starts_with("sha512-")));
     }
 
@@ -400,39 +367,34 @@ mod tests {
     }
 
     #[test]
-    fn accept_encoding_picks_brotli_then_gzip_then_identity() {
-        use Encoding::{Br, Gzip, Identity};
+    fn brotli_goes_only_to_clients_that_accept_it() {
         let cases = [
-            (None, Identity),
-            (Some(""), Identity),
-            (Some("gzip, deflate, br, zstd"), Br),
-            (Some("gzip, deflate"), Gzip),
-            (Some("BR;Q=0.5, gzip;q=0.8"), Gzip),
-            (Some("br;q=0.8, gzip;q=0.8"), Br),
-            (Some("br;q=0, gzip"), Gzip),
-            (Some("br;q=0, gzip;q=0"), Identity),
-            (Some("*"), Br),
-            (Some("*;q=0, gzip"), Gzip),
-            (Some("identity"), Identity),
-            (Some("deflate, zstd"), Identity),
-            (Some("x-gzip"), Gzip),
-            (Some("br;q=nonsense, gzip"), Gzip),
-            (Some(" br ; q=1.0 "), Br),
+            (None, false),
+            (Some(""), false),
+            (Some("gzip, deflate, br, zstd"), true),
+            (Some("gzip, deflate"), false),
+            (Some("BR;Q=0.5, gzip;q=0.8"), true),
+            (Some("br;q=0, gzip"), false),
+            (Some("*"), true),
+            (Some("*;q=0, gzip"), false),
+            (Some("br, *;q=0"), true),
+            (Some("br;q=0, *"), false),
+            (Some("identity"), false),
+            (Some("brotli"), false),
+            (Some("br;q=nonsense"), false),
+            (Some(" br ; q=1.0 "), true),
         ];
         for (value, want) in cases {
             let mut headers = HeaderMap::new();
             if let Some(value) = value {
                 headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
             }
-            assert_eq!(negotiate(&headers), want, "{value:?}");
+            assert_eq!(accepts_brotli(&headers), want, "{value:?}");
         }
         // Several header lines count together.
         let mut headers = HeaderMap::new();
-        headers.append(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip;q=0.5"),
-        );
+        headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
         headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
-        assert_eq!(negotiate(&headers), Br);
+        assert!(accepts_brotli(&headers));
     }
 }
