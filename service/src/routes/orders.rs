@@ -42,7 +42,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Page size, 1 to 500.
+    /// Most orders on the page, 1 to 500. A page may hold fewer (it stops at the service's
+    /// byte budget): only a missing `next` link means the end.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
     /// Opaque position from a previous page's `Order-Cursor` header (or its `Link:
@@ -62,6 +63,11 @@ const ORDER_CURSOR: HeaderName = HeaderName::from_static("order-cursor");
 /// them sees every order exactly once, even while orders are created in parallel; the
 /// cursor of the last page, kept and sent later, returns exactly the orders created since.
 /// A new order is listed once every create that started before it has ended.
+///
+/// A page stops before the order that would take it past the service's byte budget
+/// (`PAGE_MAX_BYTES`), so it can hold fewer than `limit` orders even when more follow; it
+/// always holds at least one. Only a missing `next` link means the end. Like every answer, it
+/// is compressed (gzip or br) when the client's `Accept-Encoding` asks.
 #[utoipa::path(
     get,
     path = "/orders",
@@ -70,7 +76,7 @@ const ORDER_CURSOR: HeaderName = HeaderName::from_static("order-cursor");
     security(("bearer" = [])),
     responses(
         (status = 200, body = [Order], headers(
-            ("link" = String, description = "rel=\"next\" page, when more remain now"),
+            ("link" = String, description = "rel=\"next\" page, when more remain now; its absence alone means the end"),
             ("order-cursor" = String, description = "Opaque position after this page: the `cursor` to continue from, now or later"))),
         (status = 401, description = "No valid key (unless reads are public)", body = Problem,
             content_type = "application/problem+json"),
