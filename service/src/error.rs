@@ -253,6 +253,10 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => "no route matches this path",
         StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path",
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the limit",
+        // Only the request decoding answers a bare 415, with `Accept-Encoding`.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "the request body's Content-Encoding is not one this service decodes (see Accept-Encoding)"
+        }
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
             "the request took longer than the time limit"
         }

@@ -2,6 +2,7 @@
 //! container router, the EMF lines written per invocation, and the migrate function.
 
 mod events;
+mod front_doors;
 mod migrate;
 mod parity;
 // Throwaway PostgreSQL clusters, shared with the service's API tests.

@@ -25,10 +25,13 @@ pub struct RuntimeApi {
 }
 
 async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
-    let invocation = api.pending.lock().expect("queue").pop_front();
-    let Some((request_id, xray, event)) = invocation else {
-        // Nothing left: hold the poll open, as Lambda does between invocations.
-        return std::future::pending().await;
+    // Nothing queued: hold the poll open, as Lambda does between invocations, until a test
+    // queues the next one.
+    let (request_id, xray, event) = loop {
+        if let Some(invocation) = api.pending.lock().expect("queue").pop_front() {
+            break invocation;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let deadline = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -83,9 +86,9 @@ async fn register_extension() -> (HeaderMap, &'static str) {
     (headers, body)
 }
 
-struct Function {
+pub struct Function {
     child: Child,
-    output: Arc<Mutex<Vec<String>>>,
+    pub output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Function {
@@ -119,7 +122,7 @@ fn configured_logging_env() -> Vec<(&'static str, String)> {
     env
 }
 
-fn start_function(runtime_api: &str) -> Function {
+pub fn start_function(runtime_api: &str) -> Function {
     let mut child = Command::new(env!("CARGO_BIN_EXE_order-service-lambda"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

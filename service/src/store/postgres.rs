@@ -577,6 +577,7 @@ impl PostgresStore {
             .bind(after.tx.to_string())
             .bind(i64::try_from(after.seq).unwrap_or(i64::MAX))
             .bind(i64::from(page.limit) + 1)
+            .bind(i64::try_from(page.max_bytes).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -584,23 +585,29 @@ impl PostgresStore {
             Some(row) => row.try_get("fence").map_err(internal)?,
             None => None,
         };
-        let limit = page.limit as usize;
-        let mut orders = Vec::with_capacity(rows.len().min(limit));
-        let mut last = None;
+        let mut orders = Vec::with_capacity(rows.len());
+        let mut positions = Vec::with_capacity(rows.len());
         // With no order on the page, the one row carries only the fence.
-        for row in rows.iter().take(limit) {
+        for row in &rows {
             let tx: Option<String> = row.try_get("tx").map_err(internal)?;
             if tx.is_none() {
                 break;
             }
             let seq: i64 = row.try_get("seq").map_err(internal)?;
-            last = Some(Position {
+            positions.push(Position {
                 tx: parse_tx(tx.as_deref())?,
                 seq: u64::try_from(seq).map_err(internal)?,
             });
             orders.push(Arc::new(order_from_row(row)?));
         }
-        let more = rows.len() > limit;
+        drop(rows);
+        // The query left out only orders that cannot fit; the exact cut is made here.
+        let fitting = page.fitting(&orders);
+        let more = orders.len() > fitting;
+        orders.truncate(fitting);
+        let last = fitting
+            .checked_sub(1)
+            .and_then(|last| positions.get(last).copied());
         let resume = match (more, last) {
             (true, Some(last)) => last,
             // Everything below the fence after `after` is on this page.
@@ -899,8 +906,31 @@ const FIND_KEY: &str = concat!(
     "WHERE k.scope = $1 AND k.key = $2"
 );
 
-/// $1, $2: the position (created_xid as text, seq) the page starts after; $3: rows wanted.
-/// The fence row is there even when no order is, and `try_list` explains the fence.
+/// Bytes every order's JSON has besides its text fields and items (field names, id, date,
+/// amount, status), from below: `{"id":"1","customer_name":"","order_date":"…Z",…}` is longer.
+macro_rules! order_json_floor {
+    () => {
+        "120"
+    };
+}
+
+/// Bytes every item's JSON has besides its name, from below: `{"product_id":1,"name":"",
+/// "quantity":1,"price":0.0}` and the comma after it.
+macro_rules! item_json_floor {
+    () => {
+        "50"
+    };
+}
+
+/// $1, $2: the position (created_xid as text, seq) the page starts after; $3: rows wanted;
+/// $4: the page's byte budget. The fence row is there even when no order is, and `try_list`
+/// explains the fence.
+///
+/// Only the rows the page can carry are sent: each order's JSON size is estimated from below
+/// (`bytes`: its text fields and a floor for the rest), and an order is sent only while the
+/// estimates before it stay under the budget, or as one of the first two (the first is on
+/// every page, the second tells whether more follow). Every order that fits, and the one
+/// after it, is sent; `PageRequest::fitting` makes the exact cut.
 const LIST_PAGE: &str = concat!(
     "WITH fence AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
      SELECT fence.xmin::text AS fence, page.*
@@ -908,10 +938,31 @@ const LIST_PAGE: &str = concat!(
          SELECT o.created_xid AS sort_xid, ",
     order_columns!(),
     " FROM (
-             SELECT * FROM orders
-             WHERE (created_xid, seq) > ($1::text::xid8, $2) AND created_xid < fence.xmin
-             ORDER BY created_xid, seq
-             LIMIT $3
+             SELECT * FROM (
+                 SELECT sized.*, row_number() OVER w AS n,
+                        coalesce(sum(sized.bytes) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING
+                                                          AND 1 PRECEDING), 0) AS before
+                 FROM (
+                     SELECT orders.*,
+                            ",
+    order_json_floor!(),
+    " + coalesce(octet_length(customer_name), 0)
+                              + coalesce(octet_length(shipping_address), 0)
+                              + coalesce(octet_length(tracking_number), 0)
+                              + coalesce(items.bytes, 0) AS bytes
+                     FROM orders LEFT JOIN LATERAL (
+                         SELECT sum(",
+    item_json_floor!(),
+    " + octet_length(name)) AS bytes
+                         FROM order_items WHERE order_seq = orders.seq
+                     ) items ON true
+                     WHERE (created_xid, seq) > ($1::text::xid8, $2) AND created_xid < fence.xmin
+                     ORDER BY created_xid, seq
+                     LIMIT $3
+                 ) sized
+                 WINDOW w AS (ORDER BY sized.created_xid, sized.seq)
+             ) counted
+             WHERE n <= 2 OR before < $4
          ) o",
     items!(),
     ") page ON true

@@ -38,7 +38,7 @@ async fn tables_in(db: &TestDb, schema: &str) -> Vec<String> {
 }
 
 fn all(limit: u32) -> PageRequest {
-    PageRequest { limit, after: None }
+    PageRequest::new(limit, None)
 }
 
 #[tokio::test]
@@ -1043,10 +1043,7 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
             loop {
                 // Read the flag first: a page read after it was set sees every order.
                 let last_pass = done.load(Ordering::SeqCst);
-                let page = store
-                    .list(PageRequest { limit: 3, after })
-                    .await
-                    .expect("list");
+                let page = store.list(PageRequest::new(3, after)).await.expect("list");
                 after = Some(Cursor::At(page.resume));
                 seen.extend(page.orders.iter().map(|o| o.id.clone()));
                 if !page.more {
