@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lambda shell figures (a measurement, not a test): release binary size, deployment zip size,
-# and init time = process start → first request for an event on the Runtime API.
+# init time = process start → first request for an event on the Runtime API, and the /docs
+# script's bytes on the wire per encoding behind an ALB.
 #
 #   bench/lambda.sh [RUNS]      (RUNS cold starts for the init time, default 20)
 #
@@ -51,9 +52,11 @@ printf 'zip: %s bytes (%.2f MiB) — %s; target <= 8 MiB: %s\n' "$zip_bytes" \
 
 echo "== init time ($runs cold starts, Runtime API emulator on loopback)"
 python3 - "$binary" "$runs" <<'PY'
+import base64
 import http.server
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -190,4 +193,102 @@ print(f"init (spawn -> first poll): median {statistics.median(inits):.1f} ms, "
       f"min {inits[0]:.1f} ms, p90 {p90:.1f} ms, max {inits[-1]:.1f} ms over {runs} runs; "
       f"target <= 50 ms: {'met' if statistics.median(inits) <= 50 else 'MISSED'}")
 print(f"first invocation (event delivered -> response posted): median {statistics.median(firsts):.2f} ms")
+
+# /docs behind an ALB: the page, then each script part it names with each Accept-Encoding, as
+# ALB events; then the whole script at /docs/scalar.js as a Function URL event with no
+# Accept-Encoding. Wire bytes are the bodies a client receives; "Lambda response" is the JSON
+# the function hands Lambda, which an ALB takes only under 1 MB and a Function URL under 6 MB.
+print("== /docs script behind an ALB (Runtime API emulator on loopback)")
+# Accept-Encoding of a browser over HTTPS, of one over plain HTTP, and of a client that sends none.
+ENCODINGS = {"https": "gzip, deflate, br, zstd", "http": "gzip, deflate", "none": None}
+
+
+def alb(path, accept):
+    headers = {"host": "orders.example.com", "x-forwarded-proto": "https", "x-forwarded-port": "443"}
+    if accept:
+        headers["accept-encoding"] = accept
+    return {"requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/bench/0"}},
+            "httpMethod": "GET", "path": path, "queryStringParameters": {}, "headers": headers,
+            "body": "", "isBase64Encoded": False}
+
+
+def function_url(path):
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"host": "bench.lambda-url.eu-west-1.on.aws"},
+            "requestContext": {"accountId": "123456789012", "apiId": "bench", "domainName": "bench.lambda-url.eu-west-1.on.aws",
+                               "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+                               "requestId": "bench", "routeKey": "$default", "stage": "$default",
+                               "time": "01/Jan/2025:00:00:00 +0000", "timeEpoch": 0},
+            "isBase64Encoded": False}
+
+
+queue = [("page", alb("/docs", ENCODINGS["https"]))]
+answers = []  # (label, Lambda response bytes, body bytes on the wire, content-encoding, status)
+docs_done = threading.Event()
+
+
+class DocsApi(RuntimeApi):
+    """Hands out the queued events in order; the function polls for the next one only after
+    posting its answer to the last."""
+
+    def do_GET(self):
+        if self.path == "/2018-06-01/runtime/invocation/next" and queue:
+            _, event = queue[0]
+            self.reply(200, json.dumps(event).encode(), [
+                ("Lambda-Runtime-Aws-Request-Id", f"bench-{len(answers)}"),
+                ("Lambda-Runtime-Deadline-Ms", "99999999999999"),
+                ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:123456789012:function:order-service-lambda"),
+            ])
+            return
+        docs_done.wait(60)
+        self.reply(404)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/2020-01-01/extension/register":
+            self.reply(200, b'{"functionName":"order-service-lambda","functionVersion":"$LATEST","handler":"bootstrap"}',
+                       [("Lambda-Extension-Identifier", "bench-extension")])
+            return
+        label, _ = queue.pop(0)
+        response = json.loads(body) if self.path.endswith("/response") else {"statusCode": "error", "body": body.decode()}
+        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        text = response.get("body") or ""
+        wire = len(base64.b64decode(text)) if response.get("isBase64Encoded") else len(text.encode())
+        answers.append((label, len(body), wire, headers.get("content-encoding", "identity"), response.get("statusCode")))
+        if label == "page":
+            parts = json.loads(re.search(r"data-parts='([^']*)'", text).group(1))
+            for src, _ in parts:
+                for name, accept in ENCODINGS.items():
+                    queue.append((name, alb("/" + src, accept)))
+            queue.append(("whole", function_url("/docs/scalar.js")))
+        self.reply(202)
+        if not queue:
+            docs_done.set()
+
+
+server = Server(("127.0.0.1", 0), DocsApi)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
+           AWS_LAMBDA_FUNCTION_NAME="order-service-lambda", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+           AWS_LAMBDA_FUNCTION_VERSION="$LATEST", ENVIRONMENT="bench", API_KEYS="bench-key", LOG_LEVEL="warn")
+proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+finished = docs_done.wait(120)
+proc.terminate()
+_, err = proc.communicate(timeout=10)
+server.shutdown()
+if not finished:
+    sys.exit(f"not every event was answered: {answers}; stderr: {err.decode(errors='replace')[-500:]}")
+bad = [a for a in answers if a[4] != 200]
+if bad:
+    sys.exit(f"not 200: {bad}")
+parts = sum(1 for a in answers if a[0] == "https")
+for name, accept in ENCODINGS.items():
+    rows = [a for a in answers if a[0] == name]
+    sent = "/".join(sorted({a[3] for a in rows}))
+    print(f"script, Accept-Encoding {str(accept):25s} ({parts} parts, sent {sent:8s}): {sum(a[2] for a in rows):>9,} bytes on the wire; "
+          f"largest Lambda response {max(a[1] for a in rows):,} bytes; ALB limit 1 MB: "
+          f"{'met' if max(a[1] for a in rows) < 1_000_000 else 'MISSED'}")
+whole = next(a for a in answers if a[0] == "whole")
+print(f"whole script at /docs/scalar.js, no encoding, Function URL: {whole[2]:,} bytes; "
+      f"Lambda response {whole[1]:,} bytes; Function URL limit 6 MB: {'met' if whole[1] < 6_000_000 else 'MISSED'}")
 PY

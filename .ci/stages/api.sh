@@ -50,21 +50,50 @@ for case in ET.parse(sys.argv[1]).iter("testcase"):
 PY
 
 # /docs must show the operations with no host but the service reachable (air-gapped cluster,
-# strict CSP): Chromium resolves no other name, so a script from a CDN would never load.
+# strict CSP): Chromium resolves no other name, so a script from a CDN would never load. The
+# script comes in parts that the page's loader joins; Chromium's network log shows that each
+# part came brotli-compressed as stored.
 log "docs page in headless Chromium, other hosts unreachable"
 ensure_apt chromium chromium
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$workdir/chromium-profile" \
   --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" \
+  --log-net-log="$workdir/net-log.json" \
   --virtual-time-budget=20000 --dump-dom "http://127.0.0.1:$port/docs" \
   >"$workdir/docs.html" 2>"$workdir/chromium.log"
 curl -fsS "http://127.0.0.1:$port/openapi.json" >"$workdir/openapi.json"
-python3 - "$workdir/docs.html" "$workdir/openapi.json" <<'PY'
+curl -fsS "http://127.0.0.1:$port/docs" >"$workdir/docs-served.html"
+python3 - "$workdir/docs.html" "$workdir/openapi.json" "$workdir/docs-served.html" "$workdir/net-log.json" <<'PY'
 import html, json, re, sys
 
 dom = open(sys.argv[1], encoding="utf-8").read()
 doc = json.load(open(sys.argv[2], encoding="utf-8"))
+
+# Every part the page names was fetched once, and answered 200 in a stored encoding.
+served = open(sys.argv[3], encoding="utf-8").read()
+named = re.search(r"data-parts='([^']*)'", served)
+if not named:
+    sys.exit("the docs page names no script parts")
+parts = json.loads(named.group(1))
+log = json.load(open(sys.argv[4], encoding="utf-8"))
+kinds = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+requests, answers = {}, {}
+for event in log["events"]:
+    kind, params = kinds[event["type"]], event.get("params", {})
+    if kind == "HTTP_TRANSACTION_SEND_REQUEST_HEADERS":
+        requests[event["source"]["id"]] = params["line"].split()[1]
+    elif kind == "HTTP_TRANSACTION_READ_RESPONSE_HEADERS":
+        answers[event["source"]["id"]] = [h.lower() for h in params["headers"]]
+fetched = {path: answers.get(source, []) for source, path in requests.items()}
+for src, _ in parts:
+    headers = fetched.get("/" + src)
+    if headers is None:
+        sys.exit(f"the browser never fetched {src}; it fetched {sorted(fetched)}")
+    status = headers[0].split()[1:2] if headers else []
+    if status != ["200"] or "content-encoding: br" not in headers:
+        sys.exit(f"{src} was not answered 200 brotli-compressed: {headers}")
+print(f"the browser fetched the script's {len(parts)} parts, each answered brotli-compressed")
 # What the page rendered: everything but the document's own data block and styles.
 rendered = re.sub(r'<script[^>]*id="api-reference".*?</script>', "", dom, flags=re.S)
 rendered = re.sub(r"<(style|script)\b.*?</\1>", "", rendered, flags=re.S)

@@ -1,6 +1,7 @@
 //! Lambda shell tests: AWS event shapes in, AWS response shapes out, parity with the
 //! container router, the EMF lines written per invocation, and the migrate function.
 
+mod docs;
 mod events;
 mod front_doors;
 mod migrate;

@@ -701,10 +701,12 @@ async fn docs_page_loads_only_its_own_pinned_script_under_a_strict_csp() {
         "{csp}"
     );
     let html = String::from_utf8_lossy(&page.body).into_owned();
-    // A relative path, so the page also works behind an API Gateway stage.
-    // Named by its content (tests/api/docs_cache.rs).
+    // Relative paths, so the page also works behind an API Gateway stage.
+    // Named by their content (tests/api/docs_cache.rs).
     assert!(
-        html.contains("<script src=\"docs/scalar.") && html.contains(".js\" integrity=\"sha384-"),
+        html.contains("<script src=\"docs/scalar-loader.")
+            && html.contains(".js\" integrity=\"sha384-")
+            && html.contains("[\"docs/scalar-part."),
         "{html}"
     );
     assert!(!html.contains("https://"), "no other host: {html}");

@@ -3,7 +3,8 @@
 #   1. `npm pack` downloads the package tarball; the tarball must have the sha512 pinned in
 #      scalar.pin (npm itself also checks it against the registry's metadata).
 #   2. dist/browser/standalone.js is copied next to this script, and its sha384 (the
-#      Subresource Integrity value the page and a test use) is written to scalar.pin.
+#      Subresource Integrity value the page's CSP and a test use) is written to scalar.pin;
+#      service/build.rs cuts and compresses it for the binary.
 # To move to another version, change `version` in scalar.pin, clear `tarball_integrity`, run
 # this, review the new values and commit them with the script.
 set -euo pipefail
