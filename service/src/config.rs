@@ -260,7 +260,11 @@ impl Config {
             max_connections: env.parse("DB_MAX_CONNECTIONS", 10_u32, "a number 1-1000", |n| {
                 (1..=1000).contains(n)
             })?,
-            acquire_timeout: env.millis("DB_ACQUIRE_TIMEOUT_MS", 2000)?,
+            // 50 unloaded round trips (about 1 ms each) and a 200th of REQUEST_TIMEOUT_MS: a
+            // request that waited this long met a pool busy for that whole time, not a burst,
+            // and waiting on would answer it after its client has likely given up.
+            pool_wait_timeout: env.millis("DB_POOL_WAIT_TIMEOUT_MS", 50)?,
+            connect_timeout: env.millis("DB_ACQUIRE_TIMEOUT_MS", 2000)?,
             statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
             ca_bundle: match env.optional("DB_CA_BUNDLE") {
                 None => None,

@@ -187,6 +187,8 @@ impl IntoResponse for ApiError {
         let cause = status
             .is_server_error()
             .then(|| ErrorCause::from_error(&self));
+        // A busy or unreachable database: the request may be retried a little later.
+        let retry_later = matches!(self, ApiError::StoreUnavailable(_));
         let (detail, errors) = match self {
             ApiError::Validation(ValidationErrors(errors)) => {
                 let detail = errors
@@ -203,6 +205,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if retry_later {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Some(cause) = cause {
             response.extensions_mut().insert(cause);

@@ -30,7 +30,12 @@ pub struct DatabaseConfig {
     pub url: Option<SecretString>,
     pub schema: String,
     pub max_connections: u32,
-    pub acquire_timeout: Duration,
+    /// `DB_POOL_WAIT_TIMEOUT_MS`: how long a request waits for a busy pooled connection
+    /// before it is answered 503 (with `Retry-After`).
+    pub pool_wait_timeout: Duration,
+    /// `DB_ACQUIRE_TIMEOUT_MS`: how long opening a new connection (or checking an idle one)
+    /// may take; longer than the wait, so a pool refilling after an outage is not given up.
+    pub connect_timeout: Duration,
     pub statement_timeout: Duration,
     /// `DB_CA_BUNDLE`: certificate authorities (PEM) trusted for the database beside the
     /// Amazon RDS ones the binary carries.
