@@ -148,10 +148,11 @@ ceiling_list_port=$ceiling_port
 sleep 1
 idle_ceiling=$(status_kib "$ceiling_one_pid" VmRSS)
 
-# load NAME URL: one measured wrk run; prints "requests/s p99-ms".
+# load NAME URL [HEADER]: one measured wrk run; prints "requests/s p99-ms".
 load() {
-  local name="$1" url="$2" out="$work/wrk-$1.txt"
-  wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url" >"$out"
+  local name="$1" url="$2" out="$work/wrk-$1.txt" header=()
+  [ -n "${3:-}" ] && header=(-H "$3")
+  wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${header[@]}" "$url" >"$out"
   if grep -q 'Non-2xx or 3xx' "$out"; then
     echo "$name: answers other than 2xx under load:" >&2
     cat "$out" >&2
@@ -173,7 +174,8 @@ load() {
     }' "$out"
 }
 
-# compare ROUTE SERVICE_URL CEILING_URL: $rounds rounds of service then ceiling, so load
+# compare ROUTE SERVICE_URL CEILING_URL [HEADER]: $rounds rounds of service (HEADER sent to
+# it) then ceiling, so load
 # from elsewhere on the machine hits both alike; prints the medians
 # "requests/s p99 ceiling-requests/s ceiling-p99 ratio" (ratio: median of the rounds' ratios).
 compare() {
@@ -183,7 +185,7 @@ compare() {
   : >"$rounds_file"
   for round in $(seq "$rounds"); do
     local rps p99 c_rps c_p99
-    read -r rps p99 < <(load "service-$route" "$2")
+    read -r rps p99 < <(load "service-$route" "$2" "${4:-}")
     read -r c_rps c_p99 < <(load "ceiling-$route" "$3")
     echo "$rps $p99 $c_rps $c_p99" | awk '{ printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, $1 / $3 }' >>"$rounds_file"
     echo "  $route round $round: service $rps req/s p99 $p99 ms; ceiling $c_rps req/s p99 $c_p99 ms" >&2
@@ -197,6 +199,10 @@ compare() {
 log "wrk -t$threads -c$connections -d${seconds}s --latency, $rounds rounds per route (after a 2 s warm-up)"
 read -r rps_one p99_one c_rps_one c_p99_one ratio_one < <(compare one \
   "http://127.0.0.1:$service_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1")
+# What a browser sends: the single order stays below COMPRESSION_MIN_BYTES and must cost the same.
+read -r rps_br p99_br c_rps_br c_p99_br ratio_br < <(compare one-browser \
+  "http://127.0.0.1:$service_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1" \
+  "Accept-Encoding: gzip, deflate, br, zstd")
 read -r rps_list p99_list c_rps_list c_p99_list ratio_list < <(compare list \
   "http://127.0.0.1:$service_port/orders" "http://127.0.0.1:$ceiling_list_port/orders")
 peak_service=$(status_kib "$service_pid" VmHWM)
@@ -213,6 +219,9 @@ row "" "order-service" "ceiling" "target" ""
 row "GET /orders/1 ($body_one B) req/s" "$rps_one" "$c_rps_one" "" ""
 row "  ratio to ceiling" "${ratio_one}x" "" ">= 0.75x" "$(verdict "$ratio_one" ">=" 0.75)"
 row "  p99 latency" "$p99_one ms" "$c_p99_one ms" "<= 2 ms" "$(verdict "$p99_one" "<=" 2)"
+row "  Accept-Encoding: gzip, br" "$rps_br" "$c_rps_br" "" ""
+row "    ratio to ceiling" "${ratio_br}x" "" ">= 0.75x" "$(verdict "$ratio_br" ">=" 0.75)"
+row "    p99 latency" "$p99_br ms" "$c_p99_br ms" "<= 2 ms" "$(verdict "$p99_br" "<=" 2)"
 row "GET /orders ($body_list B) req/s" "$rps_list" "$c_rps_list" "" ""
 row "  ratio to ceiling" "${ratio_list}x" "" ">= 0.5x" "$(verdict "$ratio_list" ">=" 0.5)"
 row "  p99 latency" "$p99_list ms" "$c_p99_list ms" "<= 2 ms" "$(verdict "$p99_list" "<=" 2)"

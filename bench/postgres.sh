@@ -14,9 +14,15 @@
 #   reads:   wrk GET /orders/1 and pgbench -S (the read ceiling), 16 connections/clients each;
 #   creates: wrk POST /orders at 1 and at 16 connections, and pgbench running a plain one-row
 #            insert at 1 and at 16 clients.
+# BENCH_BASELINE=PATH also starts that build of the service beside the measured one (same
+# database, same settings) and adds a GET /orders/1 run against it to every round, right after
+# the measured build's: an A/B of the read path inside one run.
 # Medians are printed, with the ratios (medians of the rounds' ratios) against the targets:
 #   creates scale: POST at 16 / POST at 1 >= 5x (nothing serialises creates);
 #   reads:         GET /orders/1 / pgbench -S >= 0.6x.
+# Beside the rates, the CPU time each read costs (from /proc): the service's, and the primary's
+# (postmaster and backends) per GET and per pgbench -S transaction. On a shared machine the rates
+# are shares of the CPU, and these say where the difference goes.
 # pgbench runs with -M prepared because the service prepares its statements too. Everything
 # shares one 2-core machine: the figures compare the service with the database's own ceiling
 # here, not with production.
@@ -37,8 +43,11 @@ binary=$(release_binary)
 
 work=$(mktemp -d)
 service_pid=""
+baseline_pid=""
+baseline="${BENCH_BASELINE:-}"
 cleanup() {
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
+  [ -n "$baseline_pid" ] && kill "$baseline_pid" 2>/dev/null && wait "$baseline_pid" 2>/dev/null
   as_owner pg_ctl stop -D "$work/standby" -m immediate >/dev/null 2>&1 || true
   stop_cluster "$work"
   rm -rf "$work"
@@ -84,6 +93,15 @@ env -i PATH="$PATH" "${service_env[@]}" "$binary" >"$work/service.log" 2>&1 &
 service_pid=$!
 base="http://127.0.0.1:$port"
 wait_ready "$base" "$work/service.log"
+if [ -n "$baseline" ]; then
+  echo "== baseline build beside it: $baseline"
+  baseline_port=$(free_port)
+  env -i PATH="$PATH" "${service_env[@]}" PORT="$baseline_port" METRICS_PORT="$(free_port)" \
+    "$baseline" >"$work/baseline.log" 2>&1 &
+  baseline_pid=$!
+  baseline_base="http://127.0.0.1:$baseline_port"
+  wait_ready "$baseline_base" "$work/baseline.log"
+fi
 
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -91,6 +109,20 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"customer_name":"Bench","items":[{"product_id":1,"name":"Widget","quantity":2,"price":9.99}],"shipping_address":"1 Bench St"}'
 LUA
 echo "INSERT INTO plain_insert (v) VALUES (1);" >"$work/insert.sql"
+
+hz=$(getconf CLK_TCK)
+# cpu_ticks PID: user and system time of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# primary_ticks: the primary's postmaster and backends, those that exited included.
+primary_ticks() {
+  local postmaster ticks child
+  postmaster=$(head -1 "$work/data/postmaster.pid")
+  ticks=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat")
+  for child in $(pgrep -P "$postmaster"); do ticks=$((ticks + $(cpu_ticks "$child"))); done
+  echo "$ticks"
+}
+# micros_per TICKS RATE: CPU microseconds per operation of a run of $seconds at RATE per second.
+micros_per() { awk -v t="$1" -v r="$2" -v s="$seconds" -v hz="$hz" 'BEGIN { printf "%.0f\n", t * 1e6 / hz / (r * s) }'; }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -118,15 +150,33 @@ pgbench_tps() {
 
 echo "== warm-up, then $rounds rounds of ${seconds}s runs"
 wrk -t2 -c"$connections" -d2s "$base/orders/1" >/dev/null
+[ -n "$baseline" ] && wrk -t2 -c"$connections" -d2s "$baseline_base/orders/1" >/dev/null
 for round in $(seq "$rounds"); do
+  service_before=$(cpu_ticks "$service_pid")
+  primary_before=$(primary_ticks)
   get=$(wrk_rps get "$connections" "$base/orders/1")
+  get_service_us=$(micros_per $(($(cpu_ticks "$service_pid") - service_before)) "$get")
+  get_primary_us=$(micros_per $(($(primary_ticks) - primary_before)) "$get")
+  get_baseline=0 baseline_service_us=0 baseline_primary_us=0
+  if [ -n "$baseline" ]; then
+    service_before=$(cpu_ticks "$baseline_pid")
+    primary_before=$(primary_ticks)
+    get_baseline=$(wrk_rps get-baseline "$connections" "$baseline_base/orders/1")
+    baseline_service_us=$(micros_per $(($(cpu_ticks "$baseline_pid") - service_before)) "$get_baseline")
+    baseline_primary_us=$(micros_per $(($(primary_ticks) - primary_before)) "$get_baseline")
+  fi
+  primary_before=$(primary_ticks)
   select_s=$(pgbench_tps pgbench-S "$connections" -S)
+  sleep 1 # pgbench's backends exit with it: counted once the postmaster has reaped them
+  select_primary_us=$(micros_per $(($(primary_ticks) - primary_before)) "$select_s")
   post1=$(wrk_rps post1 1 "$base/orders" "$work/post.lua")
   post16=$(wrk_rps post16 "$connections" "$base/orders" "$work/post.lua")
   insert1=$(pgbench_tps insert1 1 -f "$work/insert.sql")
   insert16=$(pgbench_tps insert16 "$connections" -f "$work/insert.sql")
-  echo "$get $select_s $post1 $post16 $insert1 $insert16" >>"$work/rounds"
-  echo "  round $round: GET $get req/s, pgbench -S $select_s tps;" \
+  echo "$get $select_s $post1 $post16 $insert1 $insert16 $get_baseline" \
+    "$get_service_us $get_primary_us $select_primary_us $baseline_service_us $baseline_primary_us" \
+    >>"$work/rounds"
+  echo "  round $round: GET $get req/s${baseline:+ (baseline $get_baseline)}, pgbench -S $select_s tps;" \
     "POST $post1 / $post16 req/s, plain insert $insert1 / $insert16 tps (1 / $connections)"
 done
 
@@ -149,4 +199,12 @@ printf 'plain insert, 16:         %8.0f tps\n' "$(col 6)"
 printf 'creates 16 / 1:           %8.2fx (target >= 5x: %s)\n' "$create_scaling" "$(verdict "$create_scaling" 5)"
 printf 'plain insert 16 / 1:      %8.2fx (the database alone)\n' "$insert_scaling"
 printf 'reads / pgbench -S:       %8.2fx (target >= 0.6x: %s)\n' "$read_ratio" "$(verdict "$read_ratio" 0.6)"
+printf 'CPU per GET:              %8.0f us service, %.0f us PostgreSQL\n' "$(col 8)" "$(col 9)"
+printf 'CPU per pgbench -S:       %8.0f us PostgreSQL\n' "$(col 10)"
+if [ -n "$baseline" ]; then
+  printf 'GET, baseline build, 16:  %8.0f req/s\n' "$(col 7)"
+  printf 'baseline / pgbench -S:    %8.2fx\n' "$(ratio 7 2)"
+  printf 'GET measured / baseline:  %8.2fx\n' "$(ratio 1 7)"
+  printf 'CPU per GET, baseline:    %8.0f us service, %.0f us PostgreSQL\n' "$(col 11)" "$(col 12)"
+fi
 echo "load average before: $load_before, after: $load_after"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Slow readers (a measurement, not a test): 24 clients ask for GET /orders?limit=500 over 500
-# orders of the largest size (about 15 MB per answer) and never read it.
+# Large answers and slow readers (a measurement, not a test), over 500 orders of the largest
+# size (about 15 MB of JSON in all; a page stops at PAGE_MAX_BYTES): the bytes on the wire of
+# the largest page (GET /orders?limit=500) without and with gzip, the peak RSS while 24 clients
+# read that page at once, then 24 clients that ask for it and never read it.
 #
 #   bench/slow_readers.sh [SECONDS]      (default 60; BENCH_BINARY=PATH measures that build)
 #
-# Prints the service's RSS before the stall and its peak (VmHWM) during it, how many stalled
+# Prints the page's size, the peak RSS (VmHWM) of the 24 readers, the service's RSS before the
+# stall and its peak (VmHWM) during it, how many stalled
 # connections the service closed within SECONDS, and whether a fresh client was served
 # meanwhile (GET /health once a second), each against its target, PASS or MISS. The service
 # runs with its defaults (WRITE_TIMEOUT_MS, MAX_CONNECTIONS, …) unless the caller's
@@ -15,11 +18,11 @@ seconds="${1:-60}"
 binary=$(release_binary)
 port=$(free_port)
 limits=()
-for var in WRITE_TIMEOUT_MS MAX_CONNECTIONS MAX_REQUEST_HEAD_BYTES MAX_IN_FLIGHT_REQUESTS; do
+for var in WRITE_TIMEOUT_MS MAX_CONNECTIONS MAX_REQUEST_HEAD_BYTES MAX_IN_FLIGHT_REQUESTS PAGE_MAX_BYTES; do
   [ -n "${!var:-}" ] && limits+=("$var=${!var}")
 done
 python3 - "$binary" "$port" "$seconds" "${limits[@]}" <<'PY'
-import json, socket, subprocess, sys, time
+import gzip, http.client, json, socket, subprocess, sys, threading, time
 
 binary, port, seconds, limits = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 env = {"PATH": "/usr/bin:/bin", "ENVIRONMENT": "local", "STORE": "memory", "SEED_SAMPLE_DATA": "false",
@@ -76,7 +79,39 @@ try:
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"GET /orders?limit=500 HTTP/1.1\r\nHost: b\r\n\r\n")
         _, page = answer(s)
+
+    def fetch(headers):
+        """GET /orders?limit=500 read to the end; returns (bytes on the wire, body decoded)."""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/orders?limit=500", headers=headers)
+        response = conn.getresponse()
+        wire = response.read()
+        conn.close()
+        gzipped = response.getheader("Content-Encoding") == "gzip"
+        return len(wire), gzip.decompress(wire) if gzipped else wire
+
+    plain_bytes, _ = fetch({})
+    gzip_bytes, unzipped = fetch({"Accept-Encoding": "gzip"})
+    assert unzipped == page, "the gzip answer decodes to another page"
+    orders_on_page = len(json.loads(page))
+
+    # 24 clients read the largest page at once, five times over; VmHWM is reset first
+    # (clear_refs 5), so the peak is theirs.
+    with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+        f.write("5")
+    def reader():
+        for _ in range(5):
+            fetch({})
+    readers = [threading.Thread(target=reader) for _ in range(24)]
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join()
+    readers_peak = status_kib("VmHWM")
+
     before = status_kib("VmRSS")
+    with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+        f.write("5")
 
     stalled = []
     for _ in range(24):
@@ -123,7 +158,9 @@ try:
 
     mib = lambda kib: kib / 1024
     verdict = lambda ok: "PASS" if ok else "MISS"
-    print(f"answer size: {len(page) / 1e6:.1f} MB per GET /orders?limit=500; limits: {' '.join(limits) or 'defaults'}")
+    print(f"largest page: GET /orders?limit=500 answers {orders_on_page} orders, {plain_bytes / 1e6:.2f} MB; "
+          f"with gzip {gzip_bytes / 1e6:.3f} MB on the wire; settings: {' '.join(limits) or 'defaults'}")
+    print(f"peak RSS (VmHWM) with 24 clients reading that page at once: {mib(readers_peak):.0f} MiB")
     print(f"RSS before the stall: {mib(before):.0f} MiB")
     print(f"peak RSS (VmHWM) with 24 stalled readers: {mib(peak):.0f} MiB (target <= 128 MiB) {verdict(mib(peak) <= 128)}")
     print(f"stalled connections closed by the service within {seconds:.0f} s: {closed}/24 {verdict(closed == 24)}")

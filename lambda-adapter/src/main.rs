@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
     telemetry::init_lambda(config.log_level, config.log_format);
     if migrate::selected() {
         // Boxed: the two modes' futures nested in one are too deep for the compiler's layout.
@@ -28,6 +28,10 @@ async fn run() -> anyhow::Result<()> {
             .await
             .map_err(|error| anyhow::anyhow!(error));
     }
+    // A page must fit the smallest front door, an ALB, unless PAGE_MAX_BYTES says otherwise.
+    config
+        .page_max_bytes
+        .get_or_insert(order_service::config::LAMBDA_PAGE_MAX_BYTES);
     let state = build_state(config, Target::Lambda).await?;
     let emf = Arc::new(EmfWriter::stdout(&state));
     let on_shutdown = emf.clone();

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let inner = ServiceBuilder::new()
         .layer(from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(crate::encoding::request_decoding())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         None => routes,
     }
     .layer(inner);
+    let routes = crate::encoding::negotiated(routes, config.compression_min_bytes);
     shed_load(routes, config.connections.max_in_flight)
         .layer(outer)
         .with_state(state)
@@ -93,6 +95,7 @@ async fn refresh_stale_secret(
 /// flood of scrapes cannot take the API's CPU.
 pub fn metrics_router(state: AppState) -> Router {
     let router = Router::new().route("/metrics", axum::routing::get(metrics::exposition));
+    let router = crate::encoding::negotiated(router, state.config.compression_min_bytes);
     shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(Arc::clone(&state.metrics))
 }
 

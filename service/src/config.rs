@@ -84,11 +84,37 @@ pub struct Config {
     pub public_reads: bool,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
+    /// `PAGE_MAX_BYTES`: the most JSON one page of `GET /orders` carries (it then carries
+    /// fewer orders than `limit`); unset, the shell's default ([`CONTAINER_PAGE_MAX_BYTES`],
+    /// [`LAMBDA_PAGE_MAX_BYTES`]).
+    pub page_max_bytes: Option<usize>,
+    /// `COMPRESSION_MIN_BYTES`: answers smaller than this are sent uncompressed whatever the
+    /// client accepts.
+    pub compression_min_bytes: u16,
     pub shutdown_drain: Duration,
     pub shutdown_grace: Duration,
     /// Connection limits of both ports (container only).
     pub connections: ConnectionLimits,
 }
+
+/// `PAGE_MAX_BYTES` in the container. A pod's memory limit is 256 MiB; up to
+/// `MAX_IN_FLIGHT_REQUESTS` (32) pages are assembled at once, each holding its orders and their
+/// JSON (about twice the page from the PostgreSQL store), so 2 MiB pages take at most half the
+/// pod. A page of 2 MiB is still a few dozen orders of the largest size.
+pub const CONTAINER_PAGE_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// `PAGE_MAX_BYTES` on Lambda: the answer must fit the smallest door, an ALB, which takes at
+/// most 1 MB of Lambda response (the whole JSON envelope). The body travels as a JSON string,
+/// where escaping at most doubles it (only `"` and `\` are escaped; orders hold no control
+/// characters), and a compressed body as base64 (4/3 of a compressed body, which is never
+/// much larger than the JSON): 2 × 480 000 leaves 40 000 bytes for the status, the headers
+/// and the envelope.
+pub const LAMBDA_PAGE_MAX_BYTES: usize = 480_000;
+
+/// `COMPRESSION_MIN_BYTES` unless set: an answer that fits one TCP segment (1 460 bytes of
+/// payload on Ethernet, less the HTTP head) saves no packet and no round trip by being
+/// compressed, so a single order of typical size pays nothing for it.
+pub const DEFAULT_COMPRESSION_MIN_BYTES: u16 = 1_400;
 
 /// How long a client may take and how much it may ask for at once (container ports).
 #[derive(Debug, Clone, Copy)]
@@ -234,7 +260,11 @@ impl Config {
             max_connections: env.parse("DB_MAX_CONNECTIONS", 10_u32, "a number 1-1000", |n| {
                 (1..=1000).contains(n)
             })?,
-            acquire_timeout: env.millis("DB_ACQUIRE_TIMEOUT_MS", 2000)?,
+            // 50 unloaded round trips (about 1 ms each) and a 200th of REQUEST_TIMEOUT_MS: a
+            // request that waited this long met a pool busy for that whole time, not a burst,
+            // and waiting on would answer it after its client has likely given up.
+            pool_wait_timeout: env.millis("DB_POOL_WAIT_TIMEOUT_MS", 50)?,
+            connect_timeout: env.millis("DB_ACQUIRE_TIMEOUT_MS", 2000)?,
             statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5000)?,
             ca_bundle: match env.optional("DB_CA_BUNDLE") {
                 None => None,
@@ -301,6 +331,20 @@ impl Config {
             request_timeout: env.millis("REQUEST_TIMEOUT_MS", 10_000)?,
             body_limit_bytes: env
                 .parse("BODY_LIMIT_BYTES", 65_536_usize, "bytes > 0", |n| *n > 0)?,
+            page_max_bytes: env
+                .optional("PAGE_MAX_BYTES")
+                .map(|_| {
+                    env.parse("PAGE_MAX_BYTES", 0_usize, "bytes 1024-67108864", |n| {
+                        (1_024..=67_108_864).contains(n)
+                    })
+                })
+                .transpose()?,
+            compression_min_bytes: env.parse(
+                "COMPRESSION_MIN_BYTES",
+                DEFAULT_COMPRESSION_MIN_BYTES,
+                "bytes 0-65535",
+                |_| true,
+            )?,
             shutdown_drain: Duration::from_secs(env.parse(
                 "SHUTDOWN_DRAIN_SECONDS",
                 5_u64,
@@ -487,6 +531,28 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Text);
         assert!(config.secrets.is_none());
         assert_eq!(config.body_limit_bytes, 65_536);
+        assert_eq!(config.page_max_bytes, None);
+        assert_eq!(config.compression_min_bytes, 1_400);
+    }
+
+    #[test]
+    fn page_and_compression_sizes_are_read_and_bounded() {
+        let config =
+            parse(&[("PAGE_MAX_BYTES", "65536"), ("COMPRESSION_MIN_BYTES", "0")]).expect("valid");
+        assert_eq!(config.page_max_bytes, Some(65_536));
+        assert_eq!(config.compression_min_bytes, 0);
+        for (var, value) in [
+            ("PAGE_MAX_BYTES", "100"),
+            ("PAGE_MAX_BYTES", "100000000"),
+            ("COMPRESSION_MIN_BYTES", "65536"),
+            ("COMPRESSION_MIN_BYTES", "-1"),
+        ] {
+            let err = parse(&[(var, value)]).expect_err(var).to_string();
+            assert!(
+                err.starts_with(&format!("invalid configuration: {var}: ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -187,6 +187,8 @@ impl IntoResponse for ApiError {
         let cause = status
             .is_server_error()
             .then(|| ErrorCause::from_error(&self));
+        // A busy or unreachable database: the request may be retried a little later.
+        let retry_later = matches!(self, ApiError::StoreUnavailable(_));
         let (detail, errors) = match self {
             ApiError::Validation(ValidationErrors(errors)) => {
                 let detail = errors
@@ -203,6 +205,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if retry_later {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Some(cause) = cause {
             response.extensions_mut().insert(cause);
@@ -253,6 +260,10 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => "no route matches this path",
         StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path",
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the limit",
+        // Only the request decoding answers a bare 415, with `Accept-Encoding`.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "the request body's Content-Encoding is not one this service decodes (see Accept-Encoding)"
+        }
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
             "the request took longer than the time limit"
         }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod encoding;
 pub mod error;
 pub mod metrics;
 pub mod request_id;

@@ -30,7 +30,12 @@ pub struct DatabaseConfig {
     pub url: Option<SecretString>,
     pub schema: String,
     pub max_connections: u32,
-    pub acquire_timeout: Duration,
+    /// `DB_POOL_WAIT_TIMEOUT_MS`: how long a request waits for a busy pooled connection
+    /// before it is answered 503 (with `Retry-After`).
+    pub pool_wait_timeout: Duration,
+    /// `DB_ACQUIRE_TIMEOUT_MS`: how long opening a new connection (or checking an idle one)
+    /// may take; longer than the wait, so a pool refilling after an outage is not given up.
+    pub connect_timeout: Duration,
     pub statement_timeout: Duration,
     /// `DB_CA_BUNDLE`: certificate authorities (PEM) trusted for the database beside the
     /// Amazon RDS ones the binary carries.
@@ -99,11 +104,47 @@ pub enum Cursor {
     AfterOrder(u64),
 }
 
-/// A page request: at most `limit` orders after `after` (from the start when `None`).
+/// A page request: at most `limit` orders after `after` (from the start when `None`), and no
+/// more than fit in `max_bytes` of JSON array (but always at least one order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: u32,
     pub after: Option<Cursor>,
+    pub max_bytes: usize,
+}
+
+impl PageRequest {
+    /// At most `limit` orders after `after`, however many bytes they take.
+    pub fn new(limit: u32, after: Option<Cursor>) -> Self {
+        Self {
+            limit,
+            after,
+            max_bytes: usize::MAX,
+        }
+    }
+
+    /// The same request within `max_bytes` of JSON array.
+    pub fn with_max_bytes(self, max_bytes: usize) -> Self {
+        Self { max_bytes, ..self }
+    }
+
+    /// How many of `candidates` (the orders after the start, in listing order) this page
+    /// carries: at most `limit`, and no order that would take the JSON array past
+    /// `max_bytes`, except the first, so that a walk always moves on.
+    pub fn fitting(&self, candidates: &[Arc<Order>]) -> usize {
+        let mut bytes = 1; // `[`
+        let mut count = 0;
+        for order in candidates.iter().take(self.limit as usize) {
+            // The order and the `,` or `]` after it.
+            let next = bytes + order.to_json().len() + 1;
+            if count > 0 && next > self.max_bytes {
+                break;
+            }
+            bytes = next;
+            count += 1;
+        }
+        count
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -111,6 +111,8 @@ Values left null are not rendered, so the binary's default applies.
   (list "SECRET_REFRESH_SECONDS" $c.secretRefreshSeconds)
   (list "REQUEST_TIMEOUT_MS" $c.requestTimeoutMs)
   (list "BODY_LIMIT_BYTES" $c.bodyLimitBytes)
+  (list "PAGE_MAX_BYTES" $c.pageMaxBytes)
+  (list "COMPRESSION_MIN_BYTES" $c.compressionMinBytes)
   (list "PUBLIC_READS" $c.publicReads)
   (list "SHUTDOWN_DRAIN_SECONDS" .Values.shutdown.drainSeconds)
   (list "SHUTDOWN_GRACE_SECONDS" .Values.shutdown.graceSeconds)

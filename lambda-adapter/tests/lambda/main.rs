@@ -3,6 +3,7 @@
 
 mod docs;
 mod events;
+mod front_doors;
 mod migrate;
 mod parity;
 // Throwaway PostgreSQL clusters, shared with the service's API tests.

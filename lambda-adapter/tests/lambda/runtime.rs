@@ -25,10 +25,13 @@ pub struct RuntimeApi {
 }
 
 async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
-    let invocation = api.pending.lock().expect("queue").pop_front();
-    let Some((request_id, xray, event)) = invocation else {
-        // Nothing left: hold the poll open, as Lambda does between invocations.
-        return std::future::pending().await;
+    // Nothing queued: hold the poll open, as Lambda does between invocations, until a test
+    // queues the next one.
+    let (request_id, xray, event) = loop {
+        if let Some(invocation) = api.pending.lock().expect("queue").pop_front() {
+            break invocation;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let deadline = SystemTime::now()
         .duration_since(UNIX_EPOCH)

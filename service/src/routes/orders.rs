@@ -1,15 +1,24 @@
 //! `/orders`: list, create, read and change the status of orders.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{ReadAccess, WriteAccess};
+use crate::config::CONTAINER_PAGE_MAX_BYTES;
 use crate::domain::{
     can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order,
     OrderStatus, ValidationErrors,
@@ -33,7 +42,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Page size, 1 to 500.
+    /// Most orders on the page, 1 to 500. A page may hold fewer (it stops at the service's
+    /// byte budget): only a missing `next` link means the end.
     #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
     /// Opaque position from a previous page's `Order-Cursor` header (or its `Link:
@@ -53,6 +63,11 @@ const ORDER_CURSOR: HeaderName = HeaderName::from_static("order-cursor");
 /// them sees every order exactly once, even while orders are created in parallel; the
 /// cursor of the last page, kept and sent later, returns exactly the orders created since.
 /// A new order is listed once every create that started before it has ended.
+///
+/// A page stops before the order that would take it past the service's byte budget
+/// (`PAGE_MAX_BYTES`), so it can hold fewer than `limit` orders even when more follow; it
+/// always holds at least one. Only a missing `next` link means the end. Like every answer, it
+/// is compressed (gzip or br) when the client's `Accept-Encoding` asks.
 #[utoipa::path(
     get,
     path = "/orders",
@@ -61,7 +76,7 @@ const ORDER_CURSOR: HeaderName = HeaderName::from_static("order-cursor");
     security(("bearer" = [])),
     responses(
         (status = 200, body = [Order], headers(
-            ("link" = String, description = "rel=\"next\" page, when more remain now"),
+            ("link" = String, description = "rel=\"next\" page, when more remain now; its absence alone means the end"),
             ("order-cursor" = String, description = "Opaque position after this page: the `cursor` to continue from, now or later"))),
         (status = 401, description = "No valid key (unless reads are public)", body = Problem,
             content_type = "application/problem+json"),
@@ -84,9 +99,16 @@ pub async fn list_orders(
         )));
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let page = state.store.list(PageRequest { limit, after }).await?;
+    let max_bytes = state
+        .config
+        .page_max_bytes
+        .unwrap_or(CONTAINER_PAGE_MAX_BYTES);
+    let request = PageRequest::new(limit, after).with_max_bytes(max_bytes);
+    let page = state.store.list(request).await?;
     let cursor = encode_cursor(page.resume);
-    let mut response = json_body(json_array(&page.orders)).into_response();
+    let json = HeaderValue::from_static("application/json");
+    let body = Body::new(JsonArray::of(&page.orders));
+    let mut response = ([(header::CONTENT_TYPE, json)], body).into_response();
     if page.more {
         let link = format!("</orders?limit={limit}&cursor={cursor}>; rel=\"next\"");
         if let Ok(value) = HeaderValue::from_str(&link) {
@@ -328,19 +350,56 @@ fn json_body(bytes: Bytes) -> impl IntoResponse {
     )
 }
 
-/// A JSON array of orders, from each order's own JSON: no order is serialised again.
-fn json_array(orders: &[std::sync::Arc<Order>]) -> Bytes {
-    let parts: Vec<Bytes> = orders.iter().map(|order| order.to_json()).collect();
-    let mut body = Vec::with_capacity(2 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
-    body.push(b'[');
-    for (index, part) in parts.iter().enumerate() {
-        if index > 0 {
-            body.push(b',');
+/// A JSON array of orders, written from each order's own JSON: no order is serialised again
+/// and none is copied (the memory store's orders keep theirs), so a page costs the memory of
+/// its pointers while it is written, however slowly the client reads. Its exact size is known,
+/// so it is sent with `Content-Length`.
+struct JsonArray {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl JsonArray {
+    fn of(orders: &[Arc<Order>]) -> Self {
+        let mut parts = VecDeque::with_capacity(orders.len() * 2 + 1);
+        for order in orders {
+            parts.push_back(Bytes::from_static(match parts.is_empty() {
+                true => b"[",
+                false => b",",
+            }));
+            parts.push_back(order.to_json());
         }
-        body.extend_from_slice(part);
+        if parts.is_empty() {
+            parts.push_back(Bytes::from_static(b"["));
+        }
+        parts.push_back(Bytes::from_static(b"]"));
+        let remaining = parts.iter().map(|part| part.len() as u64).sum();
+        Self { parts, remaining }
     }
-    body.push(b']');
-    Bytes::from(body)
+}
+
+impl http_body::Body for JsonArray {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let part = self.parts.pop_front();
+        if let Some(part) = &part {
+            self.remaining -= part.len() as u64;
+        }
+        Poll::Ready(part.map(|part| Ok(Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// A status change; `tracking_number` may be set with it.

@@ -174,8 +174,10 @@ impl OrderStore for MemoryStore {
             }
             inner.last_sequence
         };
-        let more = orders.len() > limit;
-        orders.truncate(limit);
+        // Sized after the lock is released: an order's JSON may still have to be made.
+        let fitting = page.fitting(&orders);
+        let more = orders.len() > fitting;
+        orders.truncate(fitting);
         let resume = match (more, orders.last().and_then(|o| id_sequence(&o.id))) {
             (true, Some(seq)) => Position { tx: 0, seq },
             _ => after.max(Position {
@@ -262,13 +264,7 @@ mod tests {
             .await
             .expect("get")
             .expect("exists");
-        let page = store
-            .list(PageRequest {
-                limit: 10,
-                after: None,
-            })
-            .await
-            .expect("list");
+        let page = store.list(PageRequest::new(10, None)).await.expect("list");
         assert!(Arc::ptr_eq(&created.order, &read));
         assert!(Arc::ptr_eq(&read, &page.orders[0]));
         // A change does not alter what an earlier reader holds.
@@ -392,7 +388,7 @@ mod properties {
                 let mut seen = Vec::new();
                 let mut after = None;
                 loop {
-                    let page = store.list(PageRequest { limit, after }).await.expect("list");
+                    let page = store.list(PageRequest::new(limit, after)).await.expect("list");
                     prop_assert!(page.orders.len() <= limit as usize);
                     seen.extend(page.orders.iter().map(|o| o.id.clone()));
                     after = Some(Cursor::At(page.resume));
@@ -402,7 +398,7 @@ mod properties {
                 }
                 prop_assert_eq!(&seen, &ids);
                 let beyond = store
-                    .list(PageRequest { limit, after: Some(Cursor::AfterOrder(count as u64 + extra)) })
+                    .list(PageRequest::new(limit, Some(Cursor::AfterOrder(count as u64 + extra))))
                     .await
                     .expect("list");
                 prop_assert!(beyond.orders.is_empty() && !beyond.more);
@@ -410,7 +406,7 @@ mod properties {
                 let item = ItemInput { product_id: 1, name: "Lamp".into(), quantity: 1, price: 1.0 };
                 let order = NewOrder::parse("Later", vec![item], "1 Main St").expect("valid");
                 let later = store.create(order, None).await.expect("create").order.id.clone();
-                let resumed = store.list(PageRequest { limit, after }).await.expect("list");
+                let resumed = store.list(PageRequest::new(limit, after)).await.expect("list");
                 prop_assert_eq!(resumed.orders.iter().map(|o| o.id.clone()).collect::<Vec<_>>(), vec![later]);
                 Ok(())
             })?;

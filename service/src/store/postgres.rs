@@ -1,20 +1,23 @@
 //! The PostgreSQL store: durable, shared by every replica, safe under concurrent writers.
 //!
 //! Every operation is one SQL statement (one round trip, one implicit transaction), except
-//! seeding. Idempotent creates rely on the key's primary key: of two racing creates with the
+//! seeding. Connections come from a pool of sqlx connections (`Pool`, below) that costs no
+//! round trip of its own on a busy service. Idempotent creates rely on the key's primary key: of two racing creates with the
 //! same key, the second waits for the first to commit, fails with a unique violation, and
 //! replays the winner.
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleResult, Timeouts};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgRow, PgSeverity, PgSslMode};
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
 
@@ -33,8 +36,18 @@ const MIGRATION_LOCK_ID: i64 = 0x6f72_6465_7273; // "orders"
 /// How often a `migrate` run asks again for the lock another run holds.
 const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(200);
 
-/// A pooled connection idle this long is pinged before use.
+/// A pooled connection idle this long is pinged before use: it may have outlived a database
+/// restart. A busy pool hands out connections used moments ago, without a ping.
 const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A connection this old is closed instead of reused, so connections follow a failover or a
+/// new credential within this time, and no server process grows for ever (sqlx's default).
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// Connections idle this long are closed, so a quiet replica does not hold a full pool on
+/// the database (sqlx's default); checked every `IDLE_CHECK`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+const IDLE_CHECK: Duration = Duration::from_secs(60);
 
 /// A credential refresh is not retried sooner than this, so a wrong password does not turn
 /// every request into a Secrets Manager call.
@@ -51,6 +64,8 @@ pub enum PostgresError {
     InvalidUrl(sqlx::Error),
     #[error("cannot reach the database: {0}")]
     Connect(sqlx::Error),
+    #[error("cannot set up the database connection pool: {0}")]
+    Pool(managed::BuildError),
     #[error("cannot create schema {schema}: {cause}")]
     CreateSchema { schema: String, cause: sqlx::Error },
     #[error("database migration failed: {0}")]
@@ -103,23 +118,172 @@ async fn schema_version(conn: &mut PgConnection, schema: &str) -> Result<i64, Po
 }
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Pool,
     schema: String,
     statement_timeout: Duration,
+    connect_timeout: Duration,
     ca_bundle: Option<Arc<[u8]>>,
     rotation: Option<Rotation>,
     idempotency_ttl: Duration,
     key_expiry: Option<AbortOnDrop>,
     url_updates: Option<AbortOnDrop>,
+    /// Runs for as long as the store does.
+    _close_idle: AbortOnDrop,
 }
 
-/// The background task that deletes expired idempotency keys; stopped with the store.
+/// A background task of the store (key expiry, URL updates, idle connections); stopped with
+/// the store.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The connection pool: sqlx connections in deadpool's pool. sqlx's own pool pings every
+/// connection as it is returned, a round trip per request that no setting turns off (sqlx
+/// 0.8), and its one acquire timeout covers both waiting for a busy connection and opening a
+/// new one. Here a returned connection costs nothing unless its operation was cut short, and
+/// the two waits have timeouts of their own (`Timeouts::wait` and `create`).
+type Pool = managed::Pool<Connector, Lease>;
+
+/// Opens connections with the current connect options, and decides, when an idle connection
+/// is taken again, whether it serves as it is.
+pub struct Connector {
+    /// Replaced when the database URL changes; connections opened before keep theirs.
+    options: RwLock<PgConnectOptions>,
+}
+
+impl Connector {
+    fn set_options(&self, options: PgConnectOptions) {
+        *self.options.write().unwrap_or_else(PoisonError::into_inner) = options;
+    }
+}
+
+/// A pooled connection, and whether the last operation on it may have been cut short.
+pub struct PooledConnection {
+    raw: PgConnection,
+    /// Set while the connection is lent, cleared when the operation's statements were
+    /// answered. Still set when it comes back, the request was cancelled (its client went
+    /// away, a timeout) or failed between two messages: the next borrower pings first, which
+    /// reads to the end of whatever the interrupted statement left, or drops the connection
+    /// when that fails. Either way no borrower reads another's answer.
+    interrupted: bool,
+}
+
+impl managed::Manager for Connector {
+    type Type = PooledConnection;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PooledConnection, sqlx::Error> {
+        let options = self
+            .options
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(PooledConnection {
+            raw: PgConnection::connect_with(&options).await?,
+            interrupted: false,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut PooledConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<sqlx::Error> {
+        if metrics.age() >= MAX_LIFETIME {
+            return Err(managed::RecycleError::message("past its maximum lifetime"));
+        }
+        if conn.interrupted || metrics.last_used() >= STALE_AFTER_IDLE {
+            conn.raw.ping().await?;
+            conn.interrupted = false;
+        }
+        Ok(())
+    }
+}
+
+/// A connection lent to one store operation; it counts as interrupted until `finish`.
+pub struct Lease(Object<Connector>);
+
+impl From<Object<Connector>> for Lease {
+    fn from(mut conn: Object<Connector>) -> Self {
+        conn.interrupted = true;
+        Lease(conn)
+    }
+}
+
+impl Lease {
+    /// Ends the operation with the result of its last statement. A statement answered in
+    /// full, with rows or with an error that ends only the statement (a constraint, a
+    /// statement timeout), leaves the connection ready for the next borrower. Anything else
+    /// leaves it marked: an I/O error, and an error that ends the session (severity FATAL,
+    /// as every session gets when the server shuts down), after which the connection is dead.
+    fn finish<T>(self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        let settled = match &result {
+            Ok(_) => true,
+            Err(sqlx::Error::Database(error)) => error
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|error| error.severity() == PgSeverity::Error),
+            Err(_) => false,
+        };
+        if settled {
+            self.done();
+        }
+        result
+    }
+
+    /// Ends an operation whose statements were all answered.
+    fn done(mut self) {
+        self.0.interrupted = false;
+    }
+}
+
+impl Deref for Lease {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.0.raw
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.0.raw
+    }
+}
+
+/// A connection from `pool`, waiting for a busy one at most `wait` (the pool's own target
+/// when `None`). Opening a new one has its own timeout, so a pool refilling after an outage
+/// is not held to the wait target.
+async fn acquire(pool: &Pool, wait: Option<Duration>) -> Result<Lease, StoreError> {
+    let mut timeouts = pool.timeouts();
+    if wait.is_some() {
+        timeouts.wait = wait;
+    }
+    pool.timeout_get(&timeouts)
+        .await
+        .map_err(|error| match error {
+            PoolError::Backend(error) => classify(error),
+            PoolError::Timeout(managed::TimeoutType::Wait) => StoreError::Unavailable(
+                "every database connection stayed busy for longer than DB_POOL_WAIT_TIMEOUT_MS"
+                    .into(),
+            ),
+            other => StoreError::Unavailable(Box::new(other)),
+        })
+}
+
+/// Closes connections idle for `IDLE_TIMEOUT`, now and then, for as long as the pool lives.
+fn close_idle_connections(pool: &Pool) -> AbortOnDrop {
+    let pool = pool.clone();
+    AbortOnDrop(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(IDLE_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            pool.retain(|_, metrics| metrics.last_used() < IDLE_TIMEOUT);
+        }
+    }))
 }
 
 /// What an idempotency key says about a create.
@@ -135,19 +299,21 @@ enum KeyLookup {
 /// How many expired keys one statement deletes; a short statement, whatever the backlog.
 const KEY_EXPIRY_BATCH: i64 = 1000;
 
-/// Deletes every key older than `ttl`, in batches.
-async fn delete_expired_keys(pool: &PgPool, ttl: Duration) -> Result<(), sqlx::Error> {
+/// Deletes every key older than `ttl`, in batches; waits for a connection as long as it
+/// takes to open one (a background task has no client to answer in time).
+async fn delete_expired_keys(pool: &Pool, ttl: Duration, wait: Duration) -> Result<(), StoreError> {
     loop {
-        let deleted = sqlx::query(
+        let mut conn = acquire(pool, Some(wait)).await?;
+        let result = sqlx::query(
             "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1::interval
                  LIMIT $2 FOR UPDATE SKIP LOCKED))",
         )
         .bind(interval(ttl))
         .bind(KEY_EXPIRY_BATCH)
-        .execute(pool)
-        .await?
-        .rows_affected();
+        .execute(&mut *conn)
+        .await;
+        let deleted = conn.finish(result).map_err(classify)?.rows_affected();
         if deleted < KEY_EXPIRY_BATCH as u64 {
             return Ok(());
         }
@@ -171,31 +337,34 @@ impl PostgresStore {
         if !is_schema_name(&config.schema) {
             return Err(PostgresError::InvalidSchema(config.schema.clone()));
         }
+        let connector = Connector {
+            options: RwLock::new(connect_options(
+                &url,
+                &config.schema,
+                config.statement_timeout,
+                config.ca_bundle.as_deref(),
+            )?),
+        };
+        // Last in, first out: the connections a busy service uses stay warm and the rest go
+        // idle (and are closed after IDLE_TIMEOUT), instead of every one of them cooling
+        // past STALE_AFTER_IDLE in turn and costing a ping.
+        let pool = Pool::builder(connector)
+            .max_size(config.max_connections as usize)
+            .queue_mode(QueueMode::Lifo)
+            .timeouts(Timeouts {
+                wait: Some(config.pool_wait_timeout),
+                create: Some(config.connect_timeout),
+                recycle: Some(config.connect_timeout),
+            })
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(PostgresError::Pool)?;
         let store = PostgresStore {
-            pool: PgPoolOptions::new()
-                .max_connections(config.max_connections)
-                .acquire_timeout(config.acquire_timeout)
-                // sqlx pings every connection before handing it out; under load that is a
-                // round trip per query. Test only connections idle long enough to have gone
-                // stale (a database restart): a busy pool hands out live ones, and a broken
-                // connection is dropped on release anyway.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= STALE_AFTER_IDLE {
-                            conn.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                })
-                .connect_lazy_with(connect_options(
-                    &url,
-                    &config.schema,
-                    config.statement_timeout,
-                    config.ca_bundle.as_deref(),
-                )?),
+            _close_idle: close_idle_connections(&pool),
+            pool,
             schema: config.schema.clone(),
             statement_timeout: config.statement_timeout,
+            connect_timeout: config.connect_timeout,
             ca_bundle: config.ca_bundle.clone(),
             rotation: refresher.map(|refresher| Rotation {
                 refresher,
@@ -205,9 +374,15 @@ impl PostgresStore {
             key_expiry: None,
             url_updates: None,
         };
-        let mut conn = store.pool.acquire().await.map_err(PostgresError::Connect)?;
+        let mut conn = store.pool.get().await.map_err(|error| {
+            PostgresError::Connect(match error {
+                PoolError::Backend(error) => error,
+                PoolError::Closed => sqlx::Error::PoolClosed,
+                _ => sqlx::Error::PoolTimedOut,
+            })
+        })?;
         let found = schema_version(&mut conn, &store.schema).await?;
-        drop(conn);
+        conn.done();
         let needed = required_schema_version();
         if found < needed {
             return Err(PostgresError::SchemaTooOld {
@@ -285,9 +460,16 @@ impl PostgresStore {
         self
     }
 
-    /// The connection pool, for checks outside the store's operations.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// A connection from the pool for one operation, waiting for a busy one at most
+    /// `DB_POOL_WAIT_TIMEOUT_MS`; also for checks outside the store's operations.
+    pub async fn connection(&self) -> Result<Lease, StoreError> {
+        acquire(&self.pool, None).await
+    }
+
+    /// The same for work that no client waits on, or that must not fail because the service
+    /// is busy (readiness): it waits as long as opening a connection may take.
+    async fn patient_connection(&self) -> Result<Lease, StoreError> {
+        acquire(&self.pool, Some(self.connect_timeout)).await
     }
 
     /// Points new connections at a rotated URL, when the database rejected the current one.
@@ -314,7 +496,7 @@ impl PostgresStore {
             self.statement_timeout,
             self.ca_bundle.as_deref(),
         ) {
-            Ok(options) => self.pool.set_connect_options(options),
+            Ok(options) => self.pool.manager().set_options(options),
             Err(error) => tracing::error!(%error, "refreshed database URL is unusable"),
         }
     }
@@ -337,12 +519,13 @@ impl PostgresStore {
         order: &NewOrder,
         order_date: DateTime<Utc>,
         idempotency: Option<&Idempotency>,
-    ) -> Result<i64, sqlx::Error> {
-        let items = ItemColumns::of(&order.items)?;
+    ) -> Result<i64, StoreError> {
+        let items = ItemColumns::of(&order.items).map_err(classify)?;
+        let mut conn = self.connection().await?;
         let total = order.total().unwrap_or_default();
         // No lock: creates commit in parallel. The row's created_xid (the column default, the
         // id of this transaction) is what keeps paging exact; see `try_list`.
-        sqlx::query_scalar(
+        let result = sqlx::query_scalar(
             "WITH new_order AS (
                  INSERT INTO orders (customer_name, order_date, total_amount, status, shipping_address)
                  VALUES ($1, $2, $3, 'PENDING', $4)
@@ -370,8 +553,9 @@ impl PostgresStore {
         .bind(idempotency.map(|i| &i.key))
         .bind(idempotency.map(|i| &i.fingerprint))
         .bind(idempotency.map(|i| &i.scope))
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *conn)
+        .await;
+        conn.finish(result).map_err(classify)
     }
 
     /// A create with an idempotency key. A retry with a known key is a read and nothing
@@ -409,7 +593,7 @@ impl PostgresStore {
                     })
                 }
                 Err(error) if is_idempotency_conflict(&error) => continue,
-                Err(error) => return Err(classify(error)),
+                Err(error) => return Err(error),
             }
         }
         Err(StoreError::Unavailable(
@@ -419,13 +603,14 @@ impl PostgresStore {
 
     /// The key, whether it is still live, and the order it created, in one read.
     async fn find_key(&self, idempotency: &Idempotency) -> Result<KeyLookup, StoreError> {
-        let row = sqlx::query(FIND_KEY)
+        let mut conn = self.connection().await?;
+        let result = sqlx::query(FIND_KEY)
             .bind(&idempotency.scope)
             .bind(&idempotency.key)
             .bind(interval(self.idempotency_ttl))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+            .fetch_optional(&mut *conn)
+            .await;
+        let row = conn.finish(result).map_err(classify)?;
         let Some(row) = row else {
             return Ok(KeyLookup::Absent);
         };
@@ -441,17 +626,17 @@ impl PostgresStore {
     /// Deletes this one key, if it is still expired (a racing request may have taken it
     /// over already).
     async fn forget_expired_key(&self, idempotency: &Idempotency) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut conn = self.connection().await?;
+        let result = sqlx::query(
             "DELETE FROM idempotency_keys
              WHERE scope = $1 AND key = $2 AND created_at < now() - $3::interval",
         )
         .bind(&idempotency.scope)
         .bind(&idempotency.key)
         .bind(interval(self.idempotency_ttl))
-        .execute(&self.pool)
-        .await
-        .map(drop)
-        .map_err(classify)
+        .execute(&mut *conn)
+        .await;
+        conn.finish(result).map(drop).map_err(classify)
     }
 
     /// Follows the database URL as the runtime secret changes it: new connections use the
@@ -473,7 +658,7 @@ impl PostgresStore {
                 };
                 match connect_options(&url, &schema, timeout, ca_bundle.as_deref()) {
                     Ok(options) => {
-                        pool.set_connect_options(options);
+                        pool.manager().set_options(options);
                         tracing::info!("database URL changed; new connections use it");
                     }
                     Err(error) => tracing::error!(%error, "the new database URL is unusable"),
@@ -488,13 +673,17 @@ impl PostgresStore {
     /// up nor cost a request anything. Every replica runs it; the batches skip rows another
     /// replica is deleting. The task ends with the store.
     pub fn with_key_expiry(mut self, every: Duration) -> Self {
-        let (pool, ttl) = (self.pool.clone(), self.idempotency_ttl);
+        let (pool, ttl, wait) = (
+            self.pool.clone(),
+            self.idempotency_ttl,
+            self.connect_timeout,
+        );
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                if let Err(error) = delete_expired_keys(&pool, ttl).await {
+                if let Err(error) = delete_expired_keys(&pool, ttl, wait).await {
                     tracing::warn!(%error, "cannot delete expired idempotency keys");
                 }
             }
@@ -504,11 +693,12 @@ impl PostgresStore {
     }
 
     async fn fetch(&self, seq: i64) -> Result<Option<Order>, StoreError> {
-        let row = sqlx::query(GET_ORDER)
+        let mut conn = self.connection().await?;
+        let result = sqlx::query(GET_ORDER)
             .bind(seq)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+            .fetch_optional(&mut *conn)
+            .await;
+        let row = conn.finish(result).map_err(classify)?;
         row.as_ref().map(order_from_row).transpose()
     }
 
@@ -521,15 +711,16 @@ impl PostgresStore {
                 .filter_map(|v| i64::try_from(*v).ok())
                 .collect()
         });
-        let row = sqlx::query(SET_STATUS)
+        let mut conn = self.connection().await?;
+        let result = sqlx::query(SET_STATUS)
             .bind(seq)
             .bind(&from)
             .bind(change.to.as_str())
             .bind(change.tracking_number.as_deref())
             .bind(versions)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
+            .fetch_optional(&mut *conn)
+            .await;
+        let row = conn.finish(result).map_err(classify)?;
         if let Some(row) = row {
             return order_from_row(&row);
         }
@@ -545,14 +736,14 @@ impl PostgresStore {
     /// order, after the last order below it.
     async fn position_of(&self, seq: u64) -> Result<Position, StoreError> {
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-        let row: Option<(Option<String>, i64)> = sqlx::query_as(
+        let mut conn = self.connection().await?;
+        let result: Result<Option<(Option<String>, i64)>, _> = sqlx::query_as(
             "SELECT created_xid::text, seq FROM orders WHERE seq <= $1 ORDER BY seq DESC LIMIT 1",
         )
         .bind(seq)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        match row {
+        .fetch_optional(&mut *conn)
+        .await;
+        match conn.finish(result).map_err(classify)? {
             None => Ok(Position::default()),
             Some((tx, seq)) => Ok(Position {
                 tx: parse_tx(tx.as_deref())?,
@@ -573,34 +764,42 @@ impl PostgresStore {
             Some(Cursor::At(position)) => position,
             Some(Cursor::AfterOrder(seq)) => self.position_of(seq).await?,
         };
-        let rows = sqlx::query(LIST_PAGE)
+        let mut conn = self.connection().await?;
+        let result = sqlx::query(LIST_PAGE)
             .bind(after.tx.to_string())
             .bind(i64::try_from(after.seq).unwrap_or(i64::MAX))
             .bind(i64::from(page.limit) + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+            .bind(i64::try_from(page.max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await;
+        let rows = conn.finish(result).map_err(classify)?;
         let fence: Option<String> = match rows.first() {
             Some(row) => row.try_get("fence").map_err(internal)?,
             None => None,
         };
-        let limit = page.limit as usize;
-        let mut orders = Vec::with_capacity(rows.len().min(limit));
-        let mut last = None;
+        let mut orders = Vec::with_capacity(rows.len());
+        let mut positions = Vec::with_capacity(rows.len());
         // With no order on the page, the one row carries only the fence.
-        for row in rows.iter().take(limit) {
+        for row in &rows {
             let tx: Option<String> = row.try_get("tx").map_err(internal)?;
             if tx.is_none() {
                 break;
             }
             let seq: i64 = row.try_get("seq").map_err(internal)?;
-            last = Some(Position {
+            positions.push(Position {
                 tx: parse_tx(tx.as_deref())?,
                 seq: u64::try_from(seq).map_err(internal)?,
             });
             orders.push(Arc::new(order_from_row(row)?));
         }
-        let more = rows.len() > limit;
+        drop(rows);
+        // The query left out only orders that cannot fit; the exact cut is made here.
+        let fitting = page.fitting(&orders);
+        let more = orders.len() > fitting;
+        orders.truncate(fitting);
+        let last = fitting
+            .checked_sub(1)
+            .and_then(|last| positions.get(last).copied());
         let resume = match (more, last) {
             (true, Some(last)) => last,
             // Everything below the fence after `after` is on this page.
@@ -617,7 +816,10 @@ impl PostgresStore {
     }
 
     async fn try_seed(&self, orders: Vec<Order>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The transaction's connection never goes back to the pool: one cut short inside it
+        // is closed, never lent with the transaction still open. Seeding happens once.
+        let mut conn = Object::take(self.patient_connection().await?.0).raw;
+        let mut tx = conn.begin().await.map_err(classify)?;
         // Blocks concurrent seeders and creates until this transaction ends.
         sqlx::query("LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
@@ -686,13 +888,13 @@ impl OrderStore for PostgresStore {
         let order_date = to_micros(Utc::now());
         let result = match &idempotency {
             Some(idempotency) => self.create_keyed(&order, order_date, idempotency).await,
-            None => match self.insert(&order, order_date, None).await {
-                Ok(seq) => Ok(Created {
+            None => self
+                .insert(&order, order_date, None)
+                .await
+                .map(|seq| Created {
                     order: Arc::new(order.into_order(seq.to_string(), order_date)),
                     replayed: false,
                 }),
-                Err(error) => Err(classify(error)),
-            },
         };
         self.checked(result).await
     }
@@ -722,11 +924,13 @@ impl OrderStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let result = sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(classify);
+        let result = match self.patient_connection().await {
+            Ok(mut conn) => {
+                let result = sqlx::query("SELECT 1").execute(&mut *conn).await;
+                conn.finish(result).map(drop).map_err(classify)
+            }
+            Err(error) => Err(error),
+        };
         self.checked(result).await
     }
 }
@@ -810,8 +1014,11 @@ fn is_auth_failure(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("28")))
 }
 
-fn is_idempotency_conflict(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db)
+fn is_idempotency_conflict(error: &StoreError) -> bool {
+    let StoreError::Internal(cause) = error else {
+        return false;
+    };
+    matches!(cause.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::Database(db))
         if db.is_unique_violation() && db.constraint() == Some("idempotency_keys_pkey"))
 }
 
@@ -899,8 +1106,31 @@ const FIND_KEY: &str = concat!(
     "WHERE k.scope = $1 AND k.key = $2"
 );
 
-/// $1, $2: the position (created_xid as text, seq) the page starts after; $3: rows wanted.
-/// The fence row is there even when no order is, and `try_list` explains the fence.
+/// Bytes every order's JSON has besides its text fields and items (field names, id, date,
+/// amount, status), from below: `{"id":"1","customer_name":"","order_date":"…Z",…}` is longer.
+macro_rules! order_json_floor {
+    () => {
+        "120"
+    };
+}
+
+/// Bytes every item's JSON has besides its name, from below: `{"product_id":1,"name":"",
+/// "quantity":1,"price":0.0}` and the comma after it.
+macro_rules! item_json_floor {
+    () => {
+        "50"
+    };
+}
+
+/// $1, $2: the position (created_xid as text, seq) the page starts after; $3: rows wanted;
+/// $4: the page's byte budget. The fence row is there even when no order is, and `try_list`
+/// explains the fence.
+///
+/// Only the rows the page can carry are sent: each order's JSON size is estimated from below
+/// (`bytes`: its text fields and a floor for the rest), and an order is sent only while the
+/// estimates before it stay under the budget, or as one of the first two (the first is on
+/// every page, the second tells whether more follow). Every order that fits, and the one
+/// after it, is sent; `PageRequest::fitting` makes the exact cut.
 const LIST_PAGE: &str = concat!(
     "WITH fence AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
      SELECT fence.xmin::text AS fence, page.*
@@ -908,10 +1138,31 @@ const LIST_PAGE: &str = concat!(
          SELECT o.created_xid AS sort_xid, ",
     order_columns!(),
     " FROM (
-             SELECT * FROM orders
-             WHERE (created_xid, seq) > ($1::text::xid8, $2) AND created_xid < fence.xmin
-             ORDER BY created_xid, seq
-             LIMIT $3
+             SELECT * FROM (
+                 SELECT sized.*, row_number() OVER w AS n,
+                        coalesce(sum(sized.bytes) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING
+                                                          AND 1 PRECEDING), 0) AS before
+                 FROM (
+                     SELECT orders.*,
+                            ",
+    order_json_floor!(),
+    " + coalesce(octet_length(customer_name), 0)
+                              + coalesce(octet_length(shipping_address), 0)
+                              + coalesce(octet_length(tracking_number), 0)
+                              + coalesce(items.bytes, 0) AS bytes
+                     FROM orders LEFT JOIN LATERAL (
+                         SELECT sum(",
+    item_json_floor!(),
+    " + octet_length(name)) AS bytes
+                         FROM order_items WHERE order_seq = orders.seq
+                     ) items ON true
+                     WHERE (created_xid, seq) > ($1::text::xid8, $2) AND created_xid < fence.xmin
+                     ORDER BY created_xid, seq
+                     LIMIT $3
+                 ) sized
+                 WINDOW w AS (ORDER BY sized.created_xid, sized.seq)
+             ) counted
+             WHERE n <= 2 OR before < $4
          ) o",
     items!(),
     ") page ON true

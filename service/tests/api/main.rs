@@ -5,6 +5,7 @@ mod config;
 mod connections;
 mod docs_cache;
 mod keys;
+mod large_answers;
 mod observability;
 mod postgres;
 mod request_ids;

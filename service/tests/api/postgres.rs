@@ -38,7 +38,7 @@ async fn tables_in(db: &TestDb, schema: &str) -> Vec<String> {
 }
 
 fn all(limit: u32) -> PageRequest {
-    PageRequest { limit, after: None }
+    PageRequest::new(limit, None)
 }
 
 #[tokio::test]
@@ -642,7 +642,7 @@ async fn an_rds_secret_connects_only_to_a_server_its_cas_vouch_for() {
         .expect("connects");
     let encrypted: bool =
         sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            .fetch_one(store.pool())
+            .fetch_one(&mut *store.connection().await.expect("a connection"))
             .await
             .expect("query");
     assert!(encrypted);
@@ -953,7 +953,7 @@ async fn a_migrate_run_waits_on_the_migration_lock_beyond_the_statement_timeout(
         .await
         .expect("connects");
     let error = sqlx::query("SELECT pg_sleep(2)")
-        .execute(store.pool())
+        .execute(&mut *store.connection().await.expect("a connection"))
         .await
         .expect_err("cancelled by statement_timeout");
     assert!(error.to_string().contains("statement timeout"), "{error}");
@@ -1043,10 +1043,7 @@ async fn a_pager_sees_every_order_once_under_slow_and_fast_concurrent_creates() 
             loop {
                 // Read the flag first: a page read after it was set sees every order.
                 let last_pass = done.load(Ordering::SeqCst);
-                let page = store
-                    .list(PageRequest { limit: 3, after })
-                    .await
-                    .expect("list");
+                let page = store.list(PageRequest::new(3, after)).await.expect("list");
                 after = Some(Cursor::At(page.resume));
                 seen.extend(page.orders.iter().map(|o| o.id.clone()));
                 if !page.more {
@@ -1105,4 +1102,219 @@ async fn racing_identical_patches_both_answer_200() {
             assert_eq!(reply.json()["status"], "PROCESSING");
         }
     }
+}
+
+/// Waits until `count` statements of the database are inside `pg_sleep`.
+async fn until_sleeping(db: &TestDb, count: usize) {
+    let expected = count.to_string();
+    for _ in 0..1000 {
+        let sleeping = db
+            .column("SELECT count(*)::text FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+            .await;
+        if sleeping == [expected.as_str()] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{count} statements never slept");
+}
+
+/// Waiting for a busy connection ends in a 503 with `Retry-After` once the pool's wait
+/// target has passed, not when the connection is free again: here the only connection is
+/// held by a create for seconds, and the refusal comes while it still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_waits_too_long_for_a_busy_connection_is_refused_with_retry_after() {
+    let db = TestDb::new().await;
+    db.migrate("public").await;
+    slow_creates(&db, 3.0).await;
+    let url = db.url();
+    let app = router(
+        support::state_with(&[
+            ("STORE", "postgres"),
+            ("DATABASE_URL", &url),
+            ("DB_MAX_CONNECTIONS", "1"),
+            ("DB_POOL_WAIT_TIMEOUT_MS", "100"),
+        ])
+        .await,
+    );
+    let slow = {
+        let app = app.clone();
+        let body = support::new_order("Slow Holder");
+        tokio::spawn(
+            async move { send(&app, request(Method::POST, "/orders", &[], Some(&body))).await },
+        )
+    };
+    until_sleeping(&db, 1).await;
+    let refused = send(&app, request(Method::GET, "/orders/1", &[], None)).await;
+    refused.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        !slow.is_finished(),
+        "refused while the connection was still busy, not after it came free"
+    );
+    let created = slow.await.expect("task");
+    assert_eq!(created.status, StatusCode::CREATED);
+    // The connection serves again once it is back.
+    let id = created.json()["id"].as_str().expect("id").to_owned();
+    let read = send(
+        &app,
+        request(Method::GET, &format!("/orders/{id}"), &[], None),
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+}
+
+/// A TCP relay to `to` that waits `delay` before it connects each client through, as a
+/// database far away or busy authenticating takes its time to open a connection.
+async fn slow_relay(to: u16, delay: Duration) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Opening a connection has its own timeout, longer than the wait for a busy one: after an
+/// outage the pool reconnects although every new connection takes far longer to open than
+/// the wait target allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_comes_back_is_reconnected_however_short_the_wait_target() {
+    let cluster = Arc::new(Cluster::start());
+    let db = TestDb::on(Arc::clone(&cluster)).await;
+    let store = db.store("public").await;
+    let created = store
+        .create(new_order("Before"), None)
+        .await
+        .expect("create");
+    drop(store);
+    let (port, relay) = slow_relay(cluster.port, Duration::from_millis(300)).await;
+    let url = db
+        .url()
+        .replace(&format!(":{}/", cluster.port), &format!(":{port}/"));
+    let mut config = support::postgres::database_config("public");
+    config.max_connections = 2;
+    config.pool_wait_timeout = Duration::from_millis(20);
+    let store = PostgresStore::connect(&config, SecretString::from(url), None)
+        .await
+        .expect("connects in 300 ms, beyond the 20 ms wait target");
+    let id = created.order.id.clone();
+    assert!(store.get(&id).await.expect("read").is_some());
+
+    cluster.stop_server();
+    let down = store.get(&id).await;
+    assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
+    cluster.start_server();
+    let back = store.get(&id).await.expect("reconnected after the outage");
+    assert_eq!(
+        back.expect("the order").customer_name,
+        created.order.customer_name
+    );
+    relay.abort();
+}
+
+/// A request cut short in the middle of a statement (its client went away) leaves its
+/// connection with an answer still to come; the next request on that connection gets its own
+/// answer, not the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_mid_statement_leaves_no_answer_for_the_next() {
+    let db = TestDb::new().await;
+    db.migrate("public").await;
+    let mut config = support::postgres::database_config("public");
+    config.max_connections = 1;
+    let store = PostgresStore::connect(&config, SecretString::from(db.url()), None)
+        .await
+        .expect("connects");
+    let first = store
+        .create(new_order("First"), None)
+        .await
+        .expect("create");
+    slow_creates(&db, 1.0).await;
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(200),
+        store.create(new_order("Slow Cancelled"), None),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the slow create was cut short");
+    let read = store.get(&first.order.id).await.expect("read");
+    assert_eq!(read.expect("the order").customer_name, "First");
+    let next = store.create(new_order("Next"), None).await.expect("create");
+    assert_eq!(next.order.customer_name, "Next");
+    let names = db
+        .column("SELECT customer_name FROM orders ORDER BY seq")
+        .await;
+    assert_eq!(names, ["First", "Slow Cancelled", "Next"]);
+}
+
+/// Another request's create with the same key commits while this one's insert waits on the
+/// key, and by then the key is past its time to live: this create's insert fails on the key,
+/// and the key it reads next is expired. It creates the order (the expired key is taken over)
+/// instead of failing with "idempotency key vanished".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_expires_between_two_steps_of_a_create_never_fails_it() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store("public").await);
+    let order = new_order("Raced");
+    let idempotency = keyed("raced-key", &order).expect("key");
+    let mut other = sqlx::PgConnection::connect(&db.url())
+        .await
+        .expect("connect");
+    let mut other_tx = other.begin().await.expect("begin");
+    let other_seq: i64 = sqlx::query_scalar(
+        "INSERT INTO orders (customer_name, order_date, total_amount, status, shipping_address)
+         VALUES ('Other', now(), 0, 'PENDING', '1 Other St') RETURNING seq",
+    )
+    .fetch_one(&mut *other_tx)
+    .await
+    .expect("other order");
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, order_seq, created_at)
+         VALUES ($1, $2, $3, $4, now() - interval '2 days')",
+    )
+    .bind(&idempotency.scope)
+    .bind(&idempotency.key)
+    .bind(&idempotency.fingerprint)
+    .bind(other_seq)
+    .execute(&mut *other_tx)
+    .await
+    .expect("other key");
+    let create = {
+        let (store, order) = (Arc::clone(&store), order.clone());
+        tokio::spawn(async move { store.create(order, Some(idempotency)).await })
+    };
+    // This create read no key (the other is uncommitted) and its insert waits on it.
+    for _ in 0..1000 {
+        let waiting = db
+            .column(
+                "SELECT count(*)::text FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%new_key%'",
+            )
+            .await;
+        if waiting == ["1"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!create.is_finished(), "the create waits on the other's key");
+    other_tx.commit().await.expect("commit");
+    let created = create.await.expect("task").expect("no error");
+    assert!(!created.replayed, "an expired key never replays");
+    assert_eq!(created.order.customer_name, "Raced");
+    let owner = db
+        .column(
+            "SELECT o.customer_name FROM idempotency_keys k JOIN orders o ON o.seq = k.order_seq
+             WHERE k.key = 'raced-key'",
+        )
+        .await;
+    assert_eq!(owner, ["Raced"], "the new order took the expired key over");
 }

@@ -78,8 +78,13 @@ async fn drain(stream: &mut TcpStream, limit: Duration) -> (usize, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
-    let service = Service::start(&[("WRITE_TIMEOUT_MS", "1000"), ("SEED_SAMPLE_DATA", "false")]);
-    // About 6 MB: more than the kernel buffers on both sides hold.
+    // One page of about 6 MB (past the default page budget): more than the kernel buffers on
+    // both sides hold.
+    let service = Service::start(&[
+        ("WRITE_TIMEOUT_MS", "1000"),
+        ("SEED_SAMPLE_DATA", "false"),
+        ("PAGE_MAX_BYTES", "67108864"),
+    ]);
     fill(&service, 200).await;
     let mut stream = stalled_reader(&service).await;
     tokio::time::sleep(Duration::from_secs(4)).await;

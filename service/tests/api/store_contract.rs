@@ -50,6 +50,7 @@ contract!(
     a_replay_answers_the_order_as_first_created,
     idempotency_keys_are_scoped_per_credential,
     an_expired_key_creates_a_new_order,
+    pages_stop_at_the_byte_budget_and_walks_see_every_order_once,
 );
 
 /// Idempotency keys of the contract stores live this long.
@@ -85,8 +86,77 @@ fn key(key: &str, order: &NewOrder) -> Option<Idempotency> {
     })
 }
 
+/// Orders of mixed sizes (1 to 100 items, names with quotes and non-ASCII), then walks with
+/// mixed limits and byte budgets drawn by proptest: every walk sees every order once, in
+/// order; a page stays within its budget unless it holds a single order; and a page that
+/// stops short of its limit does so only because the next order would have passed the budget.
+async fn pages_stop_at_the_byte_budget_and_walks_see_every_order_once(store: &dyn OrderStore) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let sizes = proptest::collection::vec((1_usize..=100, 1_usize..=200), 24);
+    let sizes = sizes.new_tree(&mut runner).expect("sizes").current();
+    let mut ids = Vec::new();
+    for (n, (items, name_chars)) in sizes.into_iter().enumerate() {
+        let name: String = "é\"x".chars().cycle().take(name_chars).collect();
+        let items = (0..items)
+            .map(|i| item(i as i64 + 1, &name, 10_000, 999_999.99))
+            .collect();
+        let order = NewOrder::parse(&format!("Größe \"{n}\""), items, &name).expect("valid");
+        ids.push(
+            store
+                .create(order, None)
+                .await
+                .expect("create")
+                .order
+                .id
+                .clone(),
+        );
+    }
+    let json_len = |order: &Arc<order_service::domain::Order>| order.to_json().len();
+    let walks = (1_u32..=30, 1_usize..=300_000);
+    for _ in 0..24 {
+        let (limit, max_bytes) = walks.new_tree(&mut runner).expect("walk").current();
+        let mut request = PageRequest::new(limit, None).with_max_bytes(max_bytes);
+        let mut seen: Vec<Arc<order_service::domain::Order>> = Vec::new();
+        loop {
+            let page = store.list(request).await.expect("list");
+            let bytes = 1 + page.orders.iter().map(|o| json_len(o) + 1).sum::<usize>();
+            let context = format!(
+                "limit {limit}, budget {max_bytes}, after {} orders",
+                seen.len()
+            );
+            assert!(page.orders.len() <= limit as usize, "{context}");
+            assert!(
+                bytes <= max_bytes || page.orders.len() == 1,
+                "{bytes} bytes; {context}"
+            );
+            seen.extend(page.orders.iter().cloned());
+            if !page.more {
+                break;
+            }
+            assert!(!page.orders.is_empty(), "{context}");
+            if page.orders.len() < limit as usize {
+                let next = store
+                    .get(&ids[seen.len()])
+                    .await
+                    .expect("get")
+                    .expect("exists");
+                assert!(
+                    bytes + json_len(&next) + 1 > max_bytes,
+                    "stopped early; {context}"
+                );
+            }
+            request.after = Some(Cursor::At(page.resume));
+        }
+        let seen: Vec<&str> = seen.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(seen, ids, "limit {limit}, budget {max_bytes}");
+    }
+}
+
 fn first_page(limit: u32) -> PageRequest {
-    PageRequest { limit, after: None }
+    PageRequest::new(limit, None)
 }
 
 async fn a_created_order_reads_back_exactly(store: &dyn OrderStore) {
@@ -146,44 +216,26 @@ async fn lists_pages_in_creation_order(store: &dyn OrderStore) {
     assert_eq!(sizes, [2, 2, 1]);
     // The last page's position resumes with exactly what is created later.
     let end = page.after;
-    let nothing = store
-        .list(PageRequest {
-            limit: 10,
-            after: end,
-        })
-        .await
-        .expect("list");
+    let nothing = store.list(PageRequest::new(10, end)).await.expect("list");
     assert!(nothing.orders.is_empty() && !nothing.more);
     let later = store
         .create(new_order("Later"), None)
         .await
         .expect("create");
-    let resumed = store
-        .list(PageRequest {
-            limit: 10,
-            after: end,
-        })
-        .await
-        .expect("list");
+    let resumed = store.list(PageRequest::new(10, end)).await.expect("list");
     assert_eq!(resumed.orders, [Arc::clone(&later.order)]);
     assert!(!resumed.more);
     // The id of the last order seen, the cursor of earlier versions, continues after it.
     let legacy = |id: &str| Some(Cursor::AfterOrder(id.parse().expect("digits")));
     let after_second = store
-        .list(PageRequest {
-            limit: 2,
-            after: legacy(&ids[1]),
-        })
+        .list(PageRequest::new(2, legacy(&ids[1])))
         .await
         .expect("list");
     let after_second: Vec<&str> = after_second.orders.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(after_second, [ids[2].as_str(), ids[3].as_str()]);
     // Past the last order there is nothing.
     let beyond = store
-        .list(PageRequest {
-            limit: 10,
-            after: legacy(&later.order.id),
-        })
+        .list(PageRequest::new(10, legacy(&later.order.id)))
         .await
         .expect("list");
     assert!(beyond.orders.is_empty() && !beyond.more);

@@ -354,7 +354,8 @@ pub fn database_config(schema: &str) -> DatabaseConfig {
         url: None,
         schema: schema.to_owned(),
         max_connections: 5,
-        acquire_timeout: Duration::from_secs(30),
+        pool_wait_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(30),
         statement_timeout: Duration::from_secs(30),
         ca_bundle: None,
     }
