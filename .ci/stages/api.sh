@@ -52,7 +52,8 @@ PY
 # /docs must show the operations with no host but the service reachable (air-gapped cluster,
 # strict CSP): Chromium resolves no other name, so a script from a CDN would never load. The
 # script comes in parts that the page's loader joins; Chromium's network log shows that each
-# part came brotli-compressed as stored.
+# part came brotli-compressed as stored. The virtual-time budget covers the loader's fetches
+# and the joining: at 20 s the page was sometimes dumped before the joined script ran.
 log "docs page in headless Chromium, other hosts unreachable"
 ensure_apt chromium chromium
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
@@ -60,7 +61,7 @@ chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --user-data-dir="$workdir/chromium-profile" \
   --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" \
   --log-net-log="$workdir/net-log.json" \
-  --virtual-time-budget=20000 --dump-dom "http://127.0.0.1:$port/docs" \
+  --virtual-time-budget=60000 --dump-dom "http://127.0.0.1:$port/docs" \
   >"$workdir/docs.html" 2>"$workdir/chromium.log"
 curl -fsS "http://127.0.0.1:$port/openapi.json" >"$workdir/openapi.json"
 curl -fsS "http://127.0.0.1:$port/docs" >"$workdir/docs-served.html"

@@ -115,8 +115,13 @@ async fn script_parts_come_compressed_to_clients_that_accept_brotli() {
 
     let identity = fetch(None).await;
     let br = fetch(Some("gzip, deflate, br, zstd")).await;
+    // Decoded, and then compressed by the router's compression layer as it does any answer.
     let gzip_only = fetch(Some("gzip, deflate")).await;
-    for (reply, encoding) in [(&identity, None), (&br, Some("br")), (&gzip_only, None)] {
+    for (reply, encoding) in [
+        (&identity, None),
+        (&br, Some("br")),
+        (&gzip_only, Some("gzip")),
+    ] {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("content-encoding"), encoding);
         assert_eq!(reply.header("vary"), Some("accept-encoding"));
@@ -129,7 +134,12 @@ async fn script_parts_come_compressed_to_clients_that_accept_brotli() {
     brotli::Decompressor::new(&br.body[..], 4096)
         .read_to_end(&mut decoded)
         .expect("brotli");
-    assert!(decoded == identity.body && gzip_only.body == identity.body);
+    assert!(decoded == identity.body);
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gzip_only.body[..])
+        .read_to_end(&mut decoded)
+        .expect("gzip");
+    assert!(decoded == identity.body);
     assert_eq!(address(&identity.body).1, *integrity);
     assert!(br.body.len() * 3 < identity.body.len(), "{}", br.body.len());
 }
