@@ -105,6 +105,7 @@ Values left null are not rendered, so the binary's default applies.
   (list "SEED_SAMPLE_DATA" $c.seedSampleData)
   (list "DB_SCHEMA" $c.dbSchema)
   (list "DB_MAX_CONNECTIONS" $c.dbMaxConnections)
+  (list "DB_POOL_WAIT_TIMEOUT_MS" $c.dbPoolWaitTimeoutMs)
   (list "DB_ACQUIRE_TIMEOUT_MS" $c.dbAcquireTimeoutMs)
   (list "DB_STATEMENT_TIMEOUT_MS" $c.dbStatementTimeoutMs)
   (list "SECRETS_MANAGER_ENABLED" $sm.enabled)
