@@ -266,14 +266,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_adaptive_limit_starts_at_its_floor_under_the_ceiling() {
+    async fn the_adaptive_limit_starts_at_the_ceiling_and_is_a_gauge() {
         let registry = Registry::new();
         let admission = Admission::new(32, true, &registry).expect("registered");
-        assert_eq!(admission.limit(), 3);
+        assert_eq!(admission.limit(), 32);
         let text = prometheus::TextEncoder::new()
             .encode_to_string(&registry.gather())
             .expect("text");
-        assert!(text.contains("http_concurrency_limit 3"), "{text}");
+        assert!(text.contains("http_concurrency_limit 32"), "{text}");
         assert!(text.contains("http_requests_refused_total 0"), "{text}");
     }
 

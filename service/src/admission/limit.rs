@@ -10,10 +10,14 @@
 //! falls back to about where the server is busy but nothing waits (the knee). For a server of
 //! `c` parallel workers the fixed point is `limit ≈ 1.25 c + √limit`.
 //!
-//! The baseline is measured again every `probe_interval` by pinning the limit to `min_limit`
-//! for `probe_samples` requests, so it follows a database or a CPU that got slower or faster
-//! for good; between probes a median below the baseline lowers the baseline at once, so
-//! the limit recovers as soon as a slowdown ends.
+//! The limit starts at the ceiling (where a fixed bound would be) and comes down once latency
+//! shows queueing. A window whose traffic stayed below half the limit changes nothing (as in
+//! Netflix's concurrency-limits: it says nothing about the limit), so bursts on a quiet pod are
+//! not refused. The baseline is any window served at `min_limit` or fewer in flight (free,
+//! on a quiet pod); a pod that stays busy has it measured by pinning the limit to `min_limit`
+//! for `probe_samples` requests, at start and again every `probe_interval`, so it follows a
+//! database or a CPU that got slower for good. A median below the baseline lowers the
+//! baseline at once, so the limit recovers as soon as a slowdown ends.
 //!
 //! Written here rather than taken from a crate: the Rust crates for this (`tower-acc`,
 //! `tower-resilience-adaptive`, both 0.x) admit by waiting on a semaphore in `poll_ready`,
@@ -82,13 +86,13 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts by measuring the baseline, at `min_limit`.
+    /// Starts at the ceiling, with no baseline yet.
     pub fn new(settings: LimitSettings, now: Instant, seed: u64) -> Self {
         Self {
             settings,
-            limit: settings.min_limit as f64,
+            limit: settings.max_limit as f64,
             baseline: None,
-            probing: Some(settings.min_limit as f64),
+            probing: None,
             window_start: now,
             samples: Vec::with_capacity(MAX_WINDOW_SAMPLES),
             busiest: 0,
@@ -124,32 +128,39 @@ impl Controller {
         } else if now.saturating_duration_since(self.window_start) >= self.settings.window
             && self.samples.len() >= MIN_WINDOW_SAMPLES
         {
-            self.adjust();
-            if now >= self.next_probe {
-                self.probing = Some(self.limit);
-                self.limit = self.settings.min_limit as f64;
+            let latency = median(&mut self.samples);
+            // Served at a small concurrency: nothing queued, a baseline for free.
+            let quiet = self.busiest <= self.settings.min_limit;
+            match self.baseline {
+                Some(baseline) if !quiet && latency >= baseline => {}
+                _ => {
+                    if quiet || self.baseline.is_none() {
+                        // A first baseline taken under load is measured properly soon.
+                        self.next_probe = match quiet {
+                            true => now + self.probe_interval(),
+                            false => now,
+                        };
+                    }
+                    self.baseline = Some(latency);
+                }
+            }
+            // Traffic that stayed below half the limit says nothing about the limit.
+            if (self.busiest as f64) * 2.0 >= self.limit {
+                self.adjust(latency);
+                if now >= self.next_probe {
+                    self.probing = Some(self.limit);
+                    self.limit = self.settings.min_limit as f64;
+                }
             }
             self.start_window(now);
         }
         self.limit()
     }
 
-    fn adjust(&mut self) {
-        let latency = median(&mut self.samples);
-        let baseline = match self.baseline {
-            Some(baseline) if baseline <= latency => baseline,
-            // Faster than the baseline: the baseline was measured while slower.
-            _ => {
-                self.baseline = Some(latency);
-                latency
-            }
-        };
+    fn adjust(&mut self, latency: Duration) {
+        let baseline = self.baseline.unwrap_or(latency);
         let target = baseline.as_secs_f64() * (1.0 + self.settings.buffer);
         let gradient = (target / latency.as_secs_f64().max(1e-9)).clamp(0.5, 2.0);
-        // Traffic that never came near the limit shows nothing about a higher one.
-        if gradient >= 1.0 && (self.busiest as f64) * 2.0 < self.limit {
-            return;
-        }
         let scaled = self.limit * gradient;
         self.limit = (scaled + scaled.sqrt()).clamp(
             self.settings.min_limit as f64,
@@ -193,6 +204,10 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
+
+    /// One ceiling (`MAX_IN_FLIGHT_REQUESTS`) for every simulated server: the same settings
+    /// must find the knee of each.
+    const CEILING: usize = 256;
 
     struct Server {
         workers: Arc<Semaphore>,
@@ -308,7 +323,7 @@ mod tests {
     }
 
     async fn converges_near_the_knee(workers: usize, service_time: Duration) {
-        let run = new_run(LimitSettings::new(10_000));
+        let run = new_run(LimitSettings::new(CEILING));
         let server = server(workers, service_time);
         let capacity = workers as u64 * 1_000_000 / service_time.as_micros() as u64;
         offer(&run, &server, 4 * capacity, 10).await;
@@ -336,7 +351,7 @@ mod tests {
         // Probes every 2 s, so the test sees the slower baseline measured soon.
         let run = new_run(LimitSettings {
             probe_interval: Duration::from_secs(2),
-            ..LimitSettings::new(10_000)
+            ..LimitSettings::new(CEILING)
         });
         let server = server(8, Duration::from_millis(10));
         offer(&run, &server, 3_200, 6).await;
@@ -374,24 +389,45 @@ mod tests {
             ..LimitSettings::new(4)
         };
         let mut controller = Controller::new(settings, start, 1);
-        assert_eq!(controller.limit(), 3);
-        // Fast answers at full concurrency, window after window: the limit climbs to the
-        // ceiling and no further.
+        // Starts where a fixed bound would be.
+        assert_eq!(controller.limit(), 4);
         let mut now = start;
-        for _ in 0..100 {
-            for _ in 0..60 {
-                now += Duration::from_millis(2);
-                controller.on_finished(now - Duration::from_millis(1), 4, now);
+        let mut serve = |latency_ms: u64, controller: &mut Controller| {
+            for _ in 0..100 {
+                for _ in 0..60 {
+                    now += Duration::from_millis(2);
+                    controller.on_finished(now - Duration::from_millis(latency_ms), 4, now);
+                }
             }
-        }
+        };
+        // Fast answers at full concurrency, window after window: no further than the ceiling.
+        serve(1, &mut controller);
         assert_eq!(controller.limit(), 4);
         // Answers ten times slower than the baseline: down to the floor, not below.
-        for _ in 0..100 {
-            for _ in 0..60 {
-                now += Duration::from_millis(2);
-                controller.on_finished(now - Duration::from_millis(10), 4, now);
+        serve(10, &mut controller);
+        assert_eq!(controller.limit(), 3);
+        // Fast again: back up.
+        serve(1, &mut controller);
+        assert_eq!(controller.limit(), 4);
+    }
+
+    #[test]
+    fn a_quiet_pod_keeps_its_limit_through_bursts() {
+        let start = Instant::now();
+        let mut controller = Controller::new(LimitSettings::new(32), start, 1);
+        let mut now = start;
+        // Bursts of 8 that queue (each answer 4x slower than one alone), between quiet
+        // stretches: the traffic never comes near half the limit, so nothing is refused.
+        for _ in 0..50 {
+            for _ in 0..20 {
+                now += Duration::from_millis(10);
+                controller.on_finished(now - Duration::from_millis(1), 1, now);
+            }
+            for _ in 0..8 {
+                now += Duration::from_millis(1);
+                controller.on_finished(now - Duration::from_millis(4), 8, now);
             }
         }
-        assert_eq!(controller.limit(), 3);
+        assert_eq!(controller.limit(), 32);
     }
 }

@@ -77,7 +77,7 @@ async fn probes_and_scrapes_are_answered_at_the_limit() {
 }
 
 #[tokio::test]
-async fn the_adaptive_limit_is_a_gauge_under_the_ceiling() {
+async fn the_concurrency_limit_is_a_gauge_that_starts_at_the_ceiling() {
     let state = state_with(&[("MAX_IN_FLIGHT_REQUESTS", "32")]).await;
     let metrics = scrape(&state).await;
     let limit: usize = metrics
@@ -85,10 +85,8 @@ async fn the_adaptive_limit_is_a_gauge_under_the_ceiling() {
         .find_map(|l| l.strip_prefix("http_concurrency_limit "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no limit gauge:\n{metrics}"));
-    assert!(
-        (1..32).contains(&limit),
-        "starts low, below the ceiling: {limit}"
-    );
+    // Where a fixed bound would be, until latency shows queueing (admission::limit's tests).
+    assert_eq!(limit, 32);
     assert_eq!(state.admission.limit(), limit);
 
     let fixed = state_with(&[
