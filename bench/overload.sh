@@ -58,6 +58,9 @@ cleanup() {
 trap cleanup EXIT
 
 start_cluster "$work" 100 taskset -c 0
+# The schema is its own step, as in a deployment.
+env -i PATH="$PATH" STORE=postgres DATABASE_URL="$url" "$binary" migrate >"$work/migrate.log" 2>&1 ||
+  { cat "$work/migrate.log" >&2; exit 1; }
 
 # start_service [VAR=VALUE...]: the release binary with the service's defaults, but these.
 start_service() {
@@ -144,7 +147,7 @@ for config in $configs; do
     while [ "$SECONDS" -lt "$end" ]; do
       curl -sS -o /dev/null -D - --max-time 5 "$base/orders?limit=20" 2>/dev/null |
         tr -d '\r' | awk 'NR == 1 { status = $2 } tolower($1) == "retry-after:" { retry = 1 }
-          END { if (status == 503) print (retry ? "with" : "without") }'
+          END { if (status == 503) print (retry ? "with" : "without") }' || true
       sleep 0.05
     done
   ) >"$work/sampled-$config" &
