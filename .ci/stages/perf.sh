@@ -93,6 +93,13 @@ for kind in get post; do
   [ "${measured[$kind]}" -gt 0 ] || { echo "no instructions counted for $kind" >&2; exit 1; }
 done
 
+# The refusal at the concurrency limit (a GET answered 503 by admission control), held to its
+# own budget like the others. The goal is at most 1/16 of a served GET (at 4x offered load,
+# 0.8x of capacity served leaves a refusal at most s + (4 - s) r <= 1 of an answer's CPU):
+# the check prints the ratio; it fails only above the budget.
+measured[refused]=$(count refused) || exit 1
+[ "${measured[refused]}" -gt 0 ] || { echo "no instructions counted for refused" >&2; exit 1; }
+
 name() { case "$1" in get) echo "GET /orders/{id}" ;; post) echo "POST /orders" ;; esac; }
 
 if $update; then
@@ -101,6 +108,7 @@ if $update; then
     echo "# The check fails above budget + ${tolerance_percent} %. Refresh: .ci/stages/perf.sh --update"
     echo "# $(rustc --version), $(valgrind --version)"
     for kind in get post; do echo "$kind ${measured[$kind]}"; done
+    echo "refused ${measured[refused]}"
   } >"$budget_file"
   echo "budget written to $budget_file:"
   grep -v '^#' "$budget_file"
@@ -119,6 +127,14 @@ for kind in get post; do
   printf '%-18s %12s %12s %9s  %s\n' "$(name "$kind")" "$budget" "${measured[$kind]}" "$change" "$verdict"
   [ "$verdict" = "OVER BUDGET" ] && status=1
 done
+refused_budget=$(awk '$1 == "refused" { print $2 }' "$budget_file")
+get_budget=$(awk '$1 == "get" { print $2 }' "$budget_file")
+[ -n "$refused_budget" ] || { echo "no budget for refused in $budget_file" >&2; exit 1; }
+refused_verdict=$(awk -v m="${measured[refused]}" -v b="$refused_budget" -v g="$get_budget" -v t="$tolerance_percent" \
+  'BEGIN { printf "%s (1/%.1f of the GET budget; goal 1/16)", (m > b * (1 + t / 100)) ? "OVER BUDGET" : "ok", g / m }')
+printf '%-18s %12s %12s %9s  %s\n' "503 at the limit" "$refused_budget" "${measured[refused]}" \
+  "$(awk -v m="${measured[refused]}" -v b="$refused_budget" 'BEGIN { printf "%+.1f %%", (m - b) * 100 / b }')" "$refused_verdict"
+case "$refused_verdict" in "OVER BUDGET"*) status=1 ;; esac
 if [ "$status" != 0 ]; then
   echo "more than ${tolerance_percent} % over $budget_file. Find where: valgrind --tool=callgrind" \
     "--toggle-collect='*measured*' $bench get, then callgrind_annotate --inclusive=yes." \

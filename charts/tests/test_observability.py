@@ -312,7 +312,7 @@ def test_dashboard_uses_only_exported_or_recorded_metrics() -> None:
     used = set().union(*(metric_names(q) for q in queries))
     assert {n for n in used if not allowed(n, exported, recorded_names())} == set()
     # The panels the service is operated by: budget and burn, requests, errors, latency,
-    # in-flight, pods.
+    # in-flight and the concurrency limit, pods.
     assert {
         "namespace:order_service_slo_errors:ratio_rate30d",
         "namespace:order_service_slo_errors:ratio_rate1h",
@@ -320,6 +320,8 @@ def test_dashboard_uses_only_exported_or_recorded_metrics() -> None:
         "http_requests_total",
         "http_request_duration_seconds_bucket",
         "http_requests_in_flight",
+        "http_concurrency_limit",
+        "http_requests_refused_total",
         "kube_deployment_status_replicas_available",
     } <= used
 

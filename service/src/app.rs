@@ -22,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
+use crate::admission::Admit;
 use crate::error::{panic_response, problem, problem_for_bare_errors, ErrorCause};
 use crate::metrics::{self, UNMATCHED_ROUTE};
 use crate::routes;
@@ -49,7 +50,6 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.metrics),
             metrics::track_http,
         ));
-    // Shed requests are logged and counted by `outer`, and cost nothing of `inner`.
     let inner = ServiceBuilder::new()
         .layer(from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -69,14 +69,21 @@ pub fn router(state: AppState) -> Router {
     // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
     // refreshes it and requests pass no layer for it. Added before `inner`, so the refresh is
     // part of the request and ends within its timeout.
-    let routes = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
+    let api = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
         Some(loader) => routes.layer(from_fn_with_state(Arc::clone(loader), refresh_stale_secret)),
         None => routes,
     }
-    .layer(inner);
-    let routes = crate::encoding::negotiated(routes, config.compression_min_bytes);
-    shed_load(routes, config.connections.max_in_flight)
+    .layer(inner.clone());
+    let api = crate::encoding::negotiated(api, config.compression_min_bytes)
+        .layer(outer.clone())
+        .with_state(state.clone());
+    // Admission control is outermost on the API routes (a refusal passes no other layer) and
+    // absent from the probes, which are answered however busy the pod is.
+    let admitted = Admit::new(api, Arc::clone(&state.admission));
+    routes::meta::probes()
+        .layer(inner)
         .layer(outer)
+        .fallback_service(admitted)
         .with_state(state)
 }
 
@@ -102,12 +109,11 @@ pub fn metrics_router(state: AppState) -> Router {
 /// Concurrent scrapes the metrics port serves; Prometheus scrapes once per interval per replica.
 const METRICS_MAX_IN_FLIGHT: usize = 8;
 
-/// Seconds a shed client is asked to wait: long enough to let the burst pass, short enough
-/// that a retry lands on a recovered pod.
+/// Seconds a shed scrape is asked to wait.
 const RETRY_AFTER_SECONDS: &str = "1";
 
-/// At most `max` requests in flight, shared by every route; above it the answer is an
-/// immediate 503 with `Retry-After` rather than a place in a queue that ends in a timeout.
+/// At most `max` scrapes in flight; above it the answer is an immediate 503 with
+/// `Retry-After` rather than a place in a queue that ends in a timeout.
 fn shed_load<S: Clone + Send + Sync + 'static>(router: Router<S>, max: usize) -> Router<S> {
     router.layer(
         ServiceBuilder::new()

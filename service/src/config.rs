@@ -125,8 +125,12 @@ pub struct ConnectionLimits {
     /// `KEEP_ALIVE_TIMEOUT_SECONDS`: an idle keep-alive connection is closed after this long;
     /// longer than the load balancer's idle timeout, so the balancer always closes first.
     pub keep_alive_timeout: Duration,
-    /// `MAX_IN_FLIGHT_REQUESTS`: above this the API answers 503 with `Retry-After` at once.
+    /// `MAX_IN_FLIGHT_REQUESTS`: the ceiling of API requests in flight; above the current
+    /// limit (this, or below it the adaptive one) the API answers 503 with `Retry-After` at once.
     pub max_in_flight: usize,
+    /// `ADAPTIVE_CONCURRENCY`: the limit follows measured latency (`true`, the default) or
+    /// stays at `MAX_IN_FLIGHT_REQUESTS`.
+    pub adaptive_concurrency: bool,
     /// `WRITE_TIMEOUT_MS`: a connection whose answer makes no progress this long (the client
     /// stopped reading) is closed, and the answer it held is freed.
     pub write_timeout: Duration,
@@ -371,6 +375,7 @@ impl Config {
                     "a number 1-100000",
                     |n| (1..=100_000).contains(n),
                 )?,
+                adaptive_concurrency: env.bool("ADAPTIVE_CONCURRENCY", true)?,
                 write_timeout: env.millis("WRITE_TIMEOUT_MS", 30_000)?,
                 max_connections: env.parse(
                     "MAX_CONNECTIONS",

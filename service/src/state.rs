@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 use chrono::Utc;
 use secrecy::SecretString;
 
+use crate::admission::Admission;
 use crate::auth::WriteAuth;
 use crate::config::{Config, StoreKind};
 use crate::metrics::{Metrics, MetricsError, Target};
@@ -30,6 +31,8 @@ pub struct AppParts {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<WriteAuth>,
     pub readiness: Arc<Readiness>,
+    /// Which API requests are served now and which are refused.
+    pub admission: Arc<Admission>,
     /// The runtime secret, when `SECRETS_MANAGER_ENABLED=true`.
     pub secrets: Option<Arc<SecretsLoader>>,
 }
@@ -218,7 +221,13 @@ pub async fn build_state_with_aws(
             .await
             .map_err(StartupError::Seed)?;
     }
+    let admission = Admission::new(
+        config.connections.max_in_flight,
+        config.connections.adaptive_concurrency,
+        metrics.registry(),
+    )?;
     Ok(AppState::new(AppParts {
+        admission,
         config: Arc::new(config),
         store,
         metrics,

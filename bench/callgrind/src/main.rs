@@ -1,6 +1,9 @@
 //! Requests served in-process, for valgrind's callgrind to count the instructions of each.
 //!
-//!   bench-callgrind get|post [REQUESTS]
+//!   bench-callgrind get|post|refused [REQUESTS]
+//!
+//! `refused` is a `GET /orders/{id}` while the concurrency limit is taken (the places are
+//! held as requests in flight would hold them): the 503 an overloaded pod answers.
 //!
 //! Builds the state and the router exactly as the container does, with production settings
 //! (`ENVIRONMENT=production`: JSON access log at info, metrics on, a bearer key on every request,
@@ -35,6 +38,7 @@ const NEW_ORDER: &str = r#"{"customer_name":"Perf","items":[{"product_id":1,"nam
 enum Kind {
     Get,
     Post,
+    Refused,
 }
 
 impl Kind {
@@ -44,7 +48,7 @@ impl Kind {
             .header("user-agent", "perf")
             .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"));
         let request = match self {
-            Kind::Get => builder.uri("/orders/1").body(Body::empty()),
+            Kind::Get | Kind::Refused => builder.uri("/orders/1").body(Body::empty()),
             Kind::Post => builder
                 .method(Method::POST)
                 .uri("/orders")
@@ -58,6 +62,7 @@ impl Kind {
         match self {
             Kind::Get => StatusCode::OK,
             Kind::Post => StatusCode::CREATED,
+            Kind::Refused => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
     let kind = match args.first().map(String::as_str) {
         Some("get") => Some(Kind::Get),
         Some("post") => Some(Kind::Post),
+        Some("refused") => Some(Kind::Refused),
         _ => None,
     };
     let requests = match args.get(1) {
@@ -74,7 +80,7 @@ fn main() -> ExitCode {
         Some(n) => n.parse::<usize>().ok(),
     };
     let (Some(kind), Some(requests)) = (kind, requests) else {
-        eprintln!("usage: bench-callgrind get|post [REQUESTS]");
+        eprintln!("usage: bench-callgrind get|post|refused [REQUESTS]");
         return ExitCode::from(2);
     };
     match run(kind, requests) {
@@ -110,6 +116,12 @@ fn run(kind: Kind, requests: usize) -> Result<(), String> {
     let state = runtime
         .block_on(build_state(config, Target::Container))
         .map_err(|e| e.to_string())?;
+    let mut held = Vec::new();
+    if let Kind::Refused = kind {
+        while let Some(permit) = state.admission.try_admit() {
+            held.push(permit);
+        }
+    }
     let app = router(state);
     for _ in 0..WARM_UP {
         check(kind, serve(&runtime, &app, kind.request()))?;

@@ -10,8 +10,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
+    Router::new().route("/", get(welcome))
+}
+
+/// The kubelet's probes: kept out of admission control, so a busy pod is not restarted.
+pub fn probes() -> Router<AppState> {
     Router::new()
-        .route("/", get(welcome))
         .route("/health", get(health))
         .route("/ready", get(ready))
 }

@@ -1,5 +1,6 @@
 //! Integration tests, compiled into one binary.
 
+mod admission;
 mod binary;
 mod config;
 mod connections;

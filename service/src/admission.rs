@@ -1,0 +1,287 @@
+//! Admission control of the API routes: a request is served when fewer than the current
+//! concurrency limit are in flight, and otherwise refused at once with a 503.
+//!
+//! The layer sits outside every other layer of the API routes, so a refusal costs no access
+//! log line, no span and no metric-label lookup: a load of the in-flight count, two atomic
+//! counters and a response whose body is static bytes. Refusals are summarised in one WARN
+//! line a second with their count; an overload never becomes a flood of log lines. The probes
+//! (`/health`, `/ready`) and the metrics port are outside it and always answered.
+//!
+//! The limit itself comes from [`limit::Controller`] (adaptive, the default) or is the fixed
+//! ceiling `MAX_IN_FLIGHT_REQUESTS` (`ADAPTIVE_CONCURRENCY=false`).
+
+pub mod limit;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use prometheus::{IntCounter, IntGauge, Registry};
+use tokio::time::Instant;
+
+use crate::error::PROBLEM_JSON;
+use crate::metrics::MetricsError;
+use limit::{Controller, LimitSettings};
+
+/// The whole answer to a refused request: fixed, so nothing is formatted or allocated for it.
+const REFUSAL_BODY: &[u8] = br#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"the service is at capacity; retry later"}"#;
+
+/// Seconds a refused client is asked to wait: long enough to let the burst pass, short enough
+/// that a retry lands on a recovered pod.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// How often refusals are summarised in the log (when there were any).
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Admission {
+    in_flight: AtomicUsize,
+    limit: AtomicUsize,
+    /// `None`: the limit is fixed at the ceiling.
+    controller: Option<Mutex<Controller>>,
+    /// Refusals since the last summary line.
+    unreported: AtomicU64,
+    refused: IntCounter,
+    limit_gauge: IntGauge,
+}
+
+impl Admission {
+    /// At most `max_in_flight` requests at once; below that, the adaptive limit when
+    /// `adaptive`. Registers `http_requests_refused_total` and `http_concurrency_limit`, and
+    /// starts the once-a-second summary when a tokio runtime is running.
+    pub fn new(
+        max_in_flight: usize,
+        adaptive: bool,
+        registry: &Registry,
+    ) -> Result<Arc<Self>, MetricsError> {
+        let settings = LimitSettings::new(max_in_flight);
+        let controller = adaptive.then(|| {
+            let seed = crate::telemetry::ids::next();
+            Controller::new(settings, Instant::now(), seed)
+        });
+        Self::with_controller(max_in_flight, controller, registry)
+    }
+
+    fn with_controller(
+        max_in_flight: usize,
+        controller: Option<Controller>,
+        registry: &Registry,
+    ) -> Result<Arc<Self>, MetricsError> {
+        let refused = IntCounter::new(
+            "http_requests_refused_total",
+            "API requests refused with 503 because the concurrency limit was reached",
+        )?;
+        let limit_gauge = IntGauge::new(
+            "http_concurrency_limit",
+            "API requests admitted at once now (adaptive, at most MAX_IN_FLIGHT_REQUESTS)",
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(limit_gauge.clone()))?;
+        let limit = controller.as_ref().map_or(max_in_flight, Controller::limit);
+        limit_gauge.set(limit as i64);
+        let admission = Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+            controller: controller.map(Mutex::new),
+            unreported: AtomicU64::new(0),
+            refused,
+            limit_gauge,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(summarise(Arc::downgrade(&admission)));
+        }
+        Ok(admission)
+    }
+
+    /// The limit enforced now.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A place among the requests in flight, or `None` (counted as a refusal) at the limit.
+    /// The place is given back, and the request's latency reported, when the permit drops.
+    pub fn try_admit(self: &Arc<Self>) -> Option<Permit> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        // A load first: at the limit (the common case under overload) no write to the
+        // contended counter.
+        if self.in_flight.load(Ordering::Relaxed) < limit {
+            let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+            if before < limit {
+                return Some(Permit {
+                    admission: Arc::clone(self),
+                    admitted_at: Instant::now(),
+                    in_flight: before + 1,
+                });
+            }
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.refused.inc();
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    fn finished(&self, admitted_at: Instant, in_flight: usize) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let Some(controller) = &self.controller else {
+            return;
+        };
+        let limit = controller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .on_finished(admitted_at, in_flight, Instant::now());
+        if self.limit.swap(limit, Ordering::Relaxed) != limit {
+            self.limit_gauge.set(limit as i64);
+        }
+    }
+}
+
+/// One admitted request; dropping it (answered, failed or abandoned) frees its place.
+pub struct Permit {
+    admission: Arc<Admission>,
+    admitted_at: Instant,
+    in_flight: usize,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.admission.finished(self.admitted_at, self.in_flight);
+    }
+}
+
+/// One WARN line a second while requests are refused, with how many: enough to see an
+/// overload and its size, never a line per request.
+async fn summarise(admission: Weak<Admission>) {
+    let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(admission) = admission.upgrade() else {
+            return;
+        };
+        let refused = admission.unreported.swap(0, Ordering::Relaxed);
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                limit = admission.limit(),
+                "requests refused at the concurrency limit in the last second"
+            );
+        }
+    }
+}
+
+/// The 503 a refused request gets: `Retry-After`, a problem body, nothing computed.
+fn refusal() -> Response {
+    let mut response = Response::new(Body::from(Bytes::from_static(REFUSAL_BODY)));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
+}
+
+/// The service that admits or refuses each request before `inner` sees it.
+#[derive(Clone)]
+pub struct Admit<S> {
+    inner: S,
+    admission: Arc<Admission>,
+}
+
+impl<S> Admit<S> {
+    pub fn new(inner: S, admission: Arc<Admission>) -> Self {
+        Self { inner, admission }
+    }
+}
+
+impl<S> tower::Service<Request> for Admit<S>
+where
+    S: tower::Service<Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Admitted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.admission.try_admit() {
+            Some(permit) => Admitted::Served(self.inner.call(request), Some(permit)),
+            None => Admitted::Refused,
+        }
+    }
+}
+
+/// The inner answer, holding its permit until it is ready; or the refusal.
+pub enum Admitted<F> {
+    Served(F, Option<Permit>),
+    Refused,
+}
+
+impl<F, E> Future for Admitted<F>
+where
+    F: Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Admitted::Served(inner, permit) => {
+                let output = std::task::ready!(Pin::new(inner).poll(cx));
+                // The latency ends with the answer's head; the body is the client's pace.
+                drop(permit.take());
+                Poll::Ready(output)
+            }
+            Admitted::Refused => Poll::Ready(Ok(refusal())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn at_the_limit_requests_are_refused_and_counted_until_a_place_frees() {
+        let registry = Registry::new();
+        let admission = Admission::new(2, false, &registry).expect("registered");
+        assert_eq!(admission.limit(), 2);
+        let first = admission.try_admit().expect("first");
+        let _second = admission.try_admit().expect("second");
+        assert!(admission.try_admit().is_none());
+        assert!(admission.try_admit().is_none());
+        assert_eq!(admission.refused.get(), 2);
+        drop(first);
+        assert!(admission.try_admit().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_adaptive_limit_starts_at_the_ceiling_and_is_a_gauge() {
+        let registry = Registry::new();
+        let admission = Admission::new(32, true, &registry).expect("registered");
+        assert_eq!(admission.limit(), 32);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("text");
+        assert!(text.contains("http_concurrency_limit 32"), "{text}");
+        assert!(text.contains("http_requests_refused_total 0"), "{text}");
+    }
+
+    #[test]
+    fn the_refusal_body_is_the_problem_every_error_has() {
+        let body: serde_json::Value = serde_json::from_slice(REFUSAL_BODY).expect("JSON");
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["title"], "Service Unavailable");
+        assert_eq!(body["type"], "about:blank");
+    }
+}
