@@ -1,9 +1,8 @@
 //! `ApiError`: every failure a client can see, answered as RFC 9457 `application/problem+json`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -238,9 +237,9 @@ pub struct Json<T>(pub T);
 pub struct Query<T>(pub T);
 
 /// Gives every error response that did not come from `ApiError` (unknown route, wrong
-/// method, body over the limit, timeout, panic) the same problem+json shape.
-pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// method, body over the limit, timeout, panic) the same problem+json shape. Called by the
+/// access layer on every answer, before it is logged.
+pub fn problem_for_bare_error(response: Response) -> Response {
     let status = response.status();
     let is_problem = response
         .headers()
