@@ -129,11 +129,11 @@ impl Metrics {
     /// The series of requests to `route` (a route template, or [`UNMATCHED_ROUTE`]) with
     /// `method`.
     pub fn http_series(&self, method: &Method, route: &str) -> HttpSeries<'_> {
-        let routes = self.http_routes.read().unwrap_or_else(|e| e.into_inner());
+        let routes = crate::sync::read(&self.http_routes);
         let found = routes.get(route).map(Arc::clone);
         drop(routes);
         let route_series = found.unwrap_or_else(|| {
-            let mut routes = self.http_routes.write().unwrap_or_else(|e| e.into_inner());
+            let mut routes = crate::sync::write(&self.http_routes);
             Arc::clone(routes.entry(route.into()).or_insert_with(|| {
                 Arc::new(RouteSeries {
                     route: route.into(),

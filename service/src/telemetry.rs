@@ -276,13 +276,8 @@ pub mod ids {
         z ^ (z >> 31)
     }
 
-    /// A version-4-shaped UUID (`8-4-4-4-12` hex) from two ids: what `x-request-id` looked like
-    /// when it came from the OS random source.
-    pub fn uuid() -> String {
-        String::from_utf8(uuid_bytes().to_vec()).unwrap_or_default()
-    }
-
-    /// [`uuid`] as ASCII bytes, without an allocation.
+    /// A version-4-shaped UUID (`8-4-4-4-12` hex, ASCII) from two ids, without an allocation:
+    /// what `x-request-id` looked like when it came from the OS random source.
     pub fn uuid_bytes() -> [u8; 36] {
         let bits = (u128::from(next()) << 64) | u128::from(next());
         let mut text = [0u8; 36];
@@ -325,10 +320,10 @@ mod tests {
     fn ids_are_distinct_and_request_ids_look_like_uuids() {
         let many: std::collections::HashSet<u64> = (0..10_000).map(|_| ids::next()).collect();
         assert_eq!(many.len(), 10_000);
-        let id = ids::uuid();
+        let id = String::from_utf8(ids::uuid_bytes().to_vec()).expect("ASCII");
         let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
         assert_eq!(parsed.get_version_num(), 4);
-        assert_ne!(id, ids::uuid());
+        assert_ne!(id.as_bytes(), ids::uuid_bytes());
     }
 
     #[test]
