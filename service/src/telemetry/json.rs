@@ -326,7 +326,103 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, UNIX_EPOCH};
+
+    use serde_json::{json, Value};
+
+    /// The lines `log` writes through [`JsonLines`], parsed.
+    fn lines(span_list: bool, log: impl FnOnce()) -> Vec<Value> {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines { span_list })
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = buffer.lock().expect("buffer").clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_fields_of_an_event_read_as_the_request_span() {
+        let lines = lines(false, || {
+            tracing::info!(
+                span.method = "GET",
+                span.route = "/orders/{id}",
+                status = 200,
+                latency_ms = 0.25,
+                ok = true,
+                "request"
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["latency_ms"], 0.25);
+        assert_eq!(line["ok"], true);
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(
+            line["span"],
+            json!({"method": "GET", "route": "/orders/{id}", "name": "request"})
+        );
+        assert!(line.get("span.method").is_none(), "{line}");
+    }
+
+    #[test]
+    fn a_real_span_shows_its_fields_and_lambda_lines_list_every_span() {
+        let run = || {
+            let outer = tracing::info_span!("Lambda runtime invoke", requestId = "inv-1");
+            let _outer = outer.enter();
+            let request = tracing::debug_span!("request", route = "/orders", trace_id = "ab\"c");
+            request.in_scope(|| tracing::warn!(error = %"bad \n thing", "inside"));
+            tracing::info!(span.route = "/orders", status = 201, "request");
+        };
+        let container = lines(false, run);
+        assert_eq!(
+            container[0]["span"],
+            json!({"route": "/orders", "trace_id": "ab\"c", "name": "request"})
+        );
+        assert_eq!(container[0]["error"], "bad \n thing");
+        assert_eq!(
+            container[1]["span"],
+            json!({"route": "/orders", "name": "request"})
+        );
+
+        let lambda = lines(true, run);
+        let names = |line: &Value| -> Vec<Value> {
+            line["spans"]
+                .as_array()
+                .expect("spans")
+                .iter()
+                .map(|s| s["name"].clone())
+                .collect()
+        };
+        assert_eq!(names(&lambda[0]), ["Lambda runtime invoke", "request"]);
+        assert_eq!(lambda[0]["spans"][0]["requestId"], "inv-1");
+        assert_eq!(names(&lambda[1]), ["Lambda runtime invoke", "request"]);
+        assert_eq!(lambda[1]["spans"][1]["route"], "/orders");
+        assert!(lambda[1].get("span").is_none(), "{}", lambda[1]);
+    }
 
     fn timestamp(seconds: u64, micros: u32) -> String {
         let mut text = String::new();
