@@ -12,6 +12,7 @@
 # rounds (default 3) and the medians are shown, so a neighbour's burst of CPU use skews
 # both sides rather than one. Exits 0 whenever the bench itself ran, MISS or not.
 #
+# Every request carries a valid bearer key (reads need one outside ENVIRONMENT=local).
 # The service logs as in production: JSON lines at info, one access-log line per request,
 # written to stdout (here /dev/null, so the disk is not filled; the write still happens).
 # BENCH_LOG_LEVEL=warn measures without the access log.
@@ -51,9 +52,13 @@ trap cleanup EXIT
 python=$(python3 -c 'import sys; print(sys.executable)')
 
 # The service's environment (after `env -i`: no RUST_LOG, no API_KEYS inherited), no drain
-# on stop; PORT and METRICS_PORT are added per start.
-service_env=(ENVIRONMENT=local STORE=memory SEED_SAMPLE_DATA=true HOST=127.0.0.1
-  LOG_LEVEL="$log_level" LOG_FORMAT=json SHUTDOWN_DRAIN_SECONDS=0)
+# on stop; PORT and METRICS_PORT are added per start. Reads need a key, as outside
+# ENVIRONMENT=local, and every request carries a valid one: the key check is part of a read.
+api_key="bench-key-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+auth="Authorization: Bearer $api_key"
+service_env=(ENVIRONMENT=local PUBLIC_READS=false API_KEYS="$api_key" STORE=memory
+  SEED_SAMPLE_DATA=true HOST=127.0.0.1 LOG_LEVEL="$log_level" LOG_FORMAT=json
+  SHUTDOWN_DRAIN_SECONDS=0)
 
 # start_ms PORT COMMAND…: spawn COMMAND, poll GET /ready on PORT every 0.2 ms, print the
 # milliseconds from spawn to the first 200, then kill it.
@@ -124,16 +129,18 @@ idle_service=$(status_kib "$service_pid" VmRSS)
 
 # GET /orders answers a full default page (50): add orders to the three samples.
 for n in $(seq 4 50); do
-  curl -fs -o /dev/null -H 'Content-Type: application/json' \
+  curl -fs -o /dev/null -H "$auth" -H 'Content-Type: application/json' \
     -d "{\"customer_name\":\"Bench $n\",\"items\":[{\"product_id\":$n,\"name\":\"Item $n\",\"quantity\":1,\"price\":$n.99}],\"shipping_address\":\"$n Bench St\"}" \
     "http://127.0.0.1:$service_port/orders"
 done
-listed=$(curl -fs "http://127.0.0.1:$service_port/orders" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$service_port/orders/1")" = 401 ] ||
+  { echo "GET /orders/1 without a key was not refused: the bench would not measure the key check" >&2; exit 1; }
+listed=$(curl -fs -H "$auth" "http://127.0.0.1:$service_port/orders" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
 [ "$listed" = 50 ] || { echo "GET /orders lists $listed orders, not a page of 50" >&2; exit 1; }
 
 # The ceiling serves bodies of the sizes the service answers with, one server per route.
-body_one=$(curl -fs -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders/1")
-body_list=$(curl -fs -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders")
+body_one=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders/1")
+body_list=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders")
 start_ceiling() {
   ceiling_port=$(free_port)
   HOST=127.0.0.1 PORT="$ceiling_port" "$ceiling_bin" "$1" >"$work/ceiling-$1.log" 2>&1 &
@@ -150,8 +157,10 @@ idle_ceiling=$(status_kib "$ceiling_one_pid" VmRSS)
 
 # load NAME URL [HEADER]: one measured wrk run; prints "requests/s p99-ms".
 load() {
-  local name="$1" url="$2" out="$work/wrk-$1.txt" header=()
-  [ -n "${3:-}" ] && header=(-H "$3")
+  local name="$1" url="$2" out="$work/wrk-$1.txt"
+  # The ceiling ignores the key; sent to both so both parse the same request.
+  local header=(-H "$auth")
+  [ -n "${3:-}" ] && header+=(-H "$3")
   wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${header[@]}" "$url" >"$out"
   if grep -q 'Non-2xx or 3xx' "$out"; then
     echo "$name: answers other than 2xx under load:" >&2
@@ -180,8 +189,8 @@ load() {
 # "requests/s p99 ceiling-requests/s ceiling-p99 ratio" (ratio: median of the rounds' ratios).
 compare() {
   local route="$1" rounds_file="$work/rounds-$1"
-  wrk -t"$threads" -c"$connections" -d2s "$2" >/dev/null
-  wrk -t"$threads" -c"$connections" -d2s "$3" >/dev/null
+  wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$2" >/dev/null
+  wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$3" >/dev/null
   : >"$rounds_file"
   for round in $(seq "$rounds"); do
     local rps p99 c_rps c_p99
@@ -230,4 +239,4 @@ row "idle RSS (VmRSS)" "$(mib "$idle_service") MiB" "$(mib "$idle_ceiling") MiB"
 row "peak RSS (VmHWM)" "$(mib "$peak_service") MiB" "$(mib "$peak_ceiling") MiB" "<= 64 MiB" "$(verdict "$peak_service" "<=" $((64 * 1024)))"
 row "binary (stripped release)" "$(mib $((size_service / 1024))) MiB" "$(mib $((size_ceiling / 1024))) MiB" "" ""
 echo
-echo "service: LOG_LEVEL=$log_level, LOG_FORMAT=json, metrics on; wrk -t$threads -c$connections; load average before: $load_before, after: $load_after"
+echo "service: LOG_LEVEL=$log_level, LOG_FORMAT=json, metrics on, reads with a bearer key; wrk -t$threads -c$connections; load average before: $load_before, after: $load_after"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instruction budget: instructions per in-process `GET /orders/{id}` and `POST /orders`
 # (order_service::router with production settings, memory store; bench/callgrind),
-# counted by valgrind's callgrind and compared with bench/instructions.budget. Fails when
+# counted by valgrind's callgrind and compared with bench/instructions.budget; beside them,
+# a minimal axum router answering the same bytes, and the ratio. Fails when
 # either grows by more than 10 %. Instruction counts do not depend on how busy the machine
 # is; they do depend on the compiler, the dependencies and valgrind, so refresh the budget
 # when one of those changes on purpose, as after an intended change of the code:
@@ -88,7 +89,7 @@ count() {
 
 log "callgrind: $requests requests each, counted inside the router only"
 declare -A measured
-for kind in get post; do
+for kind in get post axum-get axum-post; do
   measured[$kind]=$(count "$kind") || exit 1
   [ "${measured[$kind]}" -gt 0 ] || { echo "no instructions counted for $kind" >&2; exit 1; }
 done
@@ -110,6 +111,9 @@ if $update; then
     for kind in get post; do echo "$kind ${measured[$kind]}"; done
     echo "refused ${measured[refused]}"
   } >"$budget_file"
+  for kind in get post; do
+    echo "$(name "$kind"): ${measured[$kind]}; a bare axum router, same answer: ${measured[axum-$kind]}"
+  done
   echo "budget written to $budget_file:"
   grep -v '^#' "$budget_file"
   exit 0
@@ -117,14 +121,19 @@ fi
 
 [ -f "$budget_file" ] || { echo "missing $budget_file: run .ci/stages/perf.sh --update" >&2; exit 1; }
 status=0
-printf '%-18s %12s %12s %9s\n' "request" "budget" "measured" "change"
+# Beside each count, a minimal axum router (one route, no layer) answering the same request
+# with the same bytes, counted in the same run: what the service's own work costs on top of
+# the framework, on any machine.
+printf '%-18s %12s %12s %9s %12s %8s\n' "request" "budget" "measured" "change" "bare axum" "ratio"
 for kind in get post; do
   budget=$(awk -v k="$kind" '$1 == k { print $2 }' "$budget_file")
   [ -n "$budget" ] || { echo "no budget for $kind in $budget_file" >&2; exit 1; }
   change=$(awk -v m="${measured[$kind]}" -v b="$budget" 'BEGIN { printf "%+.1f %%", (m - b) * 100 / b }')
   verdict=$(awk -v m="${measured[$kind]}" -v b="$budget" -v t="$tolerance_percent" \
     'BEGIN { if (m > b * (1 + t / 100)) print "OVER BUDGET"; else if (m < b * (1 - t / 100)) print "cheaper: refresh the budget to keep the gain"; else print "ok" }')
-  printf '%-18s %12s %12s %9s  %s\n' "$(name "$kind")" "$budget" "${measured[$kind]}" "$change" "$verdict"
+  ratio=$(awk -v m="${measured[$kind]}" -v a="${measured[axum-$kind]}" 'BEGIN { printf "%.1fx", m / a }')
+  printf '%-18s %12s %12s %9s %12s %8s  %s\n' "$(name "$kind")" "$budget" "${measured[$kind]}" "$change" \
+    "${measured[axum-$kind]}" "$ratio" "$verdict"
   [ "$verdict" = "OVER BUDGET" ] && status=1
 done
 refused_budget=$(awk '$1 == "refused" { print $2 }' "$budget_file")

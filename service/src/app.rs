@@ -1,12 +1,11 @@
 //! `router(state)`: every route and every layer, the single door both shells and the tests use.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, Response, StatusCode};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::BoxError;
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -15,43 +14,26 @@ use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
-use tracing::Span;
 
 use crate::admission::Admit;
-use crate::error::{panic_response, problem, problem_for_bare_errors, ErrorCause};
-use crate::metrics::{self, UNMATCHED_ROUTE};
+use crate::error::{panic_response, problem, ErrorCause};
+use crate::metrics;
 use crate::routes;
 use crate::secrets::SecretsLoader;
 use crate::state::AppState;
-use crate::telemetry::TraceContext;
 
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
     // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
     // access log and the metrics. Each stack lists its layers outermost first.
-    let outer = ServiceBuilder::new()
-        .layer(from_fn(crate::request_id::drop_unacceptable))
-        .layer(SetRequestIdLayer::x_request_id(FastRequestId))
-        .layer(from_fn(trace_context))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(AccessSpan)
-                .on_request(())
-                .on_response(AccessLog)
-                .on_failure(()),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(from_fn_with_state(
-            Arc::clone(&state.metrics),
-            metrics::track_http,
-        ));
+    let outer = ServiceBuilder::new().layer(from_fn_with_state(
+        Arc::clone(&state.metrics),
+        crate::access::observe,
+    ));
+    // Bare error answers of any layer get the problem shape in `outer`
+    // (`problem_for_bare_error`); refusals never reach it (admission is outside it).
     let inner = ServiceBuilder::new()
-        .layer(from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(crate::encoding::request_decoding())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
@@ -64,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::meta::router())
         .merge(routes::orders::router())
         .merge(routes::docs::router())
-        // Bare 404; `problem_for_bare_errors` gives it the problem shape.
+        // Bare 404; the access layer gives it the problem shape.
         .fallback(|| async { StatusCode::NOT_FOUND });
     // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
     // refreshes it and requests pass no layer for it. Added before `inner`, so the refresh is
@@ -151,84 +133,4 @@ fn overloaded_response(max: usize, error: &BoxError) -> axum::response::Response
         "load shed: {max} requests already in flight"
     )));
     response
-}
-
-/// `x-request-id` for requests that arrive without one: a UUID-shaped id drawn without a
-/// system call (the OS random source cost about 2 % of a request).
-#[derive(Clone, Copy)]
-struct FastRequestId;
-
-impl MakeRequestId for FastRequestId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&crate::telemetry::ids::uuid())
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
-/// One span per request, carrying what every log line of that request should show.
-#[derive(Clone)]
-struct AccessSpan;
-
-impl<B> MakeSpan<B> for AccessSpan {
-    fn make_span(&mut self, request: &Request<B>) -> Span {
-        let route = request
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or(UNMATCHED_ROUTE, |p| p.as_str());
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let trace_id = request
-            .extensions()
-            .get::<TraceContext>()
-            .map_or("", |t| t.trace_id.as_str());
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            route,
-            request_id,
-            trace_id
-        )
-    }
-}
-
-/// Joins the caller's trace (or starts one) and names it in the response, so a client can
-/// quote the id that every log line of its request carries.
-async fn trace_context(
-    mut request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let context = TraceContext::from_headers(request.headers());
-    let header = HeaderValue::from_str(&context.response_header());
-    request.extensions_mut().insert(context);
-    let mut response = next.run(request).await;
-    if let Ok(header) = header {
-        response.headers_mut().insert("traceresponse", header);
-    }
-    response
-}
-
-/// The access-log line: status and latency (method, route and request id come from the
-/// span). Never bodies, never headers that may hold credentials.
-#[derive(Clone)]
-struct AccessLog;
-
-impl<B> OnResponse<B> for AccessLog {
-    fn on_response(self, response: &Response<B>, latency: Duration, _span: &Span) {
-        let status = response.status().as_u16();
-        let latency_ms = latency.as_secs_f64() * 1000.0;
-        // Every server error at ERROR with what caused it; the client saw a generic problem.
-        if response.status().is_server_error() {
-            let cause = response
-                .extensions()
-                .get::<ErrorCause>()
-                .map_or("no cause recorded", |c| c.0.as_str());
-            tracing::error!(status, latency_ms, cause, "request failed");
-        } else {
-            tracing::info!(status, latency_ms, "request");
-        }
-    }
 }

@@ -1,17 +1,20 @@
 //! `ApiError`: every failure a client can see, answered as RFC 9457 `application/problem+json`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use crate::domain::{FieldError, OrderStatus, ValidationErrors};
+use crate::domain::{OrderStatus, ValidationErrors};
 use crate::store::StoreError;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+mod cause;
+mod panic;
+mod problem;
+
+pub use cause::{error_chain, ErrorCause};
+pub use panic::panic_response;
+pub use problem::{problem, problem_for_bare_error, Problem, PROBLEM_JSON};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,75 +45,6 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
-
-/// The problem body. `detail` is the field FastAPI clients already read.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    #[schema(example = "about:blank")]
-    pub kind: String,
-    #[schema(example = "Not Found")]
-    pub title: String,
-    #[schema(example = 404)]
-    pub status: u16,
-    #[schema(example = "Order not found")]
-    pub detail: String,
-    /// Field-level problems, on 422 validation errors only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-}
-
-/// The internal cause of a 5xx, attached to the response for the access log to record.
-/// It never reaches the client.
-#[derive(Debug, Clone)]
-pub struct ErrorCause(pub String);
-
-impl ErrorCause {
-    /// `error` and each of its sources, joined by ": ", with any URL credentials masked (a
-    /// driver error may quote a connection string).
-    pub fn from_error(error: &dyn std::error::Error) -> Self {
-        Self::new(error_chain(error))
-    }
-
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(redact_url_credentials(&text.into()))
-    }
-}
-
-/// `error` and each of its sources in one line, joined by ": ".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `scheme://user:password@host` → `scheme://***@host`, wherever it appears.
-fn redact_url_credentials(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (before, after) = rest.split_at(at + 3);
-        out.push_str(before);
-        let authority_end = after
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"')
-            .unwrap_or(after.len());
-        match after[..authority_end].rfind('@') {
-            Some(userinfo_end) => {
-                out.push_str("***");
-                rest = &after[userinfo_end..];
-            }
-            None => rest = after,
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -217,23 +151,6 @@ impl IntoResponse for ApiError {
         response
     }
 }
-
-/// Builds a problem response for any status.
-pub fn problem(status: StatusCode, detail: String, errors: Vec<FieldError>) -> Response {
-    let body = Problem {
-        kind: "about:blank".to_owned(),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        errors,
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    response
-}
-
 /// JSON body extractor whose rejections come back as problems.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -243,90 +160,3 @@ pub struct Json<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
-
-/// Gives every error response that did not come from `ApiError` (unknown route, wrong
-/// method, body over the limit, timeout, panic) the same problem+json shape.
-pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
-    }
-    let detail = match status {
-        StatusCode::NOT_FOUND => "no route matches this path",
-        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path",
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the limit",
-        // Only the request decoding answers a bare 415, with `Accept-Encoding`.
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            "the request body's Content-Encoding is not one this service decodes (see Accept-Encoding)"
-        }
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
-            "the request took longer than the time limit"
-        }
-        StatusCode::INTERNAL_SERVER_ERROR => "internal error",
-        _ => status.canonical_reason().unwrap_or("error"),
-    };
-    let (mut parts, _) = response.into_parts();
-    if status.is_server_error() && parts.extensions.get::<ErrorCause>().is_none() {
-        let cause = match status {
-            StatusCode::GATEWAY_TIMEOUT => "timed out: no answer within REQUEST_TIMEOUT_MS",
-            _ => "no cause recorded by the layer that answered",
-        };
-        parts.extensions.insert(ErrorCause::new(cause));
-    }
-    let mut replacement = problem(status, detail.to_owned(), Vec::new());
-    // Keep headers such as `Allow` on 405, and the request id.
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            replacement
-                .headers_mut()
-                .insert(name.clone(), value.clone());
-        }
-    }
-    *replacement.extensions_mut() = parts.extensions;
-    replacement
-}
-
-/// The answer to a handler that panicked: a plain 500 problem, the panic message kept for
-/// the access log.
-pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a payload that is not text".to_owned());
-    let mut response = problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error".to_owned(),
-        Vec::new(),
-    );
-    response
-        .extensions_mut()
-        .insert(ErrorCause::new(format!("panic: {message}")));
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn causes_keep_their_chain_and_lose_url_credentials() {
-        let io = std::io::Error::other("connect to postgres://app:s3cret@db:5432/orders refused");
-        let store = StoreError::Unavailable(Box::new(io));
-        let cause = ErrorCause::from_error(&ApiError::StoreUnavailable(store)).0;
-        assert_eq!(
-            cause,
-            "the order store is unavailable, retry later: order store unavailable: \
-             connect to postgres://***@db:5432/orders refused"
-        );
-        assert_eq!(
-            redact_url_credentials("a http://h/x@y b postgres://u@h c"),
-            "a http://h/x@y b postgres://***@h c"
-        );
-    }
-}

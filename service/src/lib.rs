@@ -3,6 +3,7 @@
 //! Both shells do the same five steps: [`Config::from_env`] → [`telemetry::init`] →
 //! [`build_state`] → [`router`] → run.
 
+pub mod access;
 pub mod admission;
 pub mod app;
 pub mod auth;

@@ -5,16 +5,17 @@
 
 pub mod emf;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Which shell runs the router; the `target` label of `build_info`.
@@ -50,6 +51,9 @@ pub struct Metrics {
     pub orders_created: IntCounter,
     pub secrets_refresh: IntCounterVec,
     pub secrets_last_success: Gauge,
+    /// The series of each route template, found once and kept: a request then does no label
+    /// lookup (hashing and locking the label values was a few percent of a request).
+    http_routes: RwLock<HashMap<Box<str>, Arc<RouteSeries>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,9 @@ impl Metrics {
         registry.register(Box::new(secrets_refresh.clone()))?;
         registry.register(Box::new(secrets_last_success.clone()))?;
         registry.register(Box::new(build_info))?;
+        if target == Target::Container {
+            registry.register(Box::new(DroppedLogLines::new()?))?;
+        }
         // Not on Lambda: Lambda reports the sandbox's memory and duration itself, and EMF
         // leaves process_* out, so reading /proc on every flush would be wasted.
         #[cfg(target_os = "linux")]
@@ -115,7 +122,35 @@ impl Metrics {
             orders_created,
             secrets_refresh,
             secrets_last_success,
+            http_routes: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The series of requests to `route` (a route template, or [`UNMATCHED_ROUTE`]) with
+    /// `method`.
+    pub fn http_series(&self, method: &Method, route: &str) -> HttpSeries<'_> {
+        let routes = crate::sync::read(&self.http_routes);
+        let found = routes.get(route).map(Arc::clone);
+        drop(routes);
+        let route_series = found.unwrap_or_else(|| {
+            let mut routes = crate::sync::write(&self.http_routes);
+            Arc::clone(routes.entry(route.into()).or_insert_with(|| {
+                Arc::new(RouteSeries {
+                    route: route.into(),
+                    methods: Default::default(),
+                })
+            }))
+        });
+        let label = method_label(method);
+        let index = METHOD_LABELS
+            .iter()
+            .position(|m| *m == label)
+            .unwrap_or(METHOD_LABELS.len() - 1);
+        HttpSeries {
+            metrics: self,
+            index,
+            route: route_series,
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -129,32 +164,6 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
     }
-}
-
-/// Counts and times every request by method, route template and status.
-pub async fn track_http(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
-    let _in_flight = InFlight::enter(&metrics.http_requests_in_flight);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics
-        .http_request_duration
-        .with_label_values(&[method, &route])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .http_requests
-        .with_label_values(&[method, &route, response.status().as_str()])
-        .inc();
-    response
 }
 
 /// The `method` label: the standard methods by name, anything a client made up as `OTHER`,
@@ -174,8 +183,106 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Every value [`method_label`] gives, `OTHER` last.
+const METHOD_LABELS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
+/// The statuses whose counters a route keeps at hand; others are looked up by label.
+const COMMON_STATUSES: [u16; 16] = [
+    200, 201, 204, 304, 400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 503, 504,
+];
+
+/// One route template's series, per method, made on first use.
+struct RouteSeries {
+    route: Box<str>,
+    methods: [OnceLock<MethodSeries>; METHOD_LABELS.len()],
+}
+
+struct MethodSeries {
+    duration: Histogram,
+    by_status: [OnceLock<IntCounter>; COMMON_STATUSES.len()],
+}
+
+/// The series one request feeds: its latency, its count by status, and the in-flight gauge.
+pub struct HttpSeries<'a> {
+    metrics: &'a Metrics,
+    index: usize,
+    route: Arc<RouteSeries>,
+}
+
+impl HttpSeries<'_> {
+    fn method(&self) -> &MethodSeries {
+        let method = METHOD_LABELS[self.index];
+        self.route.methods[self.index].get_or_init(|| MethodSeries {
+            duration: self
+                .metrics
+                .http_request_duration
+                .with_label_values(&[method, &self.route.route]),
+            by_status: Default::default(),
+        })
+    }
+
+    /// Counts the request in `http_requests_in_flight` until the guard is dropped.
+    pub fn enter(&self) -> InFlight<'_> {
+        InFlight::enter(&self.metrics.http_requests_in_flight)
+    }
+
+    /// Records an answered request.
+    pub fn observe(&self, status: StatusCode, latency: Duration) {
+        let series = self.method();
+        series.duration.observe(latency.as_secs_f64());
+        let labels = |status: &str| {
+            self.metrics.http_requests.with_label_values(&[
+                METHOD_LABELS[self.index],
+                &self.route.route,
+                status,
+            ])
+        };
+        match COMMON_STATUSES.iter().position(|s| *s == status.as_u16()) {
+            Some(at) => series.by_status[at]
+                .get_or_init(|| labels(status.as_str()))
+                .inc(),
+            None => labels(status.as_str()).inc(),
+        }
+    }
+}
+
+/// `log_lines_dropped_total`, read from the log writer when scraped.
+struct DroppedLogLines {
+    desc: Desc,
+    opts: Opts,
+}
+
+impl DroppedLogLines {
+    fn new() -> Result<Self, prometheus::Error> {
+        let opts = Opts::new(
+            "log_lines_dropped_total",
+            "Log lines dropped because standard output did not keep up",
+        );
+        let desc = opts.describe()?;
+        Ok(Self { desc, opts })
+    }
+}
+
+impl Collector for DroppedLogLines {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        match IntCounter::with_opts(self.opts.clone()) {
+            Ok(counter) => {
+                counter.inc_by(crate::telemetry::dropped_lines());
+                counter.collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
 /// Keeps the in-flight gauge right even when a request future is dropped mid-way.
-struct InFlight<'a>(&'a IntGauge);
+pub struct InFlight<'a>(&'a IntGauge);
 
 impl<'a> InFlight<'a> {
     fn enter(gauge: &'a IntGauge) -> Self {
@@ -198,4 +305,29 @@ pub async fn exposition(
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_exports_dropped_log_lines_and_counts_by_route_status() {
+        let metrics = Metrics::new(Target::Container).expect("metrics");
+        assert!(metrics.render().contains("\nlog_lines_dropped_total 0\n"));
+        let series = metrics.http_series(&Method::GET, "/orders/{id}");
+        series.observe(StatusCode::OK, Duration::from_millis(1));
+        series.observe(StatusCode::IM_A_TEAPOT, Duration::from_millis(1));
+        metrics
+            .http_series(&Method::GET, "/orders/{id}")
+            .observe(StatusCode::OK, Duration::from_millis(1));
+        let text = metrics.render();
+        for line in [
+            r#"http_requests_total{method="GET",route="/orders/{id}",status="200"} 2"#,
+            r#"http_requests_total{method="GET",route="/orders/{id}",status="418"} 1"#,
+            r#"http_request_duration_seconds_count{method="GET",route="/orders/{id}"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 }

@@ -1,5 +1,11 @@
 //! Tracing subscriber: human-readable text on a developer's machine, JSON lines elsewhere.
 
+pub mod json;
+
+use std::sync::OnceLock;
+
+use http::HeaderName;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
@@ -14,19 +20,46 @@ pub fn init(level: tracing::Level, format: LogFormat) {
 
 /// Keeps the container's log writer thread alive; dropping it writes what is still queued.
 #[must_use = "logs stop being written when the guard is dropped"]
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+
+/// Lines the writer thread holds for standard output before new ones are dropped: at about
+/// 300 bytes a line, some 40 MiB, a few seconds of a saturated pod's access log.
+const QUEUED_LINES: usize = 128 * 1024;
+
+/// Lines dropped because standard output did not keep up, since start.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// The container's subscriber: like [`init`], but lines go to standard output through a
 /// writer thread, so a request formats its line and moves on instead of waiting for the
-/// stdout lock and the write. Lines are never dropped: when 128 k lines are queued, callers
-/// wait. Hold the guard until exit.
+/// stdout lock and the write. When the reader of standard output stalls and the queue is
+/// full, new lines are dropped and counted ([`dropped_lines`], `log_lines_dropped_total`):
+/// a request never waits for the log. Hold the guard until exit.
 pub fn init_container(level: tracing::Level, format: LogFormat) -> LogGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(std::io::stdout());
+    let (writer, guard) = non_blocking(std::io::stdout(), QUEUED_LINES);
+    let _ = DROPPED.set(writer.error_counter());
     install(level, format, writer, Shell::Default);
     LogGuard(guard)
+}
+
+/// A writer that queues up to `lines` lines for a thread writing to `out`, and drops (and
+/// counts) lines beyond that instead of making the caller wait.
+pub fn non_blocking<W: std::io::Write + Send + 'static>(
+    out: W,
+    lines: usize,
+) -> (NonBlocking, WorkerGuard) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(lines)
+        .thread_name("log-writer")
+        .finish(out)
+}
+
+/// Log lines dropped since start because standard output did not keep up (container only;
+/// elsewhere lines are written directly and never dropped).
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
 /// The Lambda shell's subscriber: like [`init`], but the function's logging configuration
@@ -71,10 +104,8 @@ where
         LogFormat::Json => registry
             .with(
                 fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(!lambda)
-                    .with_span_list(lambda)
+                    .fmt_fields(json::JsonFields)
+                    .event_format(json::JsonLines { span_list: lambda })
                     .with_writer(writer),
             )
             .try_init(),
@@ -142,10 +173,13 @@ pub struct TraceContext {
 
 impl TraceContext {
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let (trace_id, sampled) = header("traceparent")
+        // Names made once: a name given as text is parsed on every lookup.
+        const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+        const XRAY: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+        let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let (trace_id, sampled) = header(&TRACEPARENT)
             .and_then(parse_traceparent)
-            .or_else(|| header("x-amzn-trace-id").and_then(parse_xray))
+            .or_else(|| header(&XRAY).and_then(parse_xray))
             .unwrap_or_else(|| (random_hex(32), false));
         Self {
             trace_id,
@@ -156,12 +190,13 @@ impl TraceContext {
 
     /// `traceresponse` (W3C Trace Context level 2): version, trace id, our span, flags.
     pub fn response_header(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            self.trace_id,
-            self.span_id,
-            if self.sampled { "01" } else { "00" }
-        )
+        let mut header = String::with_capacity(55);
+        header.push_str("00-");
+        header.push_str(&self.trace_id);
+        header.push('-');
+        header.push_str(&self.span_id);
+        header.push_str(if self.sampled { "-01" } else { "-00" });
+        header
     }
 
     /// The same trace in X-Ray's notation, `1-<8 hex>-<24 hex>`.
@@ -211,10 +246,12 @@ fn parse_xray(value: &str) -> Option<(String, bool)> {
     valid.then(|| (format!("{time}{random}"), field("Sampled") == Some("1")))
 }
 
+/// `len` (at most 32) random lowercase hex digits.
 fn random_hex(len: usize) -> String {
-    let mut hex = format!("{:016x}{:016x}", ids::next(), ids::next());
-    hex.truncate(len);
-    hex
+    let mut digits = [0u8; 32];
+    ids::hex(ids::next(), &mut digits[..16]);
+    ids::hex(ids::next(), &mut digits[16..]);
+    String::from_utf8(digits[..len.min(32)].to_vec()).unwrap_or_default()
 }
 
 /// Ids for requests and traces without a system call each: SplitMix64 over a counter seeded
@@ -239,14 +276,27 @@ pub mod ids {
         z ^ (z >> 31)
     }
 
-    /// A version-4-shaped UUID (`8-4-4-4-12` hex) from two ids: what `x-request-id` looked like
-    /// when it came from the OS random source.
-    pub fn uuid() -> String {
+    /// A version-4-shaped UUID (`8-4-4-4-12` hex, ASCII) from two ids, without an allocation:
+    /// what `x-request-id` looked like when it came from the OS random source.
+    pub fn uuid_bytes() -> [u8; 36] {
         let bits = (u128::from(next()) << 64) | u128::from(next());
+        let mut text = [0u8; 36];
         uuid::Builder::from_random_bytes(bits.to_be_bytes())
             .into_uuid()
             .hyphenated()
-            .to_string()
+            .encode_lower(&mut text);
+        text
+    }
+
+    /// Writes `value`'s low `out.len()` nibbles (at most 16) as lowercase hex, most significant
+    /// first.
+    pub fn hex(value: u64, out: &mut [u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let len = out.len();
+        for (i, digit) in out.iter_mut().enumerate() {
+            let shift = 4 * (len - 1 - i);
+            *digit = DIGITS[((value >> shift) & 0xf) as usize];
+        }
     }
 }
 
@@ -270,10 +320,10 @@ mod tests {
     fn ids_are_distinct_and_request_ids_look_like_uuids() {
         let many: std::collections::HashSet<u64> = (0..10_000).map(|_| ids::next()).collect();
         assert_eq!(many.len(), 10_000);
-        let id = ids::uuid();
+        let id = String::from_utf8(ids::uuid_bytes().to_vec()).expect("ASCII");
         let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
         assert_eq!(parsed.get_version_num(), 4);
-        assert_ne!(id, ids::uuid());
+        assert_ne!(id.as_bytes(), ids::uuid_bytes());
     }
 
     #[test]
@@ -333,6 +383,42 @@ mod tests {
             "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever",
         )]);
         assert_eq!(future.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    /// A stdout nobody reads (a stalled log collector, a full pipe): every write waits
+    /// until the test lets go.
+    struct Stalled(std::sync::mpsc::Receiver<()>);
+
+    impl std::io::Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_stdout_drops_and_counts_lines_instead_of_blocking_the_caller() {
+        use std::io::Write as _;
+        let (release, stalled) = std::sync::mpsc::channel();
+        let (writer, guard) = non_blocking(Stalled(stalled), 4);
+        let counter = writer.error_counter();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut writer = writer;
+            for _ in 0..100 {
+                let _ = writer.write_all(b"{\"message\":\"request\"}\n");
+            }
+            let _ = done.send(());
+        });
+        let returned = finished.recv_timeout(std::time::Duration::from_secs(10));
+        drop(release);
+        assert!(returned.is_ok(), "the logging thread waited for stdout");
+        // One line is with the writer thread, at most 4 are queued: the rest are dropped.
+        assert!(counter.dropped_lines() >= 95, "{}", counter.dropped_lines());
+        drop(guard);
     }
 
     #[test]

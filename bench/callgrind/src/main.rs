@@ -1,6 +1,6 @@
 //! Requests served in-process, for valgrind's callgrind to count the instructions of each.
 //!
-//!   bench-callgrind get|post|refused [REQUESTS]
+//!   bench-callgrind get|post|refused|axum-get|axum-post [REQUESTS]
 //!
 //! `refused` is a `GET /orders/{id}` while the concurrency limit is taken (the places are
 //! held as requests in flight would hold them): the 503 an overloaded pod answers.
@@ -14,6 +14,10 @@
 //! Instruction counts do not depend on how busy the machine is, which makes them a gate that
 //! can run in CI, unlike requests per second.
 //!
+//! `axum-get` and `axum-post` serve the same requests through a minimal axum router (one
+//! route, no layer, no state) that answers with the bytes the service answered: the floor any
+//! axum service stands on, measured in the same run so the ratio means something anywhere.
+//!
 //! Without valgrind it simply serves the requests, so it also checks itself: every answer
 //! must have the expected status, or it exits non-zero (a broken request must not look cheap).
 
@@ -21,7 +25,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
 use order_service::{build_state, router, telemetry, Config, Target};
@@ -69,21 +75,23 @@ impl Kind {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let kind = match args.first().map(String::as_str) {
-        Some("get") => Some(Kind::Get),
-        Some("post") => Some(Kind::Post),
-        Some("refused") => Some(Kind::Refused),
-        _ => None,
+    let (kind, minimal) = match args.first().map(String::as_str) {
+        Some("get") => (Some(Kind::Get), false),
+        Some("post") => (Some(Kind::Post), false),
+        Some("refused") => (Some(Kind::Refused), false),
+        Some("axum-get") => (Some(Kind::Get), true),
+        Some("axum-post") => (Some(Kind::Post), true),
+        _ => (None, false),
     };
     let requests = match args.get(1) {
         None => Some(1000),
         Some(n) => n.parse::<usize>().ok(),
     };
     let (Some(kind), Some(requests)) = (kind, requests) else {
-        eprintln!("usage: bench-callgrind get|post|refused [REQUESTS]");
+        eprintln!("usage: bench-callgrind get|post|refused|axum-get|axum-post [REQUESTS]");
         return ExitCode::from(2);
     };
-    match run(kind, requests) {
+    match run(kind, minimal, requests) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("callgrind bench: {error}");
@@ -92,7 +100,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(kind: Kind, requests: usize) -> Result<(), String> {
+fn run(kind: Kind, minimal: bool, requests: usize) -> Result<(), String> {
     let vars: HashMap<String, String> = [
         ("ENVIRONMENT", "production"),
         ("LOG_LEVEL", "info"),
@@ -122,7 +130,11 @@ fn run(kind: Kind, requests: usize) -> Result<(), String> {
             held.push(permit);
         }
     }
-    let app = router(state);
+    let mut app = router(state);
+    if minimal {
+        let (_, body) = serve(&runtime, &app, kind.request());
+        app = minimal_router(kind, body);
+    }
     for _ in 0..WARM_UP {
         check(kind, serve(&runtime, &app, kind.request()))?;
     }
@@ -131,6 +143,32 @@ fn run(kind: Kind, requests: usize) -> Result<(), String> {
         check(kind, measured(&runtime, &app, request))?;
     }
     Ok(())
+}
+
+/// One route answering `kind`'s request with the service's status and `body`, as JSON; a
+/// POST's body is read, as the service reads it.
+fn minimal_router(kind: Kind, body: Bytes) -> Router {
+    let answer = move || {
+        let body = body.clone();
+        (
+            kind.expected(),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    };
+    match kind {
+        Kind::Get | Kind::Refused => {
+            Router::new().route("/orders/{id}", get(move || async move { answer() }))
+        }
+        Kind::Post => Router::new().route(
+            "/orders",
+            post(move |_request: Bytes| async move { answer() }),
+        ),
+    }
 }
 
 /// The counted part: one request through the whole router, body read to the end.

@@ -1,0 +1,456 @@
+//! JSON log lines written straight into the line buffer.
+//!
+//! The shape is tracing-subscriber's flattened JSON (`timestamp`, `level`, the event's fields,
+//! `target`, then `span` or `spans`), which dashboards and tests already read. The stock
+//! formatter collects every field into a `serde_json` map and parses each span's fields back
+//! from text for every line: on the access log that was a third of a request's instructions.
+//! Here fields are escaped and written as they are visited, and a span's fields are kept as a
+//! ready JSON fragment.
+//!
+//! An event may carry the request's fields itself, as `span.method`, `span.route`, …: they are
+//! written as the innermost span named `request`, exactly as if a span had carried them, so
+//! the access log needs no span per request.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Name prefix of the event fields that describe the request rather than the event.
+pub const REQUEST_FIELD_PREFIX: &str = "span.";
+
+/// The name the request's fields are shown under, as a span of that name would be.
+pub const REQUEST_SPAN_NAME: &str = "request";
+
+/// Bytes reserved for the request's fields: method, route, a UUID and a trace id fit.
+const REQUEST_FIELDS_CAPACITY: usize = 192;
+
+/// The event formatter: `span` holds the innermost span (a terminal or a log collector), or
+/// `spans` lists every open span from the outermost (CloudWatch, where the Lambda runtime's
+/// span carries the invocation's `requestId`).
+pub struct JsonLines {
+    pub span_list: bool,
+}
+
+/// Span fields as a JSON fragment (`"k":v,"k2":v2`), spliced into each line as it is.
+#[derive(Default)]
+pub struct JsonFields;
+
+impl<'w> FormatFields<'w> for JsonFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut visitor = FieldWriter::new(&mut writer, true);
+        fields.record(&mut visitor);
+        visitor.result
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let first = current.fields.is_empty();
+        let mut visitor = FieldWriter::new(&mut current.fields, first);
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+impl<S> FormatEvent<S, JsonFields> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        write_timestamp(&mut writer, std::time::SystemTime::now())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_char('"')?;
+
+        let mut fields = FieldWriter::new(&mut writer, false);
+        event.record(&mut fields);
+        fields.result?;
+        let request = fields.request;
+
+        writer.write_str(",\"target\":")?;
+        write_escaped(&mut writer, meta.target())?;
+
+        let current = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if self.span_list {
+            if current.is_some() || request.is_some() {
+                writer.write_str(",\"spans\":[")?;
+                let mut first = true;
+                for span in current.iter().flat_map(|s| s.scope().from_root()) {
+                    if !first {
+                        writer.write_char(',')?;
+                    }
+                    first = false;
+                    write_open_span(&mut writer, &span)?;
+                }
+                if let Some(request) = &request {
+                    if !first {
+                        writer.write_char(',')?;
+                    }
+                    write_span(&mut writer, REQUEST_SPAN_NAME, request)?;
+                }
+                writer.write_char(']')?;
+            }
+        } else if let Some(request) = &request {
+            writer.write_str(",\"span\":")?;
+            write_span(&mut writer, REQUEST_SPAN_NAME, request)?;
+        } else if let Some(span) = &current {
+            writer.write_str(",\"span\":")?;
+            write_open_span(&mut writer, span)?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+fn write_open_span<'a, R: LookupSpan<'a>>(
+    writer: &mut impl fmt::Write,
+    span: &tracing_subscriber::registry::SpanRef<'a, R>,
+) -> fmt::Result {
+    let extensions = span.extensions();
+    let fields = extensions
+        .get::<FormattedFields<JsonFields>>()
+        .map_or("", |f| f.fields.as_str());
+    write_span(writer, span.name(), fields)
+}
+
+/// `time` in UTC as RFC 3339 with microseconds (`2026-12-04T15:20:03.190654Z`), the form
+/// tracing-subscriber writes, without its formatting machinery.
+fn write_timestamp(writer: &mut impl fmt::Write, time: std::time::SystemTime) -> fmt::Result {
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(since_epoch.subsec_micros()));
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
+/// Year, month (1–12) and day (1–31) of a count of days since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, for dates from 1970 on).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `{<fields>,"name":"<name>"}`.
+fn write_span(writer: &mut impl fmt::Write, name: &str, fields: &str) -> fmt::Result {
+    writer.write_char('{')?;
+    writer.write_str(fields)?;
+    if !fields.is_empty() {
+        writer.write_char(',')?;
+    }
+    writer.write_str("\"name\":")?;
+    write_escaped(writer, name)?;
+    writer.write_char('}')
+}
+
+/// Writes each field as `"name":value`, a comma before each but (if `first`) the first. Fields
+/// named `span.*` go to `request` instead, as a fragment of their own.
+struct FieldWriter<'a, W: fmt::Write> {
+    out: &'a mut W,
+    first: bool,
+    request: Option<String>,
+    result: fmt::Result,
+}
+
+impl<'a, W: fmt::Write> FieldWriter<'a, W> {
+    fn new(out: &'a mut W, first: bool) -> Self {
+        Self {
+            out,
+            first,
+            request: None,
+            result: Ok(()),
+        }
+    }
+
+    /// Writes `"name":` (after a comma when needed) to the line or to the request's fragment,
+    /// then the value `write` gives.
+    fn field(&mut self, field: &Field, write: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        self.result = match name.strip_prefix(REQUEST_FIELD_PREFIX) {
+            Some(name) => {
+                let request = self
+                    .request
+                    .get_or_insert_with(|| String::with_capacity(REQUEST_FIELDS_CAPACITY));
+                let comma = !request.is_empty();
+                entry(request, comma, name, write)
+            }
+            None => {
+                let comma = !std::mem::replace(&mut self.first, false);
+                entry(self.out, comma, name, write)
+            }
+        };
+    }
+}
+
+fn entry(
+    out: &mut dyn fmt::Write,
+    comma: bool,
+    name: &str,
+    write: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result,
+) -> fmt::Result {
+    if comma {
+        out.write_char(',')?;
+    }
+    write_escaped(out, name)?;
+    out.write_char(':')?;
+    write(out)
+}
+
+impl<W: fmt::Write> Visit for FieldWriter<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, |out| write_escaped(out, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |out| {
+            out.write_char('"')?;
+            write!(Escaping(out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, |out| {
+            out.write_char('"')?;
+            write!(Escaping(out), "{value}")?;
+            out.write_char('"')
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity; serde_json writes them as null too.
+        self.field(field, |out| {
+            if value.is_finite() {
+                write!(out, "{value}")
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+}
+
+/// `text` as a JSON string, quotes included.
+fn write_escaped(out: &mut (impl fmt::Write + ?Sized), text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    Escaping(out).write_str(text)?;
+    out.write_char('"')
+}
+
+/// Escapes what it is given for the inside of a JSON string.
+struct Escaping<'a, W: fmt::Write + ?Sized>(&'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        // Most text (routes, ids, messages) has nothing to escape.
+        if !text.bytes().any(needs_escape) {
+            return self.0.write_str(text);
+        }
+        let mut start = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            if !needs_escape(byte) {
+                continue;
+            }
+            self.0.write_str(&text[start..at])?;
+            match byte {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                _ => write!(self.0, "\\u{byte:04x}")?,
+            }
+            start = at + 1;
+        }
+        self.0.write_str(&text[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use serde_json::{json, Value};
+
+    /// The lines `log` writes through [`JsonLines`], parsed.
+    fn lines(span_list: bool, log: impl FnOnce()) -> Vec<Value> {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines { span_list })
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = buffer.lock().expect("buffer").clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_fields_of_an_event_read_as_the_request_span() {
+        let lines = lines(false, || {
+            tracing::info!(
+                span.method = "GET",
+                span.route = "/orders/{id}",
+                status = 200,
+                latency_ms = 0.25,
+                ok = true,
+                "request"
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["latency_ms"], 0.25);
+        assert_eq!(line["ok"], true);
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(
+            line["span"],
+            json!({"method": "GET", "route": "/orders/{id}", "name": "request"})
+        );
+        assert!(line.get("span.method").is_none(), "{line}");
+    }
+
+    #[test]
+    fn a_real_span_shows_its_fields_and_lambda_lines_list_every_span() {
+        let run = || {
+            let outer = tracing::info_span!("Lambda runtime invoke", requestId = "inv-1");
+            let _outer = outer.enter();
+            let request = tracing::debug_span!("request", route = "/orders", trace_id = "ab\"c");
+            request.in_scope(|| tracing::warn!(error = %"bad \n thing", "inside"));
+            tracing::info!(span.route = "/orders", status = 201, "request");
+        };
+        let container = lines(false, run);
+        assert_eq!(
+            container[0]["span"],
+            json!({"route": "/orders", "trace_id": "ab\"c", "name": "request"})
+        );
+        assert_eq!(container[0]["error"], "bad \n thing");
+        assert_eq!(
+            container[1]["span"],
+            json!({"route": "/orders", "name": "request"})
+        );
+
+        let lambda = lines(true, run);
+        let names = |line: &Value| -> Vec<Value> {
+            line["spans"]
+                .as_array()
+                .expect("spans")
+                .iter()
+                .map(|s| s["name"].clone())
+                .collect()
+        };
+        assert_eq!(names(&lambda[0]), ["Lambda runtime invoke", "request"]);
+        assert_eq!(lambda[0]["spans"][0]["requestId"], "inv-1");
+        assert_eq!(names(&lambda[1]), ["Lambda runtime invoke", "request"]);
+        assert_eq!(lambda[1]["spans"][1]["route"], "/orders");
+        assert!(lambda[1].get("span").is_none(), "{}", lambda[1]);
+    }
+
+    fn timestamp(seconds: u64, micros: u32) -> String {
+        let mut text = String::new();
+        let time = UNIX_EPOCH + Duration::new(seconds, micros * 1000);
+        write_timestamp(&mut text, time).expect("written");
+        text
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        assert_eq!(timestamp(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(timestamp(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(
+            timestamp(1_796_398_803, 190_654),
+            "2026-12-04T15:40:03.190654Z"
+        );
+        assert_eq!(
+            timestamp(4_102_444_799, 999_999),
+            "2099-12-31T23:59:59.999999Z"
+        );
+    }
+
+    #[test]
+    fn text_is_escaped_for_json() {
+        let mut out = String::new();
+        write_escaped(&mut out, "a\"b\\c\nd\u{1}é").expect("written");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let parsed: String = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+}
