@@ -51,3 +51,40 @@ pub fn negotiated<S: Clone + Send + Sync + 'static>(
         .layer(compression(min_bytes))
         .layer(axum::middleware::map_response(vary_on_accept_encoding))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A file stored compressed (the docs script) goes out exactly as stored, whatever the
+    /// client accepts.
+    #[tokio::test]
+    async fn an_answer_already_encoded_is_not_compressed_again() {
+        let stored = vec![7_u8; 100_000];
+        let body = stored.clone();
+        let router = super::negotiated(
+            axum::Router::new().route(
+                "/file",
+                get(move || async move { ([(header::CONTENT_ENCODING, "br")], body) }),
+            ),
+            0,
+        );
+        let request = Request::get("/file")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .expect("request");
+        let response = router.oneshot(request).await.expect("infallible");
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "br");
+        let sent = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(sent.as_ref(), stored.as_slice());
+    }
+}

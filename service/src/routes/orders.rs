@@ -350,29 +350,40 @@ fn json_body(bytes: Bytes) -> impl IntoResponse {
     )
 }
 
-/// A JSON array of orders, written from each order's own JSON: no order is serialised again
-/// and none is copied (the memory store's orders keep theirs), so a page costs the memory of
-/// its pointers while it is written, however slowly the client reads. Its exact size is known,
-/// so it is sent with `Content-Length`.
+/// A JSON array of orders, written from each order's own JSON: no order is serialised again.
+/// Large orders' JSON is shared, not copied (the memory store's orders keep theirs), so a page
+/// of large orders costs little more than its pointers while it is written, however slowly the
+/// client reads; runs of small orders are joined into one chunk, so a page of small orders is
+/// written in one piece. Its exact size is known, so it is sent with `Content-Length`.
 struct JsonArray {
     parts: VecDeque<Bytes>,
     remaining: u64,
 }
 
 impl JsonArray {
+    /// Orders at least this large are sent from their own JSON rather than copied: at most
+    /// `MAX_LIMIT` × this many bytes are copied per page (2 MiB), and a typical order (a few
+    /// hundred bytes) is copied.
+    const SHARED_FROM_BYTES: usize = 4_096;
+
     fn of(orders: &[Arc<Order>]) -> Self {
-        let mut parts = VecDeque::with_capacity(orders.len() * 2 + 1);
-        for order in orders {
-            parts.push_back(Bytes::from_static(match parts.is_empty() {
-                true => b"[",
-                false => b",",
-            }));
-            parts.push_back(order.to_json());
+        let mut parts = VecDeque::new();
+        let mut run = vec![b'['];
+        for (index, order) in orders.iter().enumerate() {
+            if index > 0 {
+                run.push(b',');
+            }
+            let json = order.to_json();
+            if json.len() >= Self::SHARED_FROM_BYTES {
+                parts.push_back(Bytes::from(std::mem::take(&mut run)));
+                parts.push_back(json);
+            } else {
+                run.extend_from_slice(&json);
+            }
         }
-        if parts.is_empty() {
-            parts.push_back(Bytes::from_static(b"["));
-        }
-        parts.push_back(Bytes::from_static(b"]"));
+        run.push(b']');
+        parts.push_back(Bytes::from(run));
+        parts.retain(|part| !part.is_empty());
         let remaining = parts.iter().map(|part| part.len() as u64).sum();
         Self { parts, remaining }
     }

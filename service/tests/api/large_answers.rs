@@ -42,6 +42,15 @@ fn next_link(reply: &Reply) -> Option<String> {
     })
 }
 
+/// GET `uri` with `Accept-Encoding: accept`.
+async fn get_accepting(app: &axum::Router, uri: &str, accept: &str) -> Reply {
+    send(
+        app,
+        request(Method::GET, uri, &[("accept-encoding", accept)], None),
+    )
+    .await
+}
+
 fn gunzip(body: &[u8]) -> Vec<u8> {
     let mut plain = Vec::new();
     GzDecoder::new(body).read_to_end(&mut plain).expect("gzip");
@@ -123,19 +132,9 @@ async fn answers_are_compressed_as_the_client_accepts() {
     }
     let list = |accept: &'static str| {
         let app = app.clone();
-        async move {
-            let headers: &[(&str, &str)] = match accept {
-                "" => &[],
-                accept => &[("accept-encoding", accept)],
-            };
-            send(
-                &app,
-                request(Method::GET, "/orders?limit=500", headers, None),
-            )
-            .await
-        }
+        async move { get_accepting(&app, "/orders?limit=500", accept).await }
     };
-    let plain = list("").await;
+    let plain = get(&app, "/orders?limit=500").await;
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.header("vary"), Some("accept-encoding"));
 
@@ -159,16 +158,7 @@ async fn answers_are_compressed_as_the_client_accepts() {
 
     // One small order: below the threshold, as it is, still varying.
     let id = create(&app, &order_with_items("Small", 1)).await;
-    let one = send(
-        &app,
-        request(
-            Method::GET,
-            &format!("/orders/{id}"),
-            &[("accept-encoding", "gzip, br")],
-            None,
-        ),
-    )
-    .await;
+    let one = get_accepting(&app, &format!("/orders/{id}"), "gzip, br").await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.header("content-encoding"), None);
     assert_eq!(one.header("vary"), Some("accept-encoding"));
@@ -179,16 +169,7 @@ async fn answers_are_compressed_as_the_client_accepts() {
 #[tokio::test]
 async fn the_threshold_is_a_setting() {
     let app = router(state_with(&[("COMPRESSION_MIN_BYTES", "0")]).await);
-    let one = send(
-        &app,
-        request(
-            Method::GET,
-            "/orders/1",
-            &[("accept-encoding", "gzip")],
-            None,
-        ),
-    )
-    .await;
+    let one = get_accepting(&app, "/orders/1", "gzip").await;
     assert_eq!(one.header("content-encoding"), Some("gzip"));
     let order: Value = serde_json::from_slice(&gunzip(&one.body)).expect("json");
     assert_eq!(order["id"], "1");
@@ -201,16 +182,7 @@ async fn metrics_are_compressed_when_the_scraper_asks() {
     let metrics = metrics_router(state.clone());
     let plain = get(&metrics, "/metrics").await;
     assert_eq!(plain.status, StatusCode::OK);
-    let scrape = send(
-        &metrics,
-        request(
-            Method::GET,
-            "/metrics",
-            &[("accept-encoding", "gzip")],
-            None,
-        ),
-    )
-    .await;
+    let scrape = get_accepting(&metrics, "/metrics", "gzip").await;
     assert_eq!(scrape.header("content-encoding"), Some("gzip"));
     let text = String::from_utf8(gunzip(&scrape.body)).expect("text");
     assert!(text.contains("build_info{"), "{text}");
@@ -296,4 +268,29 @@ async fn a_gzip_body_that_inflates_past_the_limit_is_413() {
     send(&app, request)
         .await
         .problem(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Small orders are joined into one chunk and large ones sent from their own JSON: the page is
+/// one valid array, in order, of exactly `Content-Length` bytes.
+#[tokio::test]
+async fn a_page_of_small_and_large_orders_is_one_array() {
+    let app = router(state_with(&[("SEED_SAMPLE_DATA", "false")]).await);
+    let mut ids = Vec::new();
+    for n in 0..9 {
+        let items = [1, 100, 1][n % 3];
+        ids.push(create(&app, &order_with_items(&format!("C{n}"), items)).await);
+    }
+    let page = get(&app, "/orders?limit=500").await;
+    assert_eq!(
+        page.header("content-length"),
+        Some(page.body.len().to_string().as_str())
+    );
+    let seen: Vec<String> = page
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|o| o["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(seen, ids);
 }
