@@ -186,7 +186,11 @@ async fn accept_loop(
     let listener = listener.into_std()?;
     loop {
         let stream = match listener.accept() {
-            Ok((stream, _peer)) => TcpStream::from_std(stream)?,
+            Ok((stream, _peer)) => {
+                // tokio needs it non-blocking; accept(2) does not pass that on from the listener.
+                stream.set_nonblocking(true)?;
+                TcpStream::from_std(stream)?
+            }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(error) => {
                 pause_after_accept_error(error).await;

@@ -301,7 +301,8 @@ async fn drain_window_serves_the_api_while_ready_fails_then_refuses_connections(
     let head = String::from_utf8_lossy(&received).to_ascii_lowercase();
     assert!(
         head.starts_with("http/1.1 200"),
-        "connection accepted before the stop, request sent after it: {head:?}"
+        "connection accepted before the stop, request sent after it: {head:?}; {:?}",
+        service.logs()
     );
     assert!(head.contains("\r\nconnection: close"), "{head}");
     let window = logged_at(&service, stopped) - logged_at(&service, "\"draining\"");
