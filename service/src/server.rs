@@ -16,7 +16,7 @@ use axum::Router;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -119,7 +119,7 @@ async fn accept_loop(
     app: Router,
     limits: ConnectionLimits,
     readiness: Arc<Readiness>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     // While draining, each answer closes its connection, so keep-alive clients reconnect
     // (to another pod, once the load balancer has noticed) rather than hold this one.
@@ -134,15 +134,32 @@ async fn accept_loop(
             response
         })
         .service(app);
-    let stop = async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
+    let stop = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
     };
     tokio::pin!(stop);
-    let connections = GracefulShutdown::new();
     // At most `max_connections` open at once: beyond, the next is not accepted (it waits in
     // the kernel's listen backlog) until one closes, so idle and stalled clients cost a
     // bounded amount of memory.
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let serve = |stream: TcpStream, permit| {
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let stream = WriteTimeout::new(stream, limits.write_timeout);
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(HeadTimer::new(Arc::clone(&activity), limits))
+            .header_read_timeout(limits.header_read_timeout)
+            // Bounds the request head (431 above it); hyper's own default is about 400 KB.
+            .max_buf_size(limits.max_request_head_bytes)
+            .serve_connection(
+                TokioIo::new(Tracked::new(stream, Arc::clone(&activity))),
+                TowerToHyperService::new(app.clone()),
+            );
+        tokio::spawn(finish(connection, activity, stopped.clone(), permit));
+    };
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&open).acquire_owned() => match permit {
@@ -161,30 +178,65 @@ async fn accept_loop(
             },
             () = &mut stop => break,
         };
-        let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::default());
-        let stream = WriteTimeout::new(stream, limits.write_timeout);
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(HeadTimer::new(Arc::clone(&activity), limits))
-            .header_read_timeout(limits.header_read_timeout)
-            // Bounds the request head (431 above it); hyper's own default is about 400 KB.
-            .max_buf_size(limits.max_request_head_bytes)
-            .serve_connection(
-                TokioIo::new(Tracked::new(stream, activity)),
-                TowerToHyperService::new(app.clone()),
-            );
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            // Timeouts and clients that hang up end here; neither is the server's failure.
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection closed");
+        serve(stream, permit);
+    }
+    // Clients in the listen backlog have completed their handshake and sent their request:
+    // closing the listener now would reset them unanswered. Serve every one of them, then
+    // close, so from then on the kernel refuses. Each waits for a connection slot.
+    let listener = listener.into_std()?;
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _peer)) => {
+                // tokio needs it non-blocking; accept(2) does not pass that on from the listener.
+                stream.set_nonblocking(true)?;
+                TcpStream::from_std(stream)?
             }
-            drop(permit);
-        });
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => {
+                pause_after_accept_error(error).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&open).acquire_owned().await else {
+            break;
+        };
+        serve(stream, permit);
     }
     drop(listener);
-    connections.shutdown().await;
+    // Every connection holds a slot until it closes: all slots back means all finished.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = open.acquire_many(all).await;
     Ok(())
+}
+
+/// Runs one connection to its end. Once the server stops, a connection that has answered
+/// and now idles is closed; one that has not answered yet is left to read its request and
+/// answer it (with `Connection: close`, as while draining), for the client connected while
+/// the server still accepted and expects that answer. The header read timeout bounds a client
+/// that sends nothing.
+async fn finish<C>(
+    connection: C,
+    activity: Arc<Activity>,
+    mut stopped: watch::Receiver<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    C: GracefulConnection<Error = hyper::Error> + Send,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = async { let _ = stopped.wait_for(|stop| *stop).await; } => {
+            if activity.has_written() {
+                connection.as_mut().graceful_shutdown();
+            }
+            connection.await
+        }
+    };
+    // Timeouts and clients that hang up end here; neither is the server's failure.
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection closed");
+    }
+    drop(permit);
 }
 
 /// Per-connection errors (the client reset before accept) are routine; anything else, such

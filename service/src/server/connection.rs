@@ -33,7 +33,7 @@ impl Activity {
         self.reads.load(Ordering::Relaxed)
     }
 
-    fn has_written(&self) -> bool {
+    pub fn has_written(&self) -> bool {
         self.writes.load(Ordering::Relaxed) > 0
     }
 }

@@ -193,6 +193,18 @@ async fn ask_draining(addr: &str, path: &str) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&received).to_ascii_lowercase())
 }
 
+/// Whether a log line containing `needle` appears within `limit`.
+fn logged_within(service: &Service, needle: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while service.find_line(needle).is_none() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// When the service wrote its first log line containing `needle`, by its own clock.
 fn logged_at(service: &Service, needle: &str) -> chrono::DateTime<chrono::FixedOffset> {
     let line = service
@@ -208,11 +220,15 @@ fn logged_at(service: &Service, needle: &str) -> chrono::DateTime<chrono::FixedO
 /// keep-alive clients move on; connections are refused only once the window is over. The
 /// test follows events (the 503, the service's "no longer accepting" line, the refusal) and
 /// measures the window by the service's own log clock, so a slow machine cannot fail it.
+/// A client that connected during the window but sends its request only once the service
+/// refuses new connections is still answered: the service accepted it, so it owes an answer.
 #[tokio::test]
 async fn drain_window_serves_the_api_while_ready_fails_then_refuses_connections() {
     let mut service = Service::start(&[
         ("SHUTDOWN_DRAIN_SECONDS", "4"),
         ("SHUTDOWN_GRACE_SECONDS", "10"),
+        // Longer than the wait below, so the silent connection is not closed for its silence.
+        ("HEADER_READ_TIMEOUT_MS", "30000"),
     ]);
     let addr = service.api.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.expect("accepted");
@@ -235,6 +251,10 @@ async fn drain_window_serves_the_api_while_ready_fails_then_refuses_connections(
         assert!(Instant::now() < deadline, "/ready never failed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Connected while the service accepts; its request follows only after the stop.
+    let mut late = TcpStream::connect(&addr)
+        .await
+        .expect("accepted while draining");
 
     // Every request is answered until the service says it stops accepting; after that line
     // a connection may be refused (or reset from the closing listener's backlog).
@@ -258,7 +278,11 @@ async fn drain_window_serves_the_api_while_ready_fails_then_refuses_connections(
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && stopping => {
                     break 'drain;
                 }
-                Err(e) => assert!(stopping, "{path} failed during the drain window: {e}"),
+                // The log line is written just before the stop; let it reach the pipe.
+                Err(e) => assert!(
+                    stopping || logged_within(&service, stopped, Duration::from_secs(10)),
+                    "{path} failed during the drain window: {e}"
+                ),
             }
         }
         served += 1;
@@ -266,6 +290,21 @@ async fn drain_window_serves_the_api_while_ready_fails_then_refuses_connections(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(served >= 1, "no request answered during the drain window");
+    late.write_all(b"GET /orders/1 HTTP/1.1\r\nHost: example\r\n\r\n")
+        .await
+        .expect("sent on the connection accepted before the stop");
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), late.read_to_end(&mut received))
+        .await
+        .expect("answered and closed within 30 s")
+        .expect("answered, not reset");
+    let head = String::from_utf8_lossy(&received).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200"),
+        "connection accepted before the stop, request sent after it: {head:?}; {:?}",
+        service.logs()
+    );
+    assert!(head.contains("\r\nconnection: close"), "{head}");
     let window = logged_at(&service, stopped) - logged_at(&service, "\"draining\"");
     assert!(
         window >= chrono::TimeDelta::seconds(4),
