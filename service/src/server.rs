@@ -6,6 +6,7 @@
 //! timeout longer than the load balancer's, and `Connection: close` while draining.
 
 mod connection;
+mod unacknowledged;
 mod write_timeout;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -147,6 +148,7 @@ async fn accept_loop(
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let serve = |stream: TcpStream, permit| {
         let _ = stream.set_nodelay(true);
+        unacknowledged::give_up_after(&stream, limits.write_timeout);
         let activity = Arc::new(Activity::default());
         let stream = WriteTimeout::new(stream, limits.write_timeout);
         let connection = hyper::server::conn::http1::Builder::new()

@@ -97,6 +97,33 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_of_an_answer_the_kernel_buffered_is_cut_off_too() {
+    // A page at the default budget (about 2 MB) fits in the kernel's socket buffers: the
+    // service has written all of it and the connection is idle on its side. One connection
+    // allowed, so a fresh client is served only once the stalled one is closed; the keep-alive
+    // timeout is far away, so only giving up on the unacknowledged data can close it.
+    let service = Service::start(&[
+        ("WRITE_TIMEOUT_MS", "1000"),
+        ("KEEP_ALIVE_TIMEOUT_SECONDS", "600"),
+        ("MAX_CONNECTIONS", "1"),
+        ("SEED_SAMPLE_DATA", "false"),
+    ]);
+    fill(&service, 100).await;
+    let _stalled = stalled_reader(&service).await;
+    let mut fresh = TcpStream::connect(addr(&service))
+        .await
+        .expect("the kernel's backlog takes it");
+    fresh
+        .write_all(b"GET /health HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .expect("request");
+    let answer = tokio::time::timeout(Duration::from_secs(30), read_response(&mut fresh)).await;
+    let answer =
+        answer.expect("the stalled connection is still open 30 s on: nobody else is served");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_until_one_closes() {
     let service = Service::start(&[("MAX_CONNECTIONS", "2")]);
     let request = b"GET /health HTTP/1.1\r\nhost: t\r\n\r\n";
