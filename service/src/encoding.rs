@@ -1,10 +1,21 @@
 //! Content codings: answers compressed as the client accepts, request bodies decoded or
 //! refused.
 
-use axum::http::{header, HeaderValue, Response};
+use std::task::{ready, Context, Poll};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response};
+use bytes::Bytes;
+use tower::util::future::{EitherResponseFuture, MapResponseFuture};
+use tower::util::{Either, MapResponse};
+use tower::{BoxError, Layer, Service};
+use tower_http::body::UnsyncBoxBody;
 use tower_http::compression::predicate::SizeAbove;
 use tower_http::compression::CompressionLayer;
-use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::decompression::{
+    DecompressionBody, RequestDecompression, RequestDecompressionLayer,
+};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// gzip or br, as the client's `Accept-Encoding` prefers (q-values honoured), for answers of
 /// at least `min_bytes`; smaller ones, and answers that already carry a `Content-Encoding`
@@ -19,26 +30,97 @@ pub fn compression(min_bytes: u16) -> CompressionLayer<SizeAbove> {
 /// Request bodies in gzip are decoded, before the body limit counts them, so the limit
 /// bounds what a small compressed body may inflate to. Any other `Content-Encoding` is
 /// refused with 415 and `Accept-Encoding: gzip` (RFC 9110, section 15.5.16).
-pub fn request_decoding() -> RequestDecompressionLayer {
+pub fn request_decoding() -> RequestDecodingLayer {
     // The crate counts br as supported once its compression is built in; only gzip is decoded.
-    RequestDecompressionLayer::new().gzip(true).no_br()
+    RequestDecodingLayer(RequestDecompressionLayer::new().gzip(true).no_br())
+}
+
+/// [`RequestDecompressionLayer`] for the requests that declare a `Content-Encoding`; the
+/// others (nearly all, and every GET) pass straight on. The decompression service wraps
+/// the request body and boxes the answer's, whatever the request: that is most of what it
+/// costs, and a request without a coding has nothing for it to do.
+#[derive(Clone)]
+pub struct RequestDecodingLayer(RequestDecompressionLayer);
+
+impl<S: Clone> Layer<S> for RequestDecodingLayer {
+    type Service = RequestDecoding<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestDecoding {
+            plain: inner.clone(),
+            decoding: self.0.layer(inner),
+        }
+    }
+}
+
+/// See [`RequestDecodingLayer`].
+#[derive(Clone)]
+pub struct RequestDecoding<S> {
+    plain: S,
+    decoding: RequestDecompression<S>,
+}
+
+type Decoded = Response<UnsyncBoxBody<Bytes, BoxError>>;
+
+fn answer<B>(response: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(Body::new)
+}
+
+impl<S, A, B, E> Service<Request<Body>> for RequestDecoding<S>
+where
+    S: Service<Request<Body>, Response = Response<A>, Error = E>
+        + Service<Request<DecompressionBody<Body>>, Response = Response<B>, Error = E>,
+    A: http_body::Body<Data = Bytes> + Send + 'static,
+    A::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = E;
+    type Future = EitherResponseFuture<
+        MapResponseFuture<<S as Service<Request<Body>>>::Future, fn(Response<A>) -> Response<Body>>,
+        MapResponseFuture<
+            <RequestDecompression<S> as Service<Request<Body>>>::Future,
+            fn(Decoded) -> Response<Body>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        ready!(Service::<Request<Body>>::poll_ready(&mut self.plain, cx))?;
+        Service::<Request<Body>>::poll_ready(&mut self.decoding, cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        type Plain<'a, S, A> = MapResponse<&'a mut S, fn(Response<A>) -> Response<Body>>;
+        type Decoding<'a, S> =
+            MapResponse<&'a mut RequestDecompression<S>, fn(Decoded) -> Response<Body>>;
+        let mut branch: Either<Plain<'_, S, A>, Decoding<'_, S>> =
+            if request.headers().contains_key(header::CONTENT_ENCODING) {
+                Either::Right(MapResponse::new(&mut self.decoding, answer))
+            } else {
+                Either::Left(MapResponse::new(&mut self.plain, answer))
+            };
+        branch.call(request)
+    }
 }
 
 /// `Vary: Accept-Encoding` on every answer the compression layer could have compressed, also
 /// those too small to be: a cache must not hand a compressed copy to a client that cannot
 /// read it, nor keep one copy for every client. Answers stored compressed are left alone.
-pub async fn vary_on_accept_encoding<B>(mut response: Response<B>) -> Response<B> {
-    let headers = response.headers_mut();
+fn vary_on_accept_encoding(response: &Response<Body>) -> Option<HeaderValue> {
+    let headers = response.headers();
     let varies =
         headers.get_all(header::VARY).iter().any(|value| {
             value.to_str().unwrap_or_default().split(',').any(|name| {
                 name.trim().eq_ignore_ascii_case("accept-encoding") || name.trim() == "*"
             })
         });
-    if !varies && !headers.contains_key(header::CONTENT_ENCODING) {
-        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
-    }
-    response
+    (!varies && !headers.contains_key(header::CONTENT_ENCODING))
+        .then(|| HeaderValue::from_static("accept-encoding"))
 }
 
 /// `router` with its answers compressed as negotiated ([`compression`]) and varying on
@@ -47,9 +129,12 @@ pub fn negotiated<S: Clone + Send + Sync + 'static>(
     router: axum::Router<S>,
     min_bytes: u16,
 ) -> axum::Router<S> {
+    // The header is set inside the compression layer, which adds none of its own when it
+    // finds one; set as a plain header layer, no answer is boxed for it.
+    let vary: fn(&Response<Body>) -> Option<HeaderValue> = vary_on_accept_encoding;
     router
+        .layer(SetResponseHeaderLayer::appending(header::VARY, vary))
         .layer(compression(min_bytes))
-        .layer(axum::middleware::map_response(vary_on_accept_encoding))
 }
 
 #[cfg(test)]
