@@ -1,9 +1,9 @@
 //! Admission control of the API routes: a request is served when fewer than the current
 //! concurrency limit are in flight, and otherwise refused at once with a 503.
 //!
-//! The layer sits outside every other layer of the API routes, so a refusal costs no access
-//! log line, no span and no metric-label lookup: a load of the in-flight count, two atomic
-//! counters and a response whose body is static bytes. Refusals are summarised in one WARN
+//! [`App`] decides it on the path before any router or layer, so a refusal costs no routing,
+//! no access log line, no span and no metric-label lookup: a load of the in-flight count, two
+//! atomic counters and a response of static bytes and pre-built header values. Refusals are summarised in one WARN
 //! line a second with their count; an overload never becomes a flood of log lines. The probes
 //! (`/health`, `/ready`) and the metrics port are outside it and always answered.
 //!
@@ -12,6 +12,7 @@
 
 pub mod limit;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,9 +21,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use axum::Router;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::time::Instant;
 
@@ -175,64 +177,96 @@ async fn summarise(admission: Weak<Admission>) {
     }
 }
 
+/// The refusal's header values, built at compile time: nothing is validated or copied for it.
+const PROBLEM_JSON_VALUE: HeaderValue = HeaderValue::from_static(PROBLEM_JSON);
+const RETRY_AFTER_VALUE: HeaderValue = HeaderValue::from_static(RETRY_AFTER_SECONDS);
+
 /// The 503 a refused request gets: `Retry-After`, a problem body, nothing computed.
 fn refusal() -> Response {
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(header::CONTENT_TYPE, PROBLEM_JSON_VALUE);
+    headers.insert(header::RETRY_AFTER, RETRY_AFTER_VALUE);
     let mut response = Response::new(Body::from(Bytes::from_static(REFUSAL_BODY)));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    headers.insert(
-        header::RETRY_AFTER,
-        HeaderValue::from_static(RETRY_AFTER_SECONDS),
-    );
+    *response.headers_mut() = headers;
     response
 }
 
-/// The service that admits or refuses each request before `inner` sees it.
+/// What `router` (and `metrics_router`) return, and both shells serve: the router, and in
+/// front of it admission control, decided on the path alone. A refused request meets no
+/// router, no layer and no extension: the cheaper a refusal, the more of an overloaded CPU is
+/// left for the requests admitted.
 #[derive(Clone)]
-pub struct Admit<S> {
-    inner: S,
-    admission: Arc<Admission>,
+pub struct App {
+    router: Router,
+    /// `None`: nothing is refused (the metrics port, which sheds scrapes itself).
+    admission: Option<Arc<Admission>>,
+    /// Paths never refused (the probes).
+    exempt: &'static [&'static str],
 }
 
-impl<S> Admit<S> {
-    pub fn new(inner: S, admission: Arc<Admission>) -> Self {
-        Self { inner, admission }
-    }
-}
-
-impl<S> tower::Service<Request> for Admit<S>
-where
-    S: tower::Service<Request, Response = Response>,
-    S::Future: Unpin,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Admitted<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl App {
+    /// Every request but those to `exempt` paths is admitted or refused before `router`.
+    pub fn admitting(
+        router: Router,
+        admission: Arc<Admission>,
+        exempt: &'static [&'static str],
+    ) -> Self {
+        Self {
+            router,
+            admission: Some(admission),
+            exempt,
+        }
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        match self.admission.try_admit() {
-            Some(permit) => Admitted::Served(self.inner.call(request), Some(permit)),
-            None => Admitted::Refused,
+    /// `router` with nothing refused.
+    pub fn unlimited(router: Router) -> Self {
+        Self {
+            router,
+            admission: None,
+            exempt: &[],
         }
     }
 }
 
-/// The inner answer, holding its permit until it is ready; or the refusal.
-pub enum Admitted<F> {
-    Served(F, Option<Permit>),
+impl<B> tower::Service<http::Request<B>> for App
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Admitted;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<http::Request<B>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let permit = match &self.admission {
+            Some(admission) if !self.exempt.contains(&request.uri().path()) => {
+                match admission.try_admit() {
+                    Some(permit) => Some(permit),
+                    None => return Admitted::Refused,
+                }
+            }
+            _ => None,
+        };
+        Admitted::Served(self.router.call(request), permit)
+    }
+}
+
+/// The router's answer, holding its permit (if any) until it is ready; or the refusal.
+// Boxing the router's future would add an allocation to every answered request, to save
+// moving a few hundred bytes of a refusal that is built, polled once and dropped.
+#[allow(clippy::large_enum_variant)]
+pub enum Admitted {
+    Served(RouteFuture<Infallible>, Option<Permit>),
     Refused,
 }
 
-impl<F, E> Future for Admitted<F>
-where
-    F: Future<Output = Result<Response, E>> + Unpin,
-{
-    type Output = Result<Response, E>;
+impl Future for Admitted {
+    type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {

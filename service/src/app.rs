@@ -1,4 +1,5 @@
-//! `router(state)`: every route and every layer, the single door both shells and the tests use.
+//! `router(state)`: admission control, every route and every layer, the single door both shells
+//! and the tests use.
 
 use std::sync::Arc;
 
@@ -16,14 +17,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::admission::Admit;
+use crate::admission::App;
 use crate::error::{panic_response, problem, ErrorCause};
 use crate::metrics;
 use crate::routes;
 use crate::secrets::SecretsLoader;
 use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> App {
     let config = &state.config;
     // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
     // access log and the metrics. Each stack lists its layers outermost first.
@@ -59,14 +60,15 @@ pub fn router(state: AppState) -> Router {
     let api = crate::encoding::negotiated(api, config.compression_min_bytes)
         .layer(outer.clone())
         .with_state(state.clone());
-    // Admission control is outermost on the API routes (a refusal passes no other layer) and
-    // absent from the probes, which are answered however busy the pod is.
-    let admitted = Admit::new(api, Arc::clone(&state.admission));
-    routes::meta::probes()
+    let admission = Arc::clone(&state.admission);
+    let router = routes::meta::probes()
         .layer(inner)
         .layer(outer)
-        .fallback_service(admitted)
-        .with_state(state)
+        .fallback_service(api)
+        .with_state(state);
+    // Admission control comes before the router (a refusal passes no router and no layer) and
+    // skips the probes, which are answered however busy the pod is.
+    App::admitting(router, admission, routes::meta::PROBES)
 }
 
 /// On the Lambda, the first request after the refresh interval fetches the runtime secret
@@ -82,10 +84,10 @@ async fn refresh_stale_secret(
 
 /// The router of the metrics port: `/metrics` only, with its own small in-flight bound so a
 /// flood of scrapes cannot take the API's CPU.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(state: AppState) -> App {
     let router = Router::new().route("/metrics", axum::routing::get(metrics::exposition));
     let router = crate::encoding::negotiated(router, state.config.compression_min_bytes);
-    shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(Arc::clone(&state.metrics))
+    App::unlimited(shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(Arc::clone(&state.metrics)))
 }
 
 /// Concurrent scrapes the metrics port serves; Prometheus scrapes once per interval per replica.

@@ -21,6 +21,7 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 
+pub use admission::App;
 pub use app::{metrics_router, router};
 pub use config::Config;
 pub use error::ApiError;

@@ -13,7 +13,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -25,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ConnectionLimits;
 use crate::state::{AppState, Readiness};
-use crate::{metrics_router, router};
+use crate::{metrics_router, router, App};
 
 use connection::{Activity, HeadTimer, Tracked};
 use write_timeout::WriteTimeout;
@@ -105,7 +104,7 @@ async fn bind(host: IpAddr, port: u16) -> Result<TcpListener, ServeError> {
 
 fn spawn(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: ConnectionLimits,
     readiness: Arc<Readiness>,
     stopped: watch::Receiver<bool>,
@@ -117,7 +116,7 @@ fn spawn(
 /// for every open connection to finish its request and close.
 async fn accept_loop(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: ConnectionLimits,
     readiness: Arc<Readiness>,
     stopped: watch::Receiver<bool>,

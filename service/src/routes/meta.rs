@@ -13,7 +13,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/", get(welcome))
 }
 
-/// The kubelet's probes: kept out of admission control, so a busy pod is not restarted.
+/// The kubelet's probes' paths: kept out of admission control, so a busy pod is not restarted.
+pub const PROBES: &[&str] = &["/health", "/ready"];
+
+/// The routes at [`PROBES`].
 pub fn probes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode};
-use axum::Router;
+use order_service::App;
 use order_service::{build_state_with_aws, router, Config, Target};
 use serde_json::{json, Value};
 
 use crate::support::moto::Moto;
 use crate::support::{get, new_order, request, send, state_with, Reply};
 
-async fn read(app: &Router, uri: &str, key: Option<&str>) -> Reply {
+async fn read(app: &App, uri: &str, key: Option<&str>) -> Reply {
     let authorization = key.map(|k| format!("Bearer {k}"));
     let headers: Vec<(&str, &str)> = authorization
         .iter()
@@ -20,7 +20,7 @@ async fn read(app: &Router, uri: &str, key: Option<&str>) -> Reply {
     send(app, request(Method::GET, uri, &headers, None)).await
 }
 
-async fn create(app: &Router, key: &str, idempotency_key: &str) -> Reply {
+async fn create(app: &App, key: &str, idempotency_key: &str) -> Reply {
     let authorization = format!("Bearer {key}");
     let headers = [
         ("authorization", authorization.as_str()),

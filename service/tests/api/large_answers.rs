@@ -20,7 +20,7 @@ fn order_with_items(customer: &str, items: usize) -> Value {
     serde_json::json!({"customer_name": customer, "items": items, "shipping_address": "1 Way"})
 }
 
-async fn create(app: &axum::Router, body: &Value) -> String {
+async fn create(app: &order_service::App, body: &Value) -> String {
     let reply = send(app, request(Method::POST, "/orders", &[], Some(body))).await;
     assert_eq!(
         reply.status,

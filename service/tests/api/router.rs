@@ -330,7 +330,7 @@ async fn bad_page_parameters_are_422() {
         .problem(StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-async fn patch(app: &axum::Router, id: &str, body: Value) -> crate::support::Reply {
+async fn patch(app: &order_service::App, id: &str, body: Value) -> crate::support::Reply {
     send(
         app,
         request(Method::PATCH, &format!("/orders/{id}"), &[], Some(&body)),

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use axum::Router;
 use order_service::state::StartupError;
+use order_service::App;
 use order_service::{build_state_with_aws, router, AppState, Config, Target};
 use secrecy::ExposeSecret;
 
@@ -70,7 +70,7 @@ fn counter(state: &AppState, result: &str) -> u64 {
         .get()
 }
 
-async fn create_order(app: &Router, key: Option<&str>) -> StatusCode {
+async fn create_order(app: &App, key: Option<&str>) -> StatusCode {
     let authorization = key.map(|k| format!("Bearer {k}"));
     let headers: Vec<(&str, &str)> = authorization
         .iter()

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
+use order_service::App;
 use order_service::{build_state, router, AppState, Config, Target};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -30,7 +30,7 @@ pub async fn state_with(vars: &[(&str, &str)]) -> AppState {
 }
 
 /// The router over a local memory store with the sample data.
-pub async fn local_app() -> Router {
+pub async fn local_app() -> App {
     router(state_with(&[]).await)
 }
 
@@ -77,7 +77,7 @@ impl Reply {
 }
 
 /// Sends one request through the router, no port involved.
-pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+pub async fn send(app: &App, request: Request<Body>) -> Reply {
     let response = app.clone().oneshot(request).await.expect("infallible");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body").to_bytes().to_vec();
@@ -88,7 +88,7 @@ pub async fn send(app: &Router, request: Request<Body>) -> Reply {
     }
 }
 
-pub async fn get(app: &Router, uri: &str) -> Reply {
+pub async fn get(app: &App, uri: &str) -> Reply {
     send(app, request(Method::GET, uri, &[], None)).await
 }
 
