@@ -43,7 +43,7 @@ fn next_link(reply: &Reply) -> Option<String> {
 }
 
 /// GET `uri` with `Accept-Encoding: accept`.
-async fn get_accepting(app: &axum::Router, uri: &str, accept: &str) -> Reply {
+async fn get_accepting(app: &order_service::App, uri: &str, accept: &str) -> Reply {
     send(
         app,
         request(Method::GET, uri, &[("accept-encoding", accept)], None),
