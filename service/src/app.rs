@@ -18,7 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::App;
-use crate::error::{panic_response, problem, ErrorCause};
+use crate::error::{internal_error, panic_response, problem, ErrorCause};
 use crate::metrics;
 use crate::routes;
 use crate::secrets::SecretsLoader;
@@ -112,15 +112,7 @@ fn shed_load<S: Clone + Send + Sync + 'static>(router: Router<S>, max: usize) ->
 fn overloaded_response(max: usize, error: &BoxError) -> axum::response::Response {
     if !error.is::<Overloaded>() {
         // The layers below never fail; kept total rather than unreachable.
-        let mut response = problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error".to_owned(),
-            Vec::new(),
-        );
-        response
-            .extensions_mut()
-            .insert(ErrorCause::from_error(error.as_ref()));
-        return response;
+        return internal_error(ErrorCause::from_error(error.as_ref()));
     }
     let mut response = problem(
         StatusCode::SERVICE_UNAVAILABLE,

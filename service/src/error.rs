@@ -14,7 +14,7 @@ mod problem;
 
 pub use cause::{error_chain, ErrorCause};
 pub use panic::panic_response;
-pub use problem::{problem, problem_for_bare_error, Problem, PROBLEM_JSON};
+pub use problem::{internal_error, problem, problem_for_bare_error, Problem, PROBLEM_JSON};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -44,6 +44,17 @@ pub fn problem(status: StatusCode, detail: String, errors: Vec<FieldError>) -> R
     response
 }
 
+/// A plain 500 problem; what caused it is kept for the access log, never sent.
+pub fn internal_error(cause: ErrorCause) -> Response {
+    let mut response = problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+        Vec::new(),
+    );
+    response.extensions_mut().insert(cause);
+    response
+}
+
 /// Gives every error response that did not come from `ApiError` (unknown route, wrong
 /// method, body over the limit, timeout, panic) the same problem+json shape. Called by the
 /// access layer on every answer, before it is logged.
