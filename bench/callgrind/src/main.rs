@@ -208,16 +208,7 @@ fn measured<S: Served>(runtime: &Runtime, app: &S, request: Request<Body>) -> (S
 fn serve<S: Served>(runtime: &Runtime, app: &S, request: Request<Body>) -> (StatusCode, Bytes) {
     let mut answer = pin!(async {
         match app.clone().oneshot(request).await {
-            Ok(response) => {
-                let status = response.status();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                (status, body)
-            }
+            Ok(response) => (response.status(), read_body(response.into_body()).await),
             Err(never) => match never {},
         }
     });
@@ -228,6 +219,22 @@ fn serve<S: Served>(runtime: &Runtime, app: &S, request: Request<Body>) -> (Stat
         Poll::Ready(answer) => answer,
         Poll::Pending => runtime.block_on(answer),
     }
+}
+
+/// The body's bytes, read frame by frame as a server writes them out. (`collect()` would
+/// queue the frames in a buffer of its own: an allocation and a copy no server makes, which
+/// counted about 600 instructions in every kind.)
+async fn read_body(mut body: Body) -> Bytes {
+    let mut whole = Bytes::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            whole = match whole.is_empty() {
+                true => data,
+                false => [whole.as_ref(), data.as_ref()].concat().into(),
+            };
+        }
+    }
+    whole
 }
 
 fn check(kind: Kind, (status, body): (StatusCode, Bytes)) -> Result<(), String> {
