@@ -126,14 +126,16 @@ fn vary_on_accept_encoding(response: &Response<Body>) -> Option<HeaderValue> {
 
 type Vary = fn(&Response<Body>) -> Option<HeaderValue>;
 
+/// The layers of [`negotiation`], outermost first: compression, then `Vary`.
+pub type Negotiation = ServiceBuilder<
+    Stack<SetResponseHeaderLayer<Vary>, Stack<CompressionLayer<SizeAbove>, Identity>>,
+>;
+
 /// Answers compressed as negotiated ([`compression`]) and varying on `Accept-Encoding`
 /// ([`vary_on_accept_encoding`]): two layers, for a stack that applies its layers in one
 /// `Router::layer` (each call wraps every route once more, and a request clones every
 /// wrapper below the one it passes). The service below answers with an axum body.
-pub fn negotiation(
-    min_bytes: u16,
-) -> ServiceBuilder<Stack<SetResponseHeaderLayer<Vary>, Stack<CompressionLayer<SizeAbove>, Identity>>>
-{
+pub fn negotiation(min_bytes: u16) -> Negotiation {
     // The header is set inside the compression layer, which adds none of its own when it
     // finds one; set as a plain header layer, no answer is boxed for it.
     let vary: Vary = vary_on_accept_encoding;
