@@ -88,6 +88,11 @@ pub async fn send(app: &App, request: Request<Body>) -> Reply {
     }
 }
 
+/// The id `text` names, for the store's methods.
+pub fn order_id(text: &str) -> order_service::domain::OrderId {
+    order_service::domain::OrderId::parse(text).expect("an order id")
+}
+
 pub async fn get(app: &App, uri: &str) -> Reply {
     send(app, request(Method::GET, uri, &[], None)).await
 }
