@@ -24,14 +24,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_sweep_terraform import (  # noqa: E402
-    BUCKET,
     MIRROR,
-    REGION,
     checkout,
-    client,
     free_port,
     functions,
     job_environment,
+    preview_account,
     sh,
 )
 
@@ -46,32 +44,11 @@ ACCOUNT_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._port}"
-    # moto servers in one process share their backends: start empty, and leave nothing for
-    # the next module's server.
-    reset(endpoint)
-    yield endpoint
-    set_lambda_docker(endpoint, True)
-    reset(endpoint)
-    server.stop()
-
-
-def reset(endpoint: str) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=30).close()
-
-
-def set_lambda_docker(endpoint: str, use_docker: bool) -> None:
+def set_lambda_docker(moto, use_docker: bool) -> None:
     """moto's Lambda backend: docker (which fails every invocation here) or the docker-free
     one (which succeeds every invocation). Each keeps its own functions."""
     request = urllib.request.Request(
-        f"{endpoint}/moto-api/config",
+        f"{moto.endpoint}/moto-api/config",
         data=json.dumps({"lambda": {"use_docker": use_docker}}).encode(),
         method="POST",
     )
@@ -93,24 +70,7 @@ def environment(tmp_path_factory, moto):
     zip_path = base / "bootstrap.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    ec2 = client(moto, "ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.41.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="order-service-preview", Description="p", VpcId=vpc)["GroupId"]
-    client(moto, "secretsmanager").create_secret(
-        Name="order-service/preview/database", SecretString='{"database_url": "postgres://preview@db/app"}'
-    )
-    (base / "ci.auto.tfvars").write_text(
-        'store              = "postgres"\n'
-        'secret_name        = "order-service/preview/database"\n'
-        f'subnet_ids         = ["{subnet}"]\n'
-        f'security_group_ids = ["{group}"]\n'
-    )
-    client(moto, "iam").create_policy(
-        PolicyName="order-service-preview-boundary",
-        PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}',
-    )
+    preview_account(moto, base, "postgres://preview@db/app")
     return base, env, zip_path
 
 
