@@ -87,7 +87,7 @@ def test_a_failed_migration_stops_the_deploy_before_the_serving_function(environ
 
     assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
     errors = [line for line in result.stdout.splitlines() if line.startswith("::error::")]
-    assert len(errors) == 1, result.stdout[-4000:]
+    assert len(errors) == 1, result.stdout[-4000:] + result.stderr[-4000:]
     assert errors[0].startswith("::error::migration failed (order-service-preview-pr-31-migrate): ")
     assert functions(moto) == ["order-service-preview-pr-31-migrate"]
 
@@ -102,5 +102,35 @@ def test_a_migrated_preview_is_deployed_and_a_second_push_migrates_again(environ
             assert "migrating with order-service-preview-pr-32-migrate" in result.stdout, push
             assert "migrated: " in result.stdout, push
         assert functions(moto) == ["order-service-preview-pr-32", "order-service-preview-pr-32-migrate"]
+    finally:
+        set_lambda_docker(moto, True)
+
+
+def test_a_preview_whose_functions_sit_at_their_former_addresses_migrates_first(environment, moto):
+    """A preview deployed before the serving and migrate functions shared one resource: its
+    state names them aws_lambda_function.preview and aws_lambda_function.migrate[0]. The next
+    push still applies and invokes the migrate function alone before the serving function."""
+    base, env, zip_path = environment
+    set_lambda_docker(moto, False)
+    try:
+        assert deploy(base, env, zip_path, "33").returncode == 0
+        repo = checkout(base, f"former-{free_port()}")
+        init = sh([".github/scripts/tf-init.sh", "infra/preview", "preview/pr-33.tfstate"], repo, env)
+        assert init.returncode == 0, init.stdout + init.stderr
+        for former, current in (
+            ("aws_lambda_function.migrate[0]", 'aws_lambda_function.preview["migrate"]'),
+            ("aws_lambda_function.preview", 'aws_lambda_function.preview["serve"]'),
+        ):
+            moved = sh(["terraform", "-chdir=infra/preview", "state", "mv", current, former], repo, env)
+            assert moved.returncode == 0, moved.stdout + moved.stderr
+
+        result = deploy(base, env, zip_path, "33")
+
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        assert "migrated: " in result.stdout
+        ours = [f for f in functions(moto) if f.startswith("order-service-preview-pr-33")]
+        assert ours == ["order-service-preview-pr-33", "order-service-preview-pr-33-migrate"]
+        listed = sh(["terraform", "-chdir=infra/preview", "state", "list"], repo, env).stdout.split()
+        assert 'aws_lambda_function.preview["serve"]' in listed and 'aws_lambda_function.preview["migrate"]' in listed
     finally:
         set_lambda_docker(moto, True)
