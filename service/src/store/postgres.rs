@@ -6,8 +6,6 @@
 //! same key, the second waits for the first to commit, fails with a unique violation, and
 //! replays the winner.
 
-mod readers;
-
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -20,10 +18,8 @@ use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgRow, PgSeverity, PgSslMode};
-use sqlx::{Connection, PgConnection, Postgres, Row};
+use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
-
-use readers::Readers;
 
 use super::{
     id_sequence, to_micros, Created, CredentialRefresher, Cursor, DatabaseConfig, Idempotency,
@@ -44,7 +40,7 @@ const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(200);
 /// restart. A busy pool hands out connections used moments ago, without a ping.
 const STALE_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// A connection (pooled or reader) this old is closed instead of reused, so connections follow a failover or a
+/// A connection this old is closed instead of reused, so connections follow a failover or a
 /// new credential within this time, and no server process grows for ever (sqlx's default).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
@@ -66,10 +62,6 @@ pub enum PostgresError {
     /// The message of a URL parse error never contains the URL itself.
     #[error("the database URL is not a valid PostgreSQL URL: {0}")]
     InvalidUrl(sqlx::Error),
-    #[error("the database URL cannot serve reads: {0}")]
-    ReaderUrl(readers::ConnectError),
-    #[error("cannot reach the database for reads: {0}")]
-    ReaderConnect(String),
     #[error("cannot reach the database: {0}")]
     Connect(sqlx::Error),
     #[error("cannot set up the database connection pool: {0}")]
@@ -127,8 +119,6 @@ async fn schema_version(conn: &mut PgConnection, schema: &str) -> Result<i64, Po
 
 pub struct PostgresStore {
     pool: Pool,
-    /// The read of one order, pipelined over a few shared connections (see `readers`).
-    readers: Arc<Readers>,
     schema: String,
     statement_timeout: Duration,
     connect_timeout: Duration,
@@ -347,23 +337,14 @@ impl PostgresStore {
         if !is_schema_name(&config.schema) {
             return Err(PostgresError::InvalidSchema(config.schema.clone()));
         }
-        let (options, reader_connect) = all_options(
-            &url,
-            &config.schema,
-            config.statement_timeout,
-            config.ca_bundle.as_deref(),
-        )?;
         let connector = Connector {
-            options: RwLock::new(options),
+            options: RwLock::new(connect_options(
+                &url,
+                &config.schema,
+                config.statement_timeout,
+                config.ca_bundle.as_deref(),
+            )?),
         };
-        let readers = Arc::new(Readers::new(
-            reader_connect,
-            GET_ORDER,
-            reader_connections(config.max_connections),
-            config.max_connections as usize,
-            config.pool_wait_timeout,
-            config.connect_timeout,
-        ));
         // Last in, first out: the connections a busy service uses stay warm and the rest go
         // idle (and are closed after IDLE_TIMEOUT), instead of every one of them cooling
         // past STALE_AFTER_IDLE in turn and costing a ping.
@@ -381,7 +362,6 @@ impl PostgresStore {
         let store = PostgresStore {
             _close_idle: close_idle_connections(&pool),
             pool,
-            readers,
             schema: config.schema.clone(),
             statement_timeout: config.statement_timeout,
             connect_timeout: config.connect_timeout,
@@ -411,11 +391,6 @@ impl PostgresStore {
                 needed,
             });
         }
-        store
-            .readers
-            .open_all()
-            .await
-            .map_err(PostgresError::ReaderConnect)?;
         Ok(store)
     }
 
@@ -515,16 +490,13 @@ impl PostgresStore {
             tracing::warn!("the runtime secret provided no database URL");
             return;
         };
-        match all_options(
+        match connect_options(
             &url,
             &self.schema,
             self.statement_timeout,
             self.ca_bundle.as_deref(),
         ) {
-            Ok((options, reader_connect)) => {
-                self.pool.manager().set_options(options);
-                self.readers.set_connect(reader_connect);
-            }
+            Ok(options) => self.pool.manager().set_options(options),
             Err(error) => tracing::error!(%error, "refreshed database URL is unusable"),
         }
     }
@@ -535,9 +507,6 @@ impl PostgresStore {
             if cause
                 .downcast_ref::<sqlx::Error>()
                 .is_some_and(is_auth_failure)
-                || cause
-                    .downcast_ref::<tokio_postgres::Error>()
-                    .is_some_and(readers::is_auth_failure)
             {
                 self.refresh_credentials().await;
             }
@@ -675,9 +644,8 @@ impl PostgresStore {
     /// then the secret) costs no request. Open connections stay as they are; PostgreSQL keeps
     /// them when a password changes. The task ends with the store.
     pub fn with_url_updates(mut self, mut urls: watch::Receiver<Option<SecretString>>) -> Self {
-        let (pool, readers, schema, timeout, ca_bundle) = (
+        let (pool, schema, timeout, ca_bundle) = (
             self.pool.clone(),
-            Arc::clone(&self.readers),
             self.schema.clone(),
             self.statement_timeout,
             self.ca_bundle.clone(),
@@ -688,10 +656,9 @@ impl PostgresStore {
                 let Some(url) = urls.borrow_and_update().clone() else {
                     continue;
                 };
-                match all_options(&url, &schema, timeout, ca_bundle.as_deref()) {
-                    Ok((options, reader_connect)) => {
+                match connect_options(&url, &schema, timeout, ca_bundle.as_deref()) {
+                    Ok(options) => {
                         pool.manager().set_options(options);
-                        readers.set_connect(reader_connect);
                         tracing::info!("database URL changed; new connections use it");
                     }
                     Err(error) => tracing::error!(%error, "the new database URL is unusable"),
@@ -726,7 +693,12 @@ impl PostgresStore {
     }
 
     async fn fetch(&self, seq: i64) -> Result<Option<Order>, StoreError> {
-        let row = self.readers.query(seq).await?;
+        let mut conn = self.connection().await?;
+        let result = sqlx::query(GET_ORDER)
+            .bind(seq)
+            .fetch_optional(&mut *conn)
+            .await;
+        let row = conn.finish(result).map_err(classify)?;
         row.as_ref().map(order_from_row).transpose()
     }
 
@@ -984,7 +956,12 @@ fn connect_options(
         PgSslMode::VerifyCa | PgSslMode::VerifyFull
     );
     if verifies && !url.expose_secret().contains("sslrootcert=") {
-        options = options.ssl_root_cert_from_pem(trusted_pem(ca_bundle));
+        let mut pem = RDS_CA_BUNDLE.to_vec();
+        if let Some(extra) = ca_bundle {
+            pem.push(b'\n');
+            pem.extend_from_slice(extra);
+        }
+        options = options.ssl_root_cert_from_pem(pem);
     }
     let options = options.application_name("order-service").options([
         ("search_path", schema.to_owned()),
@@ -994,40 +971,6 @@ fn connect_options(
         ),
     ]);
     Ok(options)
-}
-
-/// The RDS CAs and `DB_CA_BUNDLE`'s, as one PEM.
-fn trusted_pem(ca_bundle: Option<&[u8]>) -> Vec<u8> {
-    let mut pem = RDS_CA_BUNDLE.to_vec();
-    if let Some(extra) = ca_bundle {
-        pem.push(b'\n');
-        pem.extend_from_slice(extra);
-    }
-    pem
-}
-
-/// The pool's connect options for `url`, and the readers' matching them.
-fn all_options(
-    url: &SecretString,
-    schema: &str,
-    statement_timeout: Duration,
-    ca_bundle: Option<&[u8]>,
-) -> Result<(PgConnectOptions, readers::Connect), PostgresError> {
-    let options = connect_options(url, schema, statement_timeout, ca_bundle)?;
-    let session = format!(
-        "-c search_path={schema} -c statement_timeout={}ms",
-        statement_timeout.as_millis()
-    );
-    let reader = readers::Connect::new(url, &options, &trusted_pem(ca_bundle), &session)
-        .map_err(PostgresError::ReaderUrl)?;
-    Ok((options, reader))
-}
-
-/// How many shared connections the reads of one order are pipelined over: one per CPU (two
-/// measured cheaper per read than four or sixteen on two cores), within DB_MAX_CONNECTIONS.
-fn reader_connections(max_connections: u32) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    cpus.min(max_connections as usize).max(1)
 }
 
 /// The schema name goes into SQL and a startup option unquoted: a lowercase SQL identifier
@@ -1226,46 +1169,14 @@ const LIST_PAGE: &str = concat!(
      ORDER BY page.sort_xid, page.seq"
 );
 
-/// A column type both clients decode (the pool's sqlx rows, the readers' tokio-postgres rows).
-trait Column:
-    sqlx::Type<Postgres>
-    + for<'r> sqlx::Decode<'r, Postgres>
-    + for<'a> tokio_postgres::types::FromSql<'a>
-{
-}
-
-impl<T> Column for T where
-    T: sqlx::Type<Postgres>
-        + for<'r> sqlx::Decode<'r, Postgres>
-        + for<'a> tokio_postgres::types::FromSql<'a>
-{
-}
-
-/// A row of either client, read by column name.
-trait Columns {
-    fn column<T: Column>(&self, name: &str) -> Result<T, StoreError>;
-}
-
-impl Columns for PgRow {
-    fn column<T: Column>(&self, name: &str) -> Result<T, StoreError> {
-        self.try_get(name).map_err(internal)
-    }
-}
-
-impl Columns for tokio_postgres::Row {
-    fn column<T: Column>(&self, name: &str) -> Result<T, StoreError> {
-        self.try_get(name).map_err(internal)
-    }
-}
-
 /// One order from a row of `order_columns!()`.
-fn order_from_row(row: &impl Columns) -> Result<Order, StoreError> {
-    let seq: i64 = row.column("seq")?;
-    let version: i64 = row.column("version")?;
-    let product_ids: Option<Vec<i64>> = row.column("product_ids")?;
-    let names: Option<Vec<String>> = row.column("names")?;
-    let quantities: Option<Vec<i32>> = row.column("quantities")?;
-    let prices: Option<Vec<Decimal>> = row.column("prices")?;
+fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(internal)?;
+    let version: i64 = row.try_get("version").map_err(internal)?;
+    let product_ids: Option<Vec<i64>> = row.try_get("product_ids").map_err(internal)?;
+    let names: Option<Vec<String>> = row.try_get("names").map_err(internal)?;
+    let quantities: Option<Vec<i32>> = row.try_get("quantities").map_err(internal)?;
+    let prices: Option<Vec<Decimal>> = row.try_get("prices").map_err(internal)?;
     let items = product_ids
         .unwrap_or_default()
         .into_iter()
@@ -1283,13 +1194,13 @@ fn order_from_row(row: &impl Columns) -> Result<Order, StoreError> {
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Order {
         id: seq.to_string(),
-        customer_name: row.column("customer_name")?,
-        order_date: row.column("order_date")?,
-        total_amount: money(row.column("total_amount")?)?,
-        status: parse_status(&row.column::<String>("status")?)?,
+        customer_name: row.try_get("customer_name").map_err(internal)?,
+        order_date: row.try_get("order_date").map_err(internal)?,
+        total_amount: money(row.try_get("total_amount").map_err(internal)?)?,
+        status: parse_status(row.try_get("status").map_err(internal)?)?,
         items,
-        shipping_address: row.column("shipping_address")?,
-        tracking_number: row.column("tracking_number")?,
+        shipping_address: row.try_get("shipping_address").map_err(internal)?,
+        tracking_number: row.try_get("tracking_number").map_err(internal)?,
         version: u64::try_from(version).map_err(internal)?,
         json: Default::default(),
     })

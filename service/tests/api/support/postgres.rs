@@ -49,16 +49,29 @@ impl Cluster {
 
     /// A cluster of its own that speaks TLS only with a certificate for `localhost` issued by
     /// a CA made here; answers the cluster and the CA's PEM file.
-    /// The cluster's own directory (its data, log, certificates).
-    pub fn dir_path(&self) -> &Path {
-        self.dir.path()
-    }
-
     pub fn start_tls() -> (Cluster, PathBuf) {
         let mut ca = None;
         let cluster = Self::start_with(|dir| {
             let path = |name: &str| dir.join(name).display().to_string();
-            make_ca(&dir.join("ca.key"), &dir.join("ca.pem"));
+            run(Command::new("openssl").args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=order-service test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.pem"),
+            ]));
             run(Command::new("openssl").args([
                 "req",
                 "-newkey",
@@ -346,30 +359,6 @@ pub fn database_config(schema: &str) -> DatabaseConfig {
         statement_timeout: Duration::from_secs(30),
         ca_bundle: None,
     }
-}
-
-/// A certificate authority of the test's own: its key and its certificate (PEM).
-pub fn make_ca(key: &Path, certificate: &Path) {
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=order-service test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-        ])
-        .arg(key)
-        .arg("-out")
-        .arg(certificate));
 }
 
 /// A PostgreSQL tool, run as the postgres user when the tests run as root.
