@@ -40,13 +40,19 @@ migrate_function="$(python3 - "$work/plan.json" <<'PY'
 import json, sys
 plan = json.load(open(sys.argv[1]))
 for change in plan["resource_changes"]:
-    if change["address"] == "aws_lambda_function.migrate[0]" and change["change"]["after"]:
+    if change["address"] == 'aws_lambda_function.preview["migrate"]' and change["change"]["after"]:
         print(change["change"]["after"]["function_name"])
 PY
 )"
 if [[ -n "$migrate_function" ]]; then
+  # A preview deployed before resources of infra/preview moved (its `moved` blocks) has them
+  # at their former addresses, and terraform refuses a targeted plan while a move is pending:
+  # record the moves first, which changes nothing in AWS.
+  if python3 -c 'import json, sys; sys.exit(not any(c.get("previous_address") for c in json.load(open(sys.argv[1]))["resource_changes"]))' "$work/plan.json"; then
+    terraform -chdir=infra/preview apply -no-color -lock-timeout=5m -auto-approve -refresh-only "${vars[@]}"
+  fi
   terraform -chdir=infra/preview apply -no-color -lock-timeout=5m -auto-approve \
-    -target=aws_lambda_function.migrate "${vars[@]}"
+    -target='aws_lambda_function.preview["migrate"]' "${vars[@]}"
   echo "migrating with $migrate_function"
   # The function's timeout is 300 s; the CLI's default read timeout (60 s) is not enough.
   # fileb:// passes the event as it is with AWS CLI v1 and v2 alike.

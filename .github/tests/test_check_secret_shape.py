@@ -8,57 +8,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check-secret-shape.py"
-REGION = "eu-west-1"
 PASSWORD = "hunter2-never-printed"
 KEY = "api-key-never-printed"
 
 pytestmark = pytest.mark.skipif(shutil.which("aws") is None, reason="needs the AWS CLI")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    import boto3
-
-    client = boto3.client(
-        "secretsmanager",
-        region_name=REGION,
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    yield endpoint, client
-    server.stop()
-
-
 def preflight(moto, name: str, store: str = "postgres") -> subprocess.CompletedProcess:
-    endpoint, _ = moto
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
+    env = {**os.environ, **moto.env()}
     env.pop("AWS_PROFILE", None)
     return subprocess.run(
         ["python3", str(SCRIPT), name, "--store", store], env=env, capture_output=True, text=True, check=False
@@ -66,7 +29,7 @@ def preflight(moto, name: str, store: str = "postgres") -> subprocess.CompletedP
 
 
 def secret(moto, name: str, value: dict | str | None) -> str:
-    _, client = moto
+    client = moto.client("secretsmanager")
     if value is None:
         client.create_secret(Name=name)
     else:

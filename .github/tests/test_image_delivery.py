@@ -20,7 +20,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -241,38 +240,15 @@ def test_the_image_job_pushes_to_docker_hub_with_the_registry_secrets(tmp_path):
 # --- a re-run against moto's ECR -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def ecr():
+def ecr(moto):
     if shutil.which("aws") is None:
         pytest.skip("needs the AWS CLI")
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client(
-        "ecr", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    client = moto.client("ecr")
     # As infra/aws/ecr.tf creates it.
     repository = client.create_repository(repositoryName="order-service", imageTagMutability="IMMUTABLE")["repository"]
     assert repository["repositoryUri"] == ECR_URL
-    env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-    yield client, env
-    server.stop()
+    return client, moto.env()
 
 
 def push_manifest(client, tag: str, marker: str) -> None:

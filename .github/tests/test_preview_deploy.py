@@ -24,14 +24,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_sweep_terraform import (  # noqa: E402
-    BUCKET,
     MIRROR,
-    REGION,
     checkout,
-    client,
     free_port,
     functions,
     job_environment,
+    preview_account,
     sh,
 )
 
@@ -46,32 +44,11 @@ ACCOUNT_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._port}"
-    # moto servers in one process share their backends: start empty, and leave nothing for
-    # the next module's server.
-    reset(endpoint)
-    yield endpoint
-    set_lambda_docker(endpoint, True)
-    reset(endpoint)
-    server.stop()
-
-
-def reset(endpoint: str) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=30).close()
-
-
-def set_lambda_docker(endpoint: str, use_docker: bool) -> None:
+def set_lambda_docker(moto, use_docker: bool) -> None:
     """moto's Lambda backend: docker (which fails every invocation here) or the docker-free
     one (which succeeds every invocation). Each keeps its own functions."""
     request = urllib.request.Request(
-        f"{endpoint}/moto-api/config",
+        f"{moto.endpoint}/moto-api/config",
         data=json.dumps({"lambda": {"use_docker": use_docker}}).encode(),
         method="POST",
     )
@@ -93,24 +70,7 @@ def environment(tmp_path_factory, moto):
     zip_path = base / "bootstrap.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    ec2 = client(moto, "ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.41.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="order-service-preview", Description="p", VpcId=vpc)["GroupId"]
-    client(moto, "secretsmanager").create_secret(
-        Name="order-service/preview/database", SecretString='{"database_url": "postgres://preview@db/app"}'
-    )
-    (base / "ci.auto.tfvars").write_text(
-        'store              = "postgres"\n'
-        'secret_name        = "order-service/preview/database"\n'
-        f'subnet_ids         = ["{subnet}"]\n'
-        f'security_group_ids = ["{group}"]\n'
-    )
-    client(moto, "iam").create_policy(
-        PolicyName="order-service-preview-boundary",
-        PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}',
-    )
+    preview_account(moto, base, "postgres://preview@db/app")
     return base, env, zip_path
 
 
@@ -127,7 +87,7 @@ def test_a_failed_migration_stops_the_deploy_before_the_serving_function(environ
 
     assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
     errors = [line for line in result.stdout.splitlines() if line.startswith("::error::")]
-    assert len(errors) == 1, result.stdout[-4000:]
+    assert len(errors) == 1, result.stdout[-4000:] + result.stderr[-4000:]
     assert errors[0].startswith("::error::migration failed (order-service-preview-pr-31-migrate): ")
     assert functions(moto) == ["order-service-preview-pr-31-migrate"]
 
@@ -142,5 +102,35 @@ def test_a_migrated_preview_is_deployed_and_a_second_push_migrates_again(environ
             assert "migrating with order-service-preview-pr-32-migrate" in result.stdout, push
             assert "migrated: " in result.stdout, push
         assert functions(moto) == ["order-service-preview-pr-32", "order-service-preview-pr-32-migrate"]
+    finally:
+        set_lambda_docker(moto, True)
+
+
+def test_a_preview_whose_functions_sit_at_their_former_addresses_migrates_first(environment, moto):
+    """A preview deployed before the serving and migrate functions shared one resource: its
+    state names them aws_lambda_function.preview and aws_lambda_function.migrate[0]. The next
+    push still applies and invokes the migrate function alone before the serving function."""
+    base, env, zip_path = environment
+    set_lambda_docker(moto, False)
+    try:
+        assert deploy(base, env, zip_path, "33").returncode == 0
+        repo = checkout(base, f"former-{free_port()}")
+        init = sh([".github/scripts/tf-init.sh", "infra/preview", "preview/pr-33.tfstate"], repo, env)
+        assert init.returncode == 0, init.stdout + init.stderr
+        for former, current in (
+            ("aws_lambda_function.migrate[0]", 'aws_lambda_function.preview["migrate"]'),
+            ("aws_lambda_function.preview", 'aws_lambda_function.preview["serve"]'),
+        ):
+            moved = sh(["terraform", "-chdir=infra/preview", "state", "mv", current, former], repo, env)
+            assert moved.returncode == 0, moved.stdout + moved.stderr
+
+        result = deploy(base, env, zip_path, "33")
+
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        assert "migrated: " in result.stdout
+        ours = [f for f in functions(moto) if f.startswith("order-service-preview-pr-33")]
+        assert ours == ["order-service-preview-pr-33", "order-service-preview-pr-33-migrate"]
+        listed = sh(["terraform", "-chdir=infra/preview", "state", "list"], repo, env).stdout.split()
+        assert 'aws_lambda_function.preview["serve"]' in listed and 'aws_lambda_function.preview["migrate"]' in listed
     finally:
         set_lambda_docker(moto, True)

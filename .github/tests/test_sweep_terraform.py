@@ -14,6 +14,7 @@ AWS CLI, moto, jq and the PostgreSQL binaries; skipped when one is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -48,29 +49,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def client(endpoint: str, service: str):
-    import boto3
-
-    return boto3.client(
-        service,
-        region_name=REGION,
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def checkout(base: Path, name: str) -> Path:
     """A fresh copy of what the jobs use: infra/preview and .github/scripts."""
     repo = base / name
@@ -103,7 +81,7 @@ def schemas(url: str) -> list[str]:
     return rows.stdout.split()
 
 
-def job_environment(base: Path, moto: str) -> dict:
+def job_environment(base: Path, moto) -> dict:
     """What the preview jobs run with, pointed at moto: terraform from the provider mirror,
     the S3 backend and the AWS CLI on moto, and `base/bin` first on PATH for stand-ins."""
     (base / "terraformrc").write_text(
@@ -112,7 +90,7 @@ def job_environment(base: Path, moto: str) -> dict:
     # The S3 backend reaches moto by path-style URLs on loopback; the workflows pass only
     # bucket, key and region, so the rest comes in through TF_CLI_ARGS_init.
     (base / "moto.s3.tfbackend").write_text(
-        f'endpoints = {{ s3 = "{moto}" }}\n'
+        f'endpoints = {{ s3 = "{moto.endpoint}" }}\n'
         "use_path_style = true\n"
         "skip_credentials_validation = true\n"
         "skip_requesting_account_id = true\n"
@@ -129,11 +107,7 @@ def job_environment(base: Path, moto: str) -> dict:
         "TF_STATE_BUCKET": BUCKET,
         # What preview-name.sh reads from the preview role's ARN in the workflows.
         "TF_VAR_name": "order-service",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": moto,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **moto.env(),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     for name in ("AWS_PROFILE", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR"):
@@ -157,16 +131,22 @@ def environment(tmp_path_factory, moto, database):
     zip_path = base / "bootstrap.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\n")
-    client(moto, "s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    # What infra/aws's preview_tfvars output gives every preview (TFVARS_INFRA_PREVIEW): the
-    # preview database secret and network.
-    ec2 = client(moto, "ec2")
+    preview_account(moto, base, database.format(user="order_service_preview"))
+    return base, env, zip_path
+
+
+def preview_account(moto, base: Path, database_url: str) -> None:
+    """What infra/aws gives every postgres preview, made in moto: the state bucket, the
+    preview network, the database secret (pointing at `database_url`) and the permissions
+    boundary; and, as `base/ci.auto.tfvars`, what its preview_tfvars output hands the jobs
+    (TFVARS_INFRA_PREVIEW), which checkout() copies into infra/preview."""
+    moto.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    ec2 = moto.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.40.1.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="order-service-preview", Description="p", VpcId=vpc)["GroupId"]
-    preview_url = database.format(user="order_service_preview")
-    client(moto, "secretsmanager").create_secret(
-        Name="order-service/preview/database", SecretString=f'{{"database_url": "{preview_url}"}}'
+    moto.client("secretsmanager").create_secret(
+        Name="order-service/preview/database", SecretString=json.dumps({"database_url": database_url})
     )
     (base / "ci.auto.tfvars").write_text(
         'store              = "postgres"\n'
@@ -174,12 +154,11 @@ def environment(tmp_path_factory, moto, database):
         f'subnet_ids         = ["{subnet}"]\n'
         f'security_group_ids = ["{group}"]\n'
     )
-    # The boundary infra/aws creates; the preview roles must carry it.
-    client(moto, "iam").create_policy(
+    # The preview roles must carry the boundary.
+    moto.client("iam").create_policy(
         PolicyName="order-service-preview-boundary",
         PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}',
     )
-    return base, env, zip_path
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -204,17 +183,17 @@ def deploy_preview(base: Path, env: dict, zip_path: Path, pr: str, database: str
     assert apply.returncode == 0, apply.stdout[-4000:] + apply.stderr[-4000:]
 
 
-def state_keys(endpoint: str) -> list[str]:
-    listing = client(endpoint, "s3").list_objects_v2(Bucket=BUCKET, Prefix="preview/")
+def state_keys(moto) -> list[str]:
+    listing = moto.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="preview/")
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
-def functions(endpoint: str) -> list[str]:
-    return sorted(f["FunctionName"] for f in client(endpoint, "lambda").list_functions()["Functions"])
+def functions(moto) -> list[str]:
+    return sorted(f["FunctionName"] for f in moto.client("lambda").list_functions()["Functions"])
 
 
-def roles(endpoint: str) -> list[str]:
-    return sorted(r["RoleName"] for r in client(endpoint, "iam").list_roles()["Roles"])
+def roles(moto) -> list[str]:
+    return sorted(r["RoleName"] for r in moto.client("iam").list_roles()["Roles"])
 
 
 def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environment, moto, database):
@@ -238,7 +217,7 @@ def test_the_sweep_destroys_every_closed_preview_and_keeps_the_open_one(environm
     assert functions(moto) == [names["11"], f"{names['11']}-migrate"]
     assert [r for r in roles(moto) if r.startswith("order-service-preview-")] == [names["11"]]
     assert state_keys(moto) == ["preview/pr-11.tfstate"]
-    groups = client(moto, "logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/order-service-preview-")
+    groups = moto.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/order-service-preview-")
     assert [g["logGroupName"] for g in groups["logGroups"]] == [f"/aws/lambda/{names['11']}"]
     # The closed previews' schemas, with their tables, are gone; the open one's is kept.
     assert schemas(database) == ["preview_pr_11"]

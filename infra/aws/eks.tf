@@ -8,14 +8,8 @@ resource "aws_kms_key" "eks" {
   # Account administration only; EKS uses the key through the cluster role's
   # IAM policy below, which the root statement delegates to.
   policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid       = "AccountAdministration"
-      Effect    = "Allow"
-      Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-      Action    = "kms:*"
-      Resource  = "*"
-    }]
+    Version   = "2012-10-17"
+    Statement = [local.kms_account_administration]
   })
 }
 

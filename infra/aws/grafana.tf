@@ -8,14 +8,8 @@ resource "aws_kms_key" "grafana" {
   deletion_window_in_days = 30
 
   policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid       = "AccountAdministration"
-      Effect    = "Allow"
-      Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-      Action    = "kms:*"
-      Resource  = "*"
-    }]
+    Version   = "2012-10-17"
+    Statement = [local.kms_account_administration]
   })
 }
 

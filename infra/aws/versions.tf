@@ -33,6 +33,16 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
 
+  # The first statement of every customer-managed key's policy: the account administers the
+  # key, so the IAM policies of the roles that use it take effect.
+  kms_account_administration = {
+    Sid       = "AccountAdministration"
+    Effect    = "Allow"
+    Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+    Action    = "kms:*"
+    Resource  = "*"
+  }
+
   # The two long-lived environments and the namespace each one runs in (CONTRACT.md).
   environments = {
     staging    = { namespace = "staging" }

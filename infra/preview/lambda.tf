@@ -6,8 +6,7 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 locals {
-  # The serving function's environment; the migrate function runs with the same one, so it
-  # migrates exactly the schema the serving function will use, with the same secret.
+  # The serving function's environment (the migrate function's too).
   function_environment = merge(
     {
       ENVIRONMENT = local.environment
@@ -37,13 +36,49 @@ check "lambda_zip_exists" {
   }
 }
 
+# The serving function and, for a postgres preview, its migrate function: the same zip, role,
+# environment, log group and network; each its own handler, timeout and reservation.
+#
+# The migrate function runs the zip with the handler `migrate`, in the same subnets and
+# security group as the serving function, so it reaches the database in the private subnets,
+# which the deploy's runner cannot. preview-deploy.sh creates it first, invokes it, and updates
+# the serving function only when the migration succeeded; a cold start of the serving function
+# does no DDL. Only a postgres preview has a schema to migrate.
+locals {
+  functions = merge(
+    {
+      serve = {
+        name                 = local.function_name
+        description          = "Order service preview of pull request ${var.pr_number}"
+        handler              = "bootstrap"
+        timeout              = var.timeout_seconds
+        reserved_concurrency = local.reserved_concurrency
+      }
+    },
+    var.store == "postgres" ? {
+      migrate = {
+        name        = "${local.function_name}-migrate"
+        description = "Migrates the schema of the preview of pull request ${var.pr_number}"
+        handler     = "migrate"
+        # Migrations may build indexes; the deploy waits this long at most (preview-deploy.sh).
+        timeout = 300
+        # The deploy invokes it once per push and waits for it: a reservation would take from
+        # the account's unreserved pool for a function that runs seconds per deploy.
+        reserved_concurrency = null
+      }
+    } : {},
+  )
+}
+
 resource "aws_lambda_function" "preview" {
-  # checkov:skip=CKV_AWS_116: the function is invoked synchronously through its URL; a dead-letter queue only receives failed asynchronous events.
-  # checkov:skip=CKV_AWS_117: the memory store needs no network access; the function joins the VPC only when subnet_ids is set (store = postgres).
+  # checkov:skip=CKV_AWS_116: both are invoked synchronously (the URL, the deploy, which fails on the migration's error); a dead-letter queue only receives failed asynchronous events.
+  # checkov:skip=CKV_AWS_117: the memory store needs no network access; the functions join the VPC only when subnet_ids is set (store = postgres), both the same way, to reach the same database.
   # checkov:skip=CKV_AWS_173: the environment holds no secrets (only names and switches); secrets come from Secrets Manager at run time.
   # checkov:skip=CKV_AWS_272: the zip is built and deployed by the same CI job from the pull request's commit; code signing would add a signer profile per preview without a separate trust boundary.
-  function_name = local.function_name
-  description   = "Order service preview of pull request ${var.pr_number}"
+  for_each = local.functions
+
+  function_name = each.value.name
+  description   = each.value.description
   role          = aws_iam_role.function.arn
 
   filename = var.lambda_zip
@@ -52,12 +87,14 @@ resource "aws_lambda_function" "preview" {
   source_code_hash = fileexists(var.lambda_zip) ? filebase64sha256(var.lambda_zip) : null
   runtime          = "provided.al2023"
   architectures    = ["arm64"]
-  handler          = "bootstrap"
+  handler          = each.value.handler
   memory_size      = var.memory_size_mb
-  timeout          = var.timeout_seconds
+  timeout          = each.value.timeout
 
-  reserved_concurrent_executions = local.reserved_concurrency
+  reserved_concurrent_executions = each.value.reserved_concurrency
 
+  # The migrate function runs with the serving function's environment, so it migrates
+  # exactly the schema the serving function will use, with the same secret.
   environment {
     variables = local.function_environment
   }
@@ -67,7 +104,8 @@ resource "aws_lambda_function" "preview" {
   }
 
   # The one setting of the log format: Lambda passes it to the process as
-  # AWS_LAMBDA_LOG_FORMAT, which the binary follows, and CloudWatch indexes JSON lines.
+  # AWS_LAMBDA_LOG_FORMAT, which the binary follows, and CloudWatch indexes JSON lines. The
+  # preview's one log group: the migration's lines sit beside the requests they precede.
   logging_config {
     log_format = "JSON"
     log_group  = aws_cloudwatch_log_group.function.name
@@ -84,12 +122,23 @@ resource "aws_lambda_function" "preview" {
   depends_on = [aws_iam_role_policy.function]
 }
 
+# Previews deployed before the two functions shared one resource keep their functions.
+moved {
+  from = aws_lambda_function.preview
+  to   = aws_lambda_function.preview["serve"]
+}
+
+moved {
+  from = aws_lambda_function.migrate[0]
+  to   = aws_lambda_function.preview["migrate"]
+}
+
 # A public URL: reviewers and the preview smoke test open it without AWS
 # credentials. Writes still need an API key from the preview secret, and reserved
 # concurrency caps the load anyone can cause.
 resource "aws_lambda_function_url" "preview" {
   # checkov:skip=CKV_AWS_258: the preview is a public web endpoint by design; the app itself authenticates writes.
-  function_name      = aws_lambda_function.preview.function_name
+  function_name      = aws_lambda_function.preview["serve"].function_name
   authorization_type = "NONE"
   invoke_mode        = "BUFFERED"
 }
@@ -101,7 +150,7 @@ resource "aws_lambda_permission" "function_url" {
   # checkov:skip=CKV_AWS_301: principal "*" is limited to lambda:InvokeFunctionUrl with auth type NONE, which is what a public preview URL is.
   statement_id           = "PublicFunctionUrl"
   action                 = "lambda:InvokeFunctionUrl"
-  function_name          = aws_lambda_function.preview.function_name
+  function_name          = aws_lambda_function.preview["serve"].function_name
   principal              = "*"
   function_url_auth_type = "NONE"
 }
@@ -116,58 +165,6 @@ resource "aws_lambda_permission" "function_url_invoke" {
   # checkov:skip=CKV_AWS_301: a public Function URL needs lambda:InvokeFunction for principal "*" since October 2025; the provider pinned here cannot add the InvokedViaFunctionUrl condition, and the function serves the same public URL anyway.
   statement_id  = "PublicFunctionUrlInvoke"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.preview.function_name
+  function_name = aws_lambda_function.preview["serve"].function_name
   principal     = "*"
-}
-
-# The preview's migrate function: the same zip run with the handler `migrate`, in the same
-# subnets and security group as the serving function, so it reaches the database in the
-# private subnets, which the deploy's runner cannot. preview-deploy.sh creates it first,
-# invokes it, and updates the serving function only when the migration succeeded; a cold
-# start of the serving function does no DDL. Only a postgres preview has a schema to migrate.
-resource "aws_lambda_function" "migrate" {
-  # checkov:skip=CKV_AWS_115: the deploy invokes it once per push and waits for it; a reservation would take from the account's unreserved pool for a function that runs seconds per deploy.
-  # checkov:skip=CKV_AWS_117: it joins the VPC exactly as the serving function does (when subnet_ids is set): it must reach the same database.
-  # checkov:skip=CKV_AWS_116: invoked synchronously by the deploy, which fails on its error; a dead-letter queue only receives failed asynchronous events.
-  # checkov:skip=CKV_AWS_173: the environment holds no secrets (only names and switches); secrets come from Secrets Manager at run time.
-  # checkov:skip=CKV_AWS_272: the zip is built and deployed by the same CI job from the pull request's commit; code signing would add a signer profile per preview without a separate trust boundary.
-  count = var.store == "postgres" ? 1 : 0
-
-  function_name = "${local.function_name}-migrate"
-  description   = "Migrates the schema of the preview of pull request ${var.pr_number}"
-  role          = aws_iam_role.function.arn
-
-  filename         = var.lambda_zip
-  source_code_hash = fileexists(var.lambda_zip) ? filebase64sha256(var.lambda_zip) : null
-  runtime          = "provided.al2023"
-  architectures    = ["arm64"]
-  handler          = "migrate"
-  memory_size      = var.memory_size_mb
-  # Migrations may build indexes; the deploy waits this long at most (preview-deploy.sh).
-  timeout = 300
-
-  environment {
-    variables = local.function_environment
-  }
-
-  tracing_config {
-    mode = "Active"
-  }
-
-  # The preview's one log group: the execution role may write there, and the migration's
-  # lines sit beside the requests they precede.
-  logging_config {
-    log_format = "JSON"
-    log_group  = aws_cloudwatch_log_group.function.name
-  }
-
-  dynamic "vpc_config" {
-    for_each = length(var.subnet_ids) == 0 ? [] : [1]
-    content {
-      subnet_ids         = var.subnet_ids
-      security_group_ids = var.security_group_ids
-    }
-  }
-
-  depends_on = [aws_iam_role_policy.function]
 }

@@ -5,7 +5,9 @@ output "function_url" {
 
 output "function_name" {
   description = "Name of the preview Lambda function."
-  value       = aws_lambda_function.preview.function_name
+  # From the configuration, not the function: the migration's targeted apply (preview-deploy.sh)
+  # evaluates this output before the serving function exists.
+  value = local.functions.serve.name
 }
 
 output "log_group_name" {
@@ -23,5 +25,5 @@ output "database" {
 
 output "migrate_function_name" {
   description = "Name of the function that migrates a postgres preview's schema (preview-deploy.sh invokes it), null for a memory preview."
-  value       = one(aws_lambda_function.migrate[*].function_name)
+  value       = try(local.functions.migrate.name, null)
 }

@@ -81,6 +81,16 @@ class Moto:
             urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30
         ).close()
 
+    def env(self) -> dict[str, str]:
+        """What the AWS CLI, terraform's AWS provider and the SDKs read to reach this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
     def client(self, service: str) -> Any:
         import boto3
 
@@ -135,11 +145,7 @@ class Root:
             "TF_CLI_CONFIG_FILE": str(rc),
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
-            "AWS_ENDPOINT_URL": moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
+            **moto.env(),
             "AWS_EC2_METADATA_DISABLED": "true",
         }
         self.env.pop("AWS_PROFILE", None)

@@ -115,7 +115,7 @@ def test_the_reservation_counted_is_the_one_the_plan_makes(plans):
     (after,) = [
         c["change"]["after"]["reserved_concurrent_executions"]
         for c in found["new capped postgres"]["resource_changes"]
-        if c["address"] == "aws_lambda_function.preview"
+        if c["address"] == 'aws_lambda_function.preview["serve"]'
     ]
     assert after == 5
     assert preflight(work, found["new capped postgres"], settings(105, 105)).returncode == 0

@@ -6,8 +6,8 @@
 //! timeout longer than the load balancer's, and `Connection: close` while draining.
 
 mod connection;
+mod socket;
 mod unacknowledged;
-mod write_timeout;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use crate::config::ConnectionLimits;
 use crate::state::{AppState, Readiness};
 use crate::{metrics_router, router, App};
 
-use connection::{Activity, HeadTimer, Tracked};
-use write_timeout::WriteTimeout;
+use connection::HeadTimer;
+use socket::{Activity, Watched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -149,14 +149,17 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         unacknowledged::give_up_after(&stream, limits.write_timeout);
         let activity = Arc::new(Activity::default());
-        let stream = WriteTimeout::new(stream, limits.write_timeout);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(HeadTimer::new(Arc::clone(&activity), limits))
             .header_read_timeout(limits.header_read_timeout)
             // Bounds the request head (431 above it); hyper's own default is about 400 KB.
             .max_buf_size(limits.max_request_head_bytes)
             .serve_connection(
-                TokioIo::new(Tracked::new(stream, Arc::clone(&activity))),
+                TokioIo::new(Watched::new(
+                    stream,
+                    Arc::clone(&activity),
+                    limits.write_timeout,
+                )),
                 TowerToHyperService::new(app.clone()),
             );
         tokio::spawn(finish(connection, activity, stopped.clone(), permit));

@@ -47,17 +47,17 @@ run "public_memory_preview" {
   }
 
   assert {
-    condition     = aws_lambda_function.preview.function_name == "order-service-preview-pr-42" && output.function_name == "order-service-preview-pr-42"
+    condition     = aws_lambda_function.preview["serve"].function_name == "order-service-preview-pr-42" && output.function_name == "order-service-preview-pr-42"
     error_message = "The function is named after the pull request."
   }
 
   assert {
-    condition     = aws_lambda_function.preview.runtime == "provided.al2023" && aws_lambda_function.preview.architectures == tolist(["arm64"]) && aws_lambda_function.preview.handler == "bootstrap"
+    condition     = aws_lambda_function.preview["serve"].runtime == "provided.al2023" && aws_lambda_function.preview["serve"].architectures == tolist(["arm64"]) && aws_lambda_function.preview["serve"].handler == "bootstrap"
     error_message = "The function must run the cargo-lambda arm64 bootstrap on provided.al2023."
   }
 
   assert {
-    condition = aws_lambda_function.preview.environment[0].variables == tomap({
+    condition = aws_lambda_function.preview["serve"].environment[0].variables == tomap({
       ENVIRONMENT             = "preview-pr-42"
       LOG_LEVEL               = "info"
       PUBLIC_READS            = "true"
@@ -69,7 +69,7 @@ run "public_memory_preview" {
   }
 
   assert {
-    condition     = aws_lambda_function.preview.logging_config[0].log_format == "JSON"
+    condition     = aws_lambda_function.preview["serve"].logging_config[0].log_format == "JSON"
     error_message = "The function's logging configuration is the one source of the log format (AWS_LAMBDA_LOG_FORMAT): JSON lines in CloudWatch."
   }
 
@@ -79,12 +79,12 @@ run "public_memory_preview" {
   }
 
   assert {
-    condition     = aws_lambda_function.preview.tracing_config[0].mode == "Active"
+    condition     = aws_lambda_function.preview["serve"].tracing_config[0].mode == "Active"
     error_message = "The preview must be traced."
   }
 
   assert {
-    condition     = aws_lambda_function.preview.reserved_concurrent_executions == 1
+    condition     = aws_lambda_function.preview["serve"].reserved_concurrent_executions == 1
     error_message = "A memory preview must run one sandbox: each sandbox has its own store."
   }
 
@@ -99,12 +99,12 @@ run "public_memory_preview" {
   }
 
   assert {
-    condition     = length(aws_lambda_function.migrate) == 0 && output.migrate_function_name == null
+    condition     = !contains(keys(aws_lambda_function.preview), "migrate") && output.migrate_function_name == null
     error_message = "A memory preview has no schema, so no migrate function."
   }
 
   assert {
-    condition     = length(aws_lambda_function.preview.vpc_config) == 0
+    condition     = length(aws_lambda_function.preview["serve"].vpc_config) == 0
     error_message = "A memory preview stays outside the VPC."
   }
 }
@@ -143,11 +143,11 @@ run "postgres_preview_with_secret" {
 
   assert {
     condition = (
-      aws_lambda_function.preview.environment[0].variables["STORE"] == "postgres" &&
-      aws_lambda_function.preview.environment[0].variables["PUBLIC_READS"] == "true" &&
-      aws_lambda_function.preview.environment[0].variables["DB_SCHEMA"] == "preview_pr_42" &&
-      aws_lambda_function.preview.environment[0].variables["SECRETS_MANAGER_ENABLED"] == "true" &&
-      aws_lambda_function.preview.environment[0].variables["AWS_SECRET_NAME"] == "order-service/preview/app"
+      aws_lambda_function.preview["serve"].environment[0].variables["STORE"] == "postgres" &&
+      aws_lambda_function.preview["serve"].environment[0].variables["PUBLIC_READS"] == "true" &&
+      aws_lambda_function.preview["serve"].environment[0].variables["DB_SCHEMA"] == "preview_pr_42" &&
+      aws_lambda_function.preview["serve"].environment[0].variables["SECRETS_MANAGER_ENABLED"] == "true" &&
+      aws_lambda_function.preview["serve"].environment[0].variables["AWS_SECRET_NAME"] == "order-service/preview/app"
     )
     error_message = "A postgres preview must use its own schema and read the preview secret."
   }
@@ -166,29 +166,29 @@ run "postgres_preview_with_secret" {
   }
 
   assert {
-    condition     = length(aws_lambda_function.preview.vpc_config) == 1
+    condition     = length(aws_lambda_function.preview["serve"].vpc_config) == 1
     error_message = "A postgres preview must join the VPC to reach the database."
   }
 
   assert {
     condition = (
-      aws_lambda_function.migrate[0].handler == "migrate" &&
-      aws_lambda_function.migrate[0].filename == aws_lambda_function.preview.filename &&
-      aws_lambda_function.migrate[0].environment[0].variables == aws_lambda_function.preview.environment[0].variables &&
-      aws_lambda_function.migrate[0].vpc_config[0].subnet_ids == aws_lambda_function.preview.vpc_config[0].subnet_ids &&
-      aws_lambda_function.migrate[0].vpc_config[0].security_group_ids == aws_lambda_function.preview.vpc_config[0].security_group_ids &&
+      aws_lambda_function.preview["migrate"].handler == "migrate" &&
+      aws_lambda_function.preview["migrate"].filename == aws_lambda_function.preview["serve"].filename &&
+      aws_lambda_function.preview["migrate"].environment[0].variables == aws_lambda_function.preview["serve"].environment[0].variables &&
+      aws_lambda_function.preview["migrate"].vpc_config[0].subnet_ids == aws_lambda_function.preview["serve"].vpc_config[0].subnet_ids &&
+      aws_lambda_function.preview["migrate"].vpc_config[0].security_group_ids == aws_lambda_function.preview["serve"].vpc_config[0].security_group_ids &&
       output.migrate_function_name == "order-service-preview-pr-42-migrate"
     )
     error_message = "A postgres preview's migrate function runs the same zip with the handler migrate, the same environment and the same network as the serving function."
   }
 
   assert {
-    condition     = coalesce(aws_lambda_function.preview.reserved_concurrent_executions, -1) == -1
+    condition     = coalesce(aws_lambda_function.preview["serve"].reserved_concurrent_executions, -1) == -1
     error_message = "A postgres preview reserves nothing: parallel requests are never throttled, and a quota of 10 holds it."
   }
 
   assert {
-    condition     = aws_lambda_function.preview.environment[0].variables["DB_MAX_CONNECTIONS"] == "2"
+    condition     = aws_lambda_function.preview["serve"].environment[0].variables["DB_MAX_CONNECTIONS"] == "2"
     error_message = "A postgres preview sandbox opens at most db_max_connections connections."
   }
 

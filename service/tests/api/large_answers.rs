@@ -10,7 +10,7 @@ use flate2::Compression;
 use order_service::{metrics_router, router};
 use serde_json::Value;
 
-use crate::support::{get, request, send, state_with, Reply};
+use crate::support::{create, get, request, send, state_with, Reply};
 
 /// An order whose JSON is about `items` × 60 bytes.
 fn order_with_items(customer: &str, items: usize) -> Value {
@@ -18,28 +18,6 @@ fn order_with_items(customer: &str, items: usize) -> Value {
         .map(|i| serde_json::json!({"product_id": i + 1, "name": "Item ü", "quantity": 1, "price": 1.5}))
         .collect();
     serde_json::json!({"customer_name": customer, "items": items, "shipping_address": "1 Way"})
-}
-
-async fn create(app: &order_service::App, body: &Value) -> String {
-    let reply = send(app, request(Method::POST, "/orders", &[], Some(body))).await;
-    assert_eq!(
-        reply.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    reply.json()["id"].as_str().expect("id").to_owned()
-}
-
-fn next_link(reply: &Reply) -> Option<String> {
-    reply.header("link").map(|link| {
-        assert!(link.ends_with("; rel=\"next\""), "{link}");
-        link.trim_start_matches('<')
-            .split('>')
-            .next()
-            .expect("uri")
-            .to_owned()
-    })
 }
 
 /// GET `uri` with `Accept-Encoding: accept`.
@@ -85,14 +63,10 @@ async fn a_page_stops_before_the_order_that_would_pass_the_byte_budget() {
             reply.header("content-length"),
             Some(reply.body.len().to_string().as_str())
         );
-        let orders = reply.json().as_array().expect("array").clone();
+        let orders = reply.ids();
         assert!(!orders.is_empty());
-        seen.extend(
-            orders
-                .iter()
-                .map(|o| o["id"].as_str().expect("id").to_owned()),
-        );
-        next = next_link(&reply);
+        seen.extend(orders);
+        next = reply.next_link();
         if let Some(next) = &next {
             let cursor = reply.header("order-cursor").expect("Order-Cursor");
             assert!(next.ends_with(&format!("cursor={cursor}")), "{next}");
@@ -117,9 +91,9 @@ async fn an_order_larger_than_the_budget_is_served_alone() {
     assert!(first.body.len() > 1024);
     assert_eq!(first.json()[0]["id"], big.as_str());
     assert_eq!(first.json().as_array().map(Vec::len), Some(1));
-    let second = get(&app, &next_link(&first).expect("next")).await;
+    let second = get(&app, &first.next_link().expect("next")).await;
     assert_eq!(second.json()[0]["id"], small.as_str());
-    assert!(next_link(&second).is_none());
+    assert!(second.next_link().is_none());
 }
 
 /// gzip or br as the client prefers, the same JSON once decoded, `Vary: Accept-Encoding`
@@ -285,12 +259,5 @@ async fn a_page_of_small_and_large_orders_is_one_array() {
         page.header("content-length"),
         Some(page.body.len().to_string().as_str())
     );
-    let seen: Vec<String> = page
-        .json()
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|o| o["id"].as_str().expect("id").to_owned())
-        .collect();
-    assert_eq!(seen, ids);
+    assert_eq!(page.ids(), ids);
 }

@@ -359,18 +359,8 @@ async fn racing_patches_answer_one_200_and_one_409() {
     db.migrate("public").await;
     let url = db.url();
     let app = router(support::state_with(&[("STORE", "postgres"), ("DATABASE_URL", &url)]).await);
-    let created = send(
-        &app,
-        request(
-            Method::POST,
-            "/orders",
-            &[],
-            Some(&support::new_order("Http")),
-        ),
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::CREATED);
-    let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+    let id = support::create(&app, &support::new_order("Http")).await;
+    let path = format!("/orders/{id}");
     let patch = |status: &str| {
         let (app, path, body) = (app.clone(), path.clone(), json!({ "status": status }));
         tokio::spawn(
@@ -548,18 +538,8 @@ async fn a_credential_rotation_costs_no_request() {
     let rds_secret = |password: &str| rotation.secret(password);
     let loader = state.secrets.clone().expect("the secret is loaded");
     let app = router(state);
-    let created = send(
-        &app,
-        request(
-            Method::POST,
-            "/orders",
-            &[],
-            Some(&support::new_order("Steady")),
-        ),
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::CREATED);
-    let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+    let id = support::create(&app, &support::new_order("Steady")).await;
+    let path = format!("/orders/{id}");
     // Steady load on few connections, while the password changes and then the secret.
     let failures = Arc::new(AtomicUsize::new(0));
     let burst = |width: usize| {
@@ -658,18 +638,8 @@ async fn a_rotated_runtime_secret_reconnects_the_service() {
     let (db, moto, state) = (&rotation.db, &rotation.moto, rotation.state.clone());
     let rds_secret = |password: &str| rotation.secret(password);
     let app = router(state);
-    let created = send(
-        &app,
-        request(
-            Method::POST,
-            "/orders",
-            &[],
-            Some(&support::new_order("Rotated")),
-        ),
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::CREATED);
-    let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+    let id = support::create(&app, &support::new_order("Rotated")).await;
+    let path = format!("/orders/{id}");
 
     // Rotation: a new secret version, the old password rejected, open sessions ended.
     moto.put_secret("app/db", &rds_secret("second-password"))
@@ -911,18 +881,8 @@ async fn control_characters_are_422_on_both_stores() {
             .filter_map(|e| e["field"].as_str())
             .collect();
         assert_eq!(fields, ["customer_name", "items[0].name"], "{problem}");
-        let created = send(
-            &app,
-            request(
-                Method::POST,
-                "/orders",
-                &[],
-                Some(&support::new_order("Clean")),
-            ),
-        )
-        .await;
-        assert_eq!(created.status, StatusCode::CREATED);
-        let path = format!("/orders/{}", created.json()["id"].as_str().expect("id"));
+        let id = support::create(&app, &support::new_order("Clean")).await;
+        let path = format!("/orders/{id}");
         let patch = json!({"status": "PROCESSING", "tracking_number": "1Z\u{0}"});
         let reply = send(&app, request(Method::PATCH, &path, &[], Some(&patch))).await;
         reply.problem(StatusCode::UNPROCESSABLE_ENTITY);

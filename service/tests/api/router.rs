@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use order_service::router;
 use serde_json::{json, Value};
 
-use crate::support::{get, local_app, new_order, request, send, state_with};
+use crate::support::{create, get, local_app, new_order, request, send, state_with};
 
 #[tokio::test]
 async fn welcome_names_the_environment() {
@@ -249,26 +249,15 @@ async fn idempotency_key_replays_the_first_result() {
 async fn pagination_follows_link_headers_through_every_order() {
     let app = router(state_with(&[("SEED_SAMPLE_DATA", "false")]).await);
     for n in 0..7 {
-        let body = new_order(&format!("Customer {n}"));
-        let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
-        assert_eq!(reply.status, StatusCode::CREATED);
+        create(&app, &new_order(&format!("Customer {n}"))).await;
     }
     let mut seen = Vec::new();
     let mut next = Some("/orders?limit=3".to_owned());
     while let Some(uri) = next.take() {
         let reply = get(&app, &uri).await;
         assert_eq!(reply.status, StatusCode::OK);
-        for order in reply.json().as_array().expect("array") {
-            seen.push(order["id"].as_str().expect("id").to_owned());
-        }
-        next = reply.header("link").map(|link| {
-            assert!(link.ends_with("; rel=\"next\""), "{link}");
-            link.trim_start_matches('<')
-                .split('>')
-                .next()
-                .expect("uri")
-                .to_owned()
-        });
+        seen.extend(reply.ids());
+        next = reply.next_link();
     }
     assert_eq!(seen, ["1", "2", "3", "4", "5", "6", "7"]);
     assert!(get(&app, "/orders").await.header("link").is_none());
@@ -280,33 +269,17 @@ async fn pagination_follows_link_headers_through_every_order() {
 #[tokio::test]
 async fn the_last_page_hands_out_a_cursor_to_resume_from() {
     let app = router(state_with(&[("SEED_SAMPLE_DATA", "false")]).await);
-    let create = |name: &str| {
-        let app = app.clone();
-        let body = new_order(name);
-        async move {
-            let reply = send(&app, request(Method::POST, "/orders", &[], Some(&body))).await;
-            assert_eq!(reply.status, StatusCode::CREATED);
-            reply.json()["id"].as_str().expect("id").to_owned()
-        }
-    };
-    let first = create("First").await;
+    let first = create(&app, &new_order("First")).await;
     let last_page = get(&app, "/orders?limit=10").await;
     assert!(last_page.header("link").is_none());
     let cursor = last_page
         .header("order-cursor")
         .expect("Order-Cursor")
         .to_owned();
-    let later = create("Later").await;
+    let later = create(&app, &new_order("Later")).await;
     let resumed = get(&app, &format!("/orders?cursor={cursor}")).await;
     assert_eq!(resumed.status, StatusCode::OK);
-    let ids: Vec<String> = resumed
-        .json()
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|o| o["id"].as_str().expect("id").to_owned())
-        .collect();
-    assert_eq!(ids, [later.as_str()]);
+    assert_eq!(resumed.ids(), [later.as_str()]);
     let legacy = get(&app, &format!("/orders?cursor={first}")).await.json();
     assert_eq!(legacy.as_array().map(Vec::len), Some(1));
     assert_eq!(legacy[0]["id"], later.as_str());

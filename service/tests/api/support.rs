@@ -56,6 +56,28 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The ids of the orders in a page, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|o| o["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// The target of the `Link: <…>; rel="next"` header, if the page has one.
+    pub fn next_link(&self) -> Option<String> {
+        self.header("link").map(|link| {
+            assert!(link.ends_with("; rel=\"next\""), "{link}");
+            link.trim_start_matches('<')
+                .split('>')
+                .next()
+                .expect("uri")
+                .to_owned()
+        })
+    }
+
     /// Asserts an RFC 9457 problem with this status and returns its body.
     pub fn problem(&self, status: StatusCode) -> Value {
         assert_eq!(
@@ -91,6 +113,18 @@ pub async fn send(app: &App, request: Request<Body>) -> Reply {
 /// The id `text` names, for the store's methods.
 pub fn order_id(text: &str) -> order_service::domain::OrderId {
     order_service::domain::OrderId::parse(text).expect("an order id")
+}
+
+/// Creates an order through the router; returns its id.
+pub async fn create(app: &App, body: &Value) -> String {
+    let reply = send(app, request(Method::POST, "/orders", &[], Some(body))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()["id"].as_str().expect("id").to_owned()
 }
 
 pub async fn get(app: &App, uri: &str) -> Reply {

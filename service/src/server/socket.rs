@@ -1,4 +1,8 @@
-//! A socket whose writes give up when the client stops reading.
+//! The accepted socket, watched: it records which reads and writes moved bytes, and gives up
+//! on writes the client does not read.
+//!
+//! The header timer and the shutdown sequence read the record: whether the client has started
+//! sending its next request, whether the connection has answered yet.
 //!
 //! hyper waits for a writable socket for ever: a client that asks for a large answer and never
 //! reads it holds the connection and the whole buffered body. Here a write that stays pending
@@ -9,30 +13,64 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-pub struct WriteTimeout<S> {
+/// Reads and writes that moved bytes on one connection.
+#[derive(Debug, Default)]
+pub struct Activity {
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Activity {
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    pub fn has_written(&self) -> bool {
+        self.writes.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A socket that counts into an [`Activity`] and fails a write stalled for the write timeout.
+pub struct Watched<S> {
     inner: S,
-    timeout: Duration,
+    activity: Arc<Activity>,
+    write_timeout: Duration,
     /// Armed by the first pending write, cleared by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl<S> WriteTimeout<S> {
-    pub fn new(inner: S, timeout: Duration) -> Self {
+impl<S> Watched<S> {
+    pub fn new(inner: S, activity: Arc<Activity>, write_timeout: Duration) -> Self {
         Self {
             inner,
-            timeout,
+            activity,
+            write_timeout,
             stalled: None,
         }
     }
 
+    /// Counts a write that moved bytes, then [`Self::watch`]es it.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.watch(cx, result)
+    }
+
     /// Passes a finished write through (and forgets the stall); turns a pending one into
-    /// `TimedOut` once it has been pending for the whole timeout.
+    /// `TimedOut` once it has been pending for the whole write timeout.
     fn watch<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -42,7 +80,7 @@ impl<S> WriteTimeout<S> {
             self.stalled = None;
             return result;
         }
-        let timeout = self.timeout;
+        let timeout = self.write_timeout;
         let stalled = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
@@ -56,17 +94,23 @@ impl<S> WriteTimeout<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -74,7 +118,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.watch(cx, result)
+        this.wrote(cx, result)
     }
 
     fn poll_write_vectored(
@@ -84,7 +128,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.watch(cx, result)
+        this.wrote(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
