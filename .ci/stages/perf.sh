@@ -97,8 +97,9 @@ done
 # The refusal at the concurrency limit (a GET answered 503 by admission control), held to its
 # own budget like the others, and to a ceiling: at most 1/16 of a served GET counted in the
 # same run (at 4x offered load, 0.8x of capacity served leaves a refusal at most
-# s + (4 - s) r <= 1 of an answer's CPU). Both checks fail the stage, each with the same
-# tolerance as the budgets, since both are regression gates on exact counts.
+# s + (4 - s) r <= 1 of an answer's CPU). Both checks fail the stage: the budget with the
+# budgets' tolerance, the ceiling without one (the refusal and the GET are counted in the
+# same run, so nothing but the code moves their ratio).
 measured[refused]=$(count refused) || exit 1
 [ "${measured[refused]}" -gt 0 ] || { echo "no instructions counted for refused" >&2; exit 1; }
 
@@ -141,7 +142,7 @@ done
 refused_budget=$(awk '$1 == "refused" { print $2 }' "$budget_file")
 [ -n "$refused_budget" ] || { echo "no budget for refused in $budget_file" >&2; exit 1; }
 refused_verdict=$(awk -v m="${measured[refused]}" -v b="$refused_budget" -v g="${measured[get]}" -v t="$tolerance_percent" \
-  'BEGIN { printf "%s (1/%.1f of the GET measured; ceiling 1/16)", (m > b * (1 + t / 100)) ? "OVER BUDGET" : (m * 16 > g * (1 + t / 100)) ? "OVER CEILING" : "ok", g / m }')
+  'BEGIN { printf "%s (1/%.1f of the GET measured; ceiling 1/16)", (m > b * (1 + t / 100)) ? "OVER BUDGET" : (m * 16 > g) ? "OVER CEILING" : "ok", g / m }')
 printf '%-18s %12s %12s %9s  %s\n' "503 at the limit" "$refused_budget" "${measured[refused]}" \
   "$(awk -v m="${measured[refused]}" -v b="$refused_budget" 'BEGIN { printf "%+.1f %%", (m - b) * 100 / b }')" "$refused_verdict"
 case "$refused_verdict" in

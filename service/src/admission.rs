@@ -181,9 +181,11 @@ async fn summarise(admission: Weak<Admission>) {
 const PROBLEM_JSON_VALUE: HeaderValue = HeaderValue::from_static(PROBLEM_JSON);
 const RETRY_AFTER_VALUE: HeaderValue = HeaderValue::from_static(RETRY_AFTER_SECONDS);
 
-/// The 503 a refused request gets: `Retry-After`, a problem body, nothing computed.
-fn refusal() -> Response {
-    let mut headers = HeaderMap::with_capacity(2);
+/// The 503 a refused request gets: `Retry-After`, a problem body, nothing computed. Its
+/// headers go in the request's header map, emptied: the request is dropped here anyway, and
+/// its map's memory then serves the answer instead of being freed and another allocated.
+fn refusal(mut headers: HeaderMap) -> Response {
+    headers.clear();
     headers.insert(header::CONTENT_TYPE, PROBLEM_JSON_VALUE);
     headers.insert(header::RETRY_AFTER, RETRY_AFTER_VALUE);
     let mut response = Response::new(Body::from(Bytes::from_static(REFUSAL_BODY)));
@@ -195,27 +197,32 @@ fn refusal() -> Response {
 /// What `router` (and `metrics_router`) return, and both shells serve: the router, and in
 /// front of it admission control, decided on the path alone. A refused request meets no
 /// router, no layer and no extension: the cheaper a refusal, the more of an overloaded CPU is
-/// left for the requests admitted.
+/// left for the requests admitted. The exempt paths (the probes) have a router of their own,
+/// so an API request passes one router, not a second one behind a fallback.
 #[derive(Clone)]
 pub struct App {
     router: Router,
     /// `None`: nothing is refused (the metrics port, which sheds scrapes itself).
     admission: Option<Arc<Admission>>,
-    /// Paths never refused (the probes).
+    /// Paths never refused (the probes), and the router that answers them.
     exempt: &'static [&'static str],
+    exempt_router: Option<Router>,
 }
 
 impl App {
-    /// Every request but those to `exempt` paths is admitted or refused before `router`.
+    /// Requests to the `exempt` paths go to `exempt_router`, unrefused; every other request
+    /// is admitted or refused before `router`.
     pub fn admitting(
         router: Router,
         admission: Arc<Admission>,
         exempt: &'static [&'static str],
+        exempt_router: Router,
     ) -> Self {
         Self {
             router,
             admission: Some(admission),
             exempt,
+            exempt_router: Some(exempt_router),
         }
     }
 
@@ -225,6 +232,7 @@ impl App {
             router,
             admission: None,
             exempt: &[],
+            exempt_router: None,
         }
     }
 }
@@ -238,19 +246,23 @@ where
     type Error = Infallible;
     type Future = Admitted;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower::Service::<http::Request<B>>::poll_ready(&mut self.router, cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // A `Router` is always ready.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let permit = match &self.admission {
-            Some(admission) if !self.exempt.contains(&request.uri().path()) => {
-                match admission.try_admit() {
-                    Some(permit) => Some(permit),
-                    None => return Admitted::Refused,
-                }
+        if let Some(exempt) = &mut self.exempt_router {
+            if self.exempt.contains(&request.uri().path()) {
+                return Admitted::Served(exempt.call(request), None);
             }
-            _ => None,
+        }
+        let permit = match &self.admission {
+            Some(admission) => match admission.try_admit() {
+                Some(permit) => Some(permit),
+                None => return Admitted::Refused(Some(request.into_parts().0.headers)),
+            },
+            None => None,
         };
         Admitted::Served(self.router.call(request), permit)
     }
@@ -262,7 +274,8 @@ where
 #[allow(clippy::large_enum_variant)]
 pub enum Admitted {
     Served(RouteFuture<Infallible>, Option<Permit>),
-    Refused,
+    /// The request's headers, to be replaced by the answer's.
+    Refused(Option<HeaderMap>),
 }
 
 impl Future for Admitted {
@@ -276,7 +289,9 @@ impl Future for Admitted {
                 drop(permit.take());
                 Poll::Ready(output)
             }
-            Admitted::Refused => Poll::Ready(Ok(refusal())),
+            Admitted::Refused(headers) => {
+                Poll::Ready(Ok(refusal(headers.take().unwrap_or_default())))
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
 use axum::BoxError;
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -27,14 +28,15 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> App {
     let config = &state.config;
     // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
-    // access log and the metrics. Each stack lists its layers outermost first.
-    let outer = ServiceBuilder::new().layer(from_fn_with_state(
-        Arc::clone(&state.metrics),
-        crate::access::observe,
-    ));
+    // access log and the metrics. All of a router's layers go in one `Router::layer` call:
+    // each call wraps every route in one more boxed service, and a request clones every
+    // boxed service below the one it passes, so four calls cost ten clones a request where
+    // one costs one. Each stack lists its layers outermost first.
+    let outer = from_fn_with_state(Arc::clone(&state.metrics), crate::access::observe);
     // Bare error answers of any layer get the problem shape in `outer`
     // (`problem_for_bare_error`); refusals never reach it (admission is outside it).
     let inner = ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(crate::encoding::request_decoding())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
@@ -50,25 +52,31 @@ pub fn router(state: AppState) -> App {
         // Bare 404; the access layer gives it the problem shape.
         .fallback(|| async { StatusCode::NOT_FOUND });
     // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
-    // refreshes it and requests pass no layer for it. Added before `inner`, so the refresh is
-    // part of the request and ends within its timeout.
-    let api = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
+    // refreshes it and requests pass no layer for it. Inside `inner`, so the refresh is part
+    // of the request and ends within its timeout.
+    let routes = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
         Some(loader) => routes.layer(from_fn_with_state(Arc::clone(loader), refresh_stale_secret)),
         None => routes,
-    }
-    .layer(inner.clone());
-    let api = crate::encoding::negotiated(api, config.compression_min_bytes)
-        .layer(outer.clone())
+    };
+    let api = routes
+        .layer(
+            ServiceBuilder::new()
+                .layer(outer.clone())
+                .layer(crate::encoding::negotiation(config.compression_min_bytes))
+                .layer(inner.clone()),
+        )
         .with_state(state.clone());
-    let admission = Arc::clone(&state.admission);
-    let router = routes::meta::probes()
-        .layer(inner)
-        .layer(outer)
-        .fallback_service(api)
-        .with_state(state);
-    // Admission control comes before the router (a refusal passes no router and no layer) and
-    // skips the probes, which are answered however busy the pod is.
-    App::admitting(router, admission, routes::meta::PROBES)
+    let probes = routes::meta::probes()
+        .layer(ServiceBuilder::new().layer(outer).layer(inner))
+        .with_state(state.clone());
+    // Admission control comes before the routers (a refusal passes no router and no layer)
+    // and skips the probes, which are answered however busy the pod is.
+    App::admitting(
+        api,
+        Arc::clone(&state.admission),
+        routes::meta::PROBES,
+        probes,
+    )
 }
 
 /// On the Lambda, the first request after the refresh interval fetches the runtime secret

@@ -6,9 +6,10 @@ use std::task::{ready, Context, Poll};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};
 use bytes::Bytes;
+use tower::layer::util::{Identity, Stack};
 use tower::util::future::{EitherResponseFuture, MapResponseFuture};
 use tower::util::{Either, MapResponse};
-use tower::{BoxError, Layer, Service};
+use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tower_http::body::UnsyncBoxBody;
 use tower_http::compression::predicate::SizeAbove;
 use tower_http::compression::CompressionLayer;
@@ -123,18 +124,32 @@ fn vary_on_accept_encoding(response: &Response<Body>) -> Option<HeaderValue> {
         .then(|| HeaderValue::from_static("accept-encoding"))
 }
 
-/// `router` with its answers compressed as negotiated ([`compression`]) and varying on
-/// `Accept-Encoding` ([`vary_on_accept_encoding`]).
+type Vary = fn(&Response<Body>) -> Option<HeaderValue>;
+
+/// The layers of [`negotiation`], outermost first: compression, then `Vary`.
+pub type Negotiation = ServiceBuilder<
+    Stack<SetResponseHeaderLayer<Vary>, Stack<CompressionLayer<SizeAbove>, Identity>>,
+>;
+
+/// Answers compressed as negotiated ([`compression`]) and varying on `Accept-Encoding`
+/// ([`vary_on_accept_encoding`]): two layers, for a stack that applies its layers in one
+/// `Router::layer` (each call wraps every route once more, and a request clones every
+/// wrapper below the one it passes). The service below answers with an axum body.
+pub fn negotiation(min_bytes: u16) -> Negotiation {
+    // The header is set inside the compression layer, which adds none of its own when it
+    // finds one; set as a plain header layer, no answer is boxed for it.
+    let vary: Vary = vary_on_accept_encoding;
+    ServiceBuilder::new()
+        .layer(compression(min_bytes))
+        .layer(SetResponseHeaderLayer::appending(header::VARY, vary))
+}
+
+/// `router` with [`negotiation`].
 pub fn negotiated<S: Clone + Send + Sync + 'static>(
     router: axum::Router<S>,
     min_bytes: u16,
 ) -> axum::Router<S> {
-    // The header is set inside the compression layer, which adds none of its own when it
-    // finds one; set as a plain header layer, no answer is boxed for it.
-    let vary: fn(&Response<Body>) -> Option<HeaderValue> = vary_on_accept_encoding;
-    router
-        .layer(SetResponseHeaderLayer::appending(header::VARY, vary))
-        .layer(compression(min_bytes))
+    router.layer(negotiation(min_bytes))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use async_trait::async_trait;
 
-use crate::domain::{NewOrder, Order, OrderStatus};
+use crate::domain::{NewOrder, Order, OrderId, OrderStatus};
 
 /// How long an idempotency key is remembered unless configured otherwise.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -182,13 +182,14 @@ pub trait OrderStore: Send + Sync + 'static {
         idempotency: Option<Idempotency>,
     ) -> Result<Created, StoreError>;
 
-    async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError>;
+    async fn get(&self, id: OrderId) -> Result<Option<Arc<Order>>, StoreError>;
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError>;
 
     /// Applies `change` atomically and bumps the version; `StatusConflict` with the order as
     /// it is when the conditions do not hold.
-    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError>;
+    async fn set_status(&self, id: OrderId, change: StatusChange)
+        -> Result<Arc<Order>, StoreError>;
 
     /// Inserts the given orders, ids included, when the store holds no orders yet.
     async fn seed(&self, orders: Vec<Order>) -> Result<(), StoreError>;
@@ -197,12 +198,9 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Parses an order id into its sequence number; anything else cannot exist.
+/// The sequence number of a stored order's id.
 pub fn id_sequence(id: &str) -> Option<u64> {
-    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    id.parse().ok().filter(|n| *n > 0)
+    OrderId::parse(id).map(OrderId::sequence)
 }
 
 /// Timestamps keep microseconds, the precision PostgreSQL stores, so every backend returns

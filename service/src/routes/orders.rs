@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{ReadAccess, WriteAccess};
 use crate::config::CONTAINER_PAGE_MAX_BYTES;
 use crate::domain::{
-    can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order,
+    can_transition, parse_tracking_number, version_of_etag, ItemInput, NewOrder, Order, OrderId,
     OrderStatus, ValidationErrors,
 };
 use crate::error::{ApiError, Json, Problem, Query, ORDER_NOT_FOUND};
@@ -322,12 +323,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 pub async fn get_order(
     _read: ReadAccess,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: OrderId,
 ) -> Result<Response, ApiError> {
-    let order = state.store.get(&id).await?;
+    let order = state.store.get(id).await?;
     order
         .map(|order| with_etag(&order, StatusCode::OK))
         .ok_or(ApiError::NotFound(ORDER_NOT_FOUND))
+}
+
+/// `{id}` of `/orders/{id}`, checked once: a text no order can have is answered as an unknown
+/// order (404, "Order not found"), as the store would answer it; what the path extractor
+/// itself refuses is refused as before.
+impl<S: Send + Sync> FromRequestParts<S> for OrderId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        OrderId::parse(&id).ok_or_else(|| ApiError::NotFound(ORDER_NOT_FOUND).into_response())
+    }
 }
 
 /// The order as JSON with its `ETag`; a shared order's JSON is made once.
@@ -463,7 +478,7 @@ pub struct UpdateStatusRequest {
 pub async fn update_order_status(
     State(state): State<AppState>,
     _write: WriteAccess,
-    Path(id): Path<String>,
+    id: OrderId,
     headers: HeaderMap,
     Json(request): Json<UpdateStatusRequest>,
 ) -> Result<Response, ApiError> {
@@ -482,7 +497,7 @@ pub async fn update_order_status(
         tracking_number: tracking_number.clone(),
         versions: versions.clone(),
     };
-    let current = match state.store.set_status(&id, change).await {
+    let current = match state.store.set_status(id, change).await {
         Ok(order) => return Ok(with_etag(&order, StatusCode::OK)),
         Err(StoreError::StatusConflict { current }) => current,
         Err(StoreError::NotFound) => return Err(ApiError::NotFound(ORDER_NOT_FOUND)),

@@ -17,7 +17,7 @@ use super::{
     id_sequence, to_micros, Created, Cursor, Idempotency, OrderStore, Page, PageRequest, Position,
     StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
-use crate::domain::{NewOrder, Order};
+use crate::domain::{NewOrder, Order, OrderId};
 
 /// Orders a memory store holds unless configured otherwise (`MEMORY_MAX_ORDERS`).
 pub const DEFAULT_MAX_ORDERS: usize = 100_000;
@@ -141,11 +141,8 @@ impl OrderStore for MemoryStore {
         })
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError> {
-        let Some(sequence) = id_sequence(id) else {
-            return Ok(None);
-        };
-        Ok(self.lock().orders.get(&sequence).cloned())
+    async fn get(&self, id: OrderId) -> Result<Option<Arc<Order>>, StoreError> {
+        Ok(self.lock().orders.get(&id.sequence()).cloned())
     }
 
     async fn list(&self, page: PageRequest) -> Result<Page, StoreError> {
@@ -192,8 +189,12 @@ impl OrderStore for MemoryStore {
         })
     }
 
-    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError> {
-        let sequence = id_sequence(id).ok_or(StoreError::NotFound)?;
+    async fn set_status(
+        &self,
+        id: OrderId,
+        change: StatusChange,
+    ) -> Result<Arc<Order>, StoreError> {
+        let sequence = id.sequence();
         let mut inner = self.lock();
         let stored = inner
             .orders
@@ -245,6 +246,10 @@ mod tests {
     use super::*;
     use crate::domain::{ItemInput, OrderStatus};
 
+    fn order_id(text: &str) -> OrderId {
+        OrderId::parse(text).expect("an order id")
+    }
+
     fn new_order(name: &str) -> NewOrder {
         let item = ItemInput {
             product_id: 1,
@@ -260,7 +265,7 @@ mod tests {
         let store = MemoryStore::new();
         let created = store.create(new_order("Ada"), None).await.expect("create");
         let read = store
-            .get(&created.order.id)
+            .get(order_id(&created.order.id))
             .await
             .expect("get")
             .expect("exists");
@@ -274,7 +279,10 @@ mod tests {
             tracking_number: None,
             versions: None,
         };
-        let changed = store.set_status(&read.id, change).await.expect("change");
+        let changed = store
+            .set_status(order_id(&read.id), change)
+            .await
+            .expect("change");
         assert_eq!(read.status, OrderStatus::Pending);
         assert_eq!(changed.status, OrderStatus::Processing);
     }
@@ -290,7 +298,7 @@ mod tests {
             .id
             .clone();
         let before = store
-            .get(&id)
+            .get(order_id(&id))
             .await
             .expect("get")
             .expect("exists")
@@ -303,9 +311,14 @@ mod tests {
             tracking_number: None,
             versions: None,
         };
-        drop(store.set_status(&id, change).await.expect("change"));
+        drop(
+            store
+                .set_status(order_id(&id), change)
+                .await
+                .expect("change"),
+        );
         let after = store
-            .get(&id)
+            .get(order_id(&id))
             .await
             .expect("get")
             .expect("exists")

@@ -22,10 +22,10 @@ use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::watch;
 
 use super::{
-    id_sequence, to_micros, Created, CredentialRefresher, Cursor, DatabaseConfig, Idempotency,
-    OrderStore, Page, PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
+    to_micros, Created, CredentialRefresher, Cursor, DatabaseConfig, Idempotency, OrderStore, Page,
+    PageRequest, Position, StatusChange, StoreError, DEFAULT_IDEMPOTENCY_TTL,
 };
-use crate::domain::{Money, NewOrder, Order, OrderItem, OrderStatus};
+use crate::domain::{Money, NewOrder, Order, OrderId, OrderItem, OrderStatus};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -833,7 +833,8 @@ impl PostgresStore {
             return Ok(());
         }
         for order in orders {
-            let seq = row_seq(&order.id)
+            let seq = OrderId::parse(&order.id)
+                .and_then(row_seq)
                 .ok_or_else(|| StoreError::Internal(format!("bad seed id {}", order.id).into()))?;
             let items = ItemColumns::of(&order.items).map_err(classify)?;
             sqlx::query(
@@ -899,7 +900,7 @@ impl OrderStore for PostgresStore {
         self.checked(result).await
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Arc<Order>>, StoreError> {
+    async fn get(&self, id: OrderId) -> Result<Option<Arc<Order>>, StoreError> {
         let Some(seq) = row_seq(id) else {
             return Ok(None);
         };
@@ -912,7 +913,11 @@ impl OrderStore for PostgresStore {
         self.checked(result).await
     }
 
-    async fn set_status(&self, id: &str, change: StatusChange) -> Result<Arc<Order>, StoreError> {
+    async fn set_status(
+        &self,
+        id: OrderId,
+        change: StatusChange,
+    ) -> Result<Arc<Order>, StoreError> {
         let seq = row_seq(id).ok_or(StoreError::NotFound)?;
         let result = self.try_set_status(seq, &change).await.map(Arc::new);
         self.checked(result).await
@@ -1206,9 +1211,9 @@ fn order_from_row(row: &PgRow) -> Result<Order, StoreError> {
     })
 }
 
-/// The row's `seq` of an order id; `None` for what cannot be an order here.
-fn row_seq(id: &str) -> Option<i64> {
-    id_sequence(id).and_then(|s| i64::try_from(s).ok())
+/// The row's `seq` of an order id; `None` for an id beyond the column's range.
+fn row_seq(id: OrderId) -> Option<i64> {
+    i64::try_from(id.sequence()).ok()
 }
 
 /// A transaction id (xid8) as PostgreSQL prints it; orders from before it was recorded

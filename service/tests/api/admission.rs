@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use order_service::admission::Permit;
 use order_service::{metrics_router, router, AppState};
 use serde_json::Value;
 
 use crate::observability::Captured;
-use crate::support::{get, state_with};
+use crate::support::{get, request, send, state_with};
 
 /// Takes every place the current limit allows, as requests in flight would (the attempt that
 /// finds none counts as one refusal).
@@ -53,6 +53,30 @@ async fn at_the_limit_api_requests_get_a_fixed_503_with_retry_after() {
 
     drop(held);
     assert_eq!(get(&app, "/orders/1").await.status, StatusCode::OK);
+}
+
+/// The refusal is written into the request's emptied header map: nothing the client sent
+/// (its key, its cookies) may come back in the answer.
+#[tokio::test]
+async fn a_refusal_carries_its_own_headers_and_none_of_the_request() {
+    let state = state_with(&[]).await;
+    let app = router(state.clone());
+    let _held = saturate(&state);
+    let sent = [
+        ("authorization", "Bearer secret-key"),
+        ("cookie", "session=secret"),
+        ("x-request-id", "client-id"),
+        ("accept", "application/json"),
+    ];
+    let reply = send(&app, request(Method::GET, "/orders/1", &sent, None)).await;
+    reply.problem(StatusCode::SERVICE_UNAVAILABLE);
+    let mut names: Vec<&str> = reply.headers.keys().map(|name| name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["content-type", "retry-after"]);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
 }
 
 #[tokio::test]

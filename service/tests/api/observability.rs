@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use order_service::domain::{NewOrder, Order};
+use order_service::domain::{NewOrder, Order, OrderId};
 use order_service::router;
 use order_service::store::{
     Created, Idempotency, OrderStore, Page, PageRequest, StatusChange, StoreError,
@@ -82,7 +82,7 @@ impl OrderStore for Faulty {
     async fn create(&self, _: NewOrder, _: Option<Idempotency>) -> Result<Created, StoreError> {
         Err(StoreError::Internal("not used".into()))
     }
-    async fn get(&self, _id: &str) -> Result<Option<Arc<Order>>, StoreError> {
+    async fn get(&self, _id: OrderId) -> Result<Option<Arc<Order>>, StoreError> {
         match self {
             Faulty::Panics => panic!("order row without a status"),
             Faulty::Stalls => {
@@ -94,7 +94,7 @@ impl OrderStore for Faulty {
     async fn list(&self, _: PageRequest) -> Result<Page, StoreError> {
         Err(StoreError::Internal("not used".into()))
     }
-    async fn set_status(&self, _: &str, _: StatusChange) -> Result<Arc<Order>, StoreError> {
+    async fn set_status(&self, _: OrderId, _: StatusChange) -> Result<Arc<Order>, StoreError> {
         Err(StoreError::Internal("not used".into()))
     }
     async fn seed(&self, _: Vec<Order>) -> Result<(), StoreError> {

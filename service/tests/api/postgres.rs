@@ -20,7 +20,7 @@ use crate::store_contract::new_order;
 use crate::support::binary::Service;
 use crate::support::moto::Moto;
 use crate::support::postgres::{server_log, Cluster, TestDb};
-use crate::support::{self, request, send};
+use crate::support::{self, order_id, request, send};
 
 const TABLES: [&str; 4] = [
     "_sqlx_migrations",
@@ -55,7 +55,7 @@ async fn migrations_applied_twice_change_nothing() {
     let second = db.store("public").await;
     assert_eq!(
         second
-            .get(&id)
+            .get(order_id(&id))
             .await
             .expect("get")
             .map(|o| o.customer_name.clone()),
@@ -180,14 +180,14 @@ async fn schemas_keep_stores_apart() {
         .expect("list")
         .orders
         .is_empty());
-    assert_eq!(preview_b.get("1").await.expect("get"), None);
+    assert_eq!(preview_b.get(order_id("1")).await.expect("get"), None);
     let b = preview_b
         .create(new_order("Only In B"), None)
         .await
         .expect("create")
         .order;
     assert_eq!(b.id, "1", "each schema has its own id sequence");
-    assert_eq!(preview_a.get("1").await.expect("get"), Some(a));
+    assert_eq!(preview_a.get(order_id("1")).await.expect("get"), Some(a));
     assert_eq!(tables_in(&db, "preview_a").await, TABLES);
     assert_eq!(tables_in(&db, "preview_b").await, TABLES);
 }
@@ -328,7 +328,7 @@ async fn racing_status_changes_have_exactly_one_winner() {
                     tracking_number: None,
                     versions: None,
                 };
-                store.set_status(&id, change).await
+                store.set_status(order_id(&id), change).await
             })
         };
         let process = change(OrderStatus::Processing);
@@ -344,7 +344,11 @@ async fn racing_status_changes_have_exactly_one_winner() {
             matches!(loser, Err(StoreError::StatusConflict { current }) if current.status == winners[0]),
             "round {round}: {loser:?}"
         );
-        let stored = store.get(&id).await.expect("get").expect("exists");
+        let stored = store
+            .get(order_id(&id))
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(stored.status, winners[0]);
     }
 }
@@ -457,7 +461,7 @@ async fn rejected_credentials_are_refreshed_once_and_used() {
 
     let mut failures = Vec::new();
     let order = loop {
-        match store.get(&id).await {
+        match store.get(order_id(&id)).await {
             Ok(order) => break order,
             Err(StoreError::Unavailable(cause)) if failures.len() < 20 => {
                 failures.push(cause.to_string());
@@ -1168,13 +1172,16 @@ async fn a_database_that_comes_back_is_reconnected_however_short_the_wait_target
         .await
         .expect("connects in 300 ms, beyond the 20 ms wait target");
     let id = created.order.id.clone();
-    assert!(store.get(&id).await.expect("read").is_some());
+    assert!(store.get(order_id(&id)).await.expect("read").is_some());
 
     cluster.stop_server();
-    let down = store.get(&id).await;
+    let down = store.get(order_id(&id)).await;
     assert!(matches!(down, Err(StoreError::Unavailable(_))), "{down:?}");
     cluster.start_server();
-    let back = store.get(&id).await.expect("reconnected after the outage");
+    let back = store
+        .get(order_id(&id))
+        .await
+        .expect("reconnected after the outage");
     assert_eq!(
         back.expect("the order").customer_name,
         created.order.customer_name
@@ -1205,7 +1212,7 @@ async fn a_request_cancelled_mid_statement_leaves_no_answer_for_the_next() {
     )
     .await;
     assert!(cancelled.is_err(), "the slow create was cut short");
-    let read = store.get(&first.order.id).await.expect("read");
+    let read = store.get(order_id(&first.order.id)).await.expect("read");
     assert_eq!(read.expect("the order").customer_name, "First");
     let next = store.create(new_order("Next"), None).await.expect("create");
     assert_eq!(next.order.customer_name, "Next");

@@ -348,9 +348,11 @@ async fn status_follows_the_state_machine() {
             .status,
         StatusCode::OK
     );
-    patch(&app, "999", json!({"status": "SHIPPED"}))
-        .await
-        .problem(StatusCode::NOT_FOUND);
+    for id in ["999", "abc", "0"] {
+        patch(&app, id, json!({"status": "SHIPPED"}))
+            .await
+            .problem(StatusCode::NOT_FOUND);
+    }
     patch(&app, "2", json!({"status": "LOST"}))
         .await
         .problem(StatusCode::UNPROCESSABLE_ENTITY);

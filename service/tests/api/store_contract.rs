@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use order_service::domain::{ItemInput, NewOrder, OrderStatus};
+use order_service::domain::{ItemInput, NewOrder, OrderId, OrderStatus};
+
+use crate::support::order_id;
 use order_service::store::{
     sample_orders, Cursor, Idempotency, OrderStore, PageRequest, StatusChange, StoreError,
 };
@@ -139,7 +141,7 @@ async fn pages_stop_at_the_byte_budget_and_walks_see_every_order_once(store: &dy
             assert!(!page.orders.is_empty(), "{context}");
             if page.orders.len() < limit as usize {
                 let next = store
-                    .get(&ids[seen.len()])
+                    .get(order_id(&ids[seen.len()]))
                     .await
                     .expect("get")
                     .expect("exists");
@@ -166,7 +168,11 @@ async fn a_created_order_reads_back_exactly(store: &dyn OrderStore) {
     assert_eq!(order.status, OrderStatus::Pending);
     assert_eq!(order.tracking_number, None);
     assert_eq!(order.total_amount.to_string(), "1000040.27");
-    let read = store.get(&order.id).await.expect("get").expect("exists");
+    let read = store
+        .get(order_id(&order.id))
+        .await
+        .expect("get")
+        .expect("exists");
     // Money exact to the cent, timestamps to the microsecond, items in their order.
     assert_eq!(read, order);
     let names: Vec<&str> = read.items.iter().map(|i| i.name.as_str()).collect();
@@ -303,7 +309,7 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
     };
     let processing = store
         .set_status(
-            &id,
+            order_id(&id),
             change(OrderStatus::Pending, OrderStatus::Processing, None),
         )
         .await
@@ -313,7 +319,7 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
 
     let stale = store
         .set_status(
-            &id,
+            order_id(&id),
             change(OrderStatus::Pending, OrderStatus::Cancelled, None),
         )
         .await;
@@ -327,7 +333,7 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
 
     let shipped = store
         .set_status(
-            &id,
+            order_id(&id),
             change(
                 OrderStatus::Processing,
                 OrderStatus::Shipped,
@@ -340,13 +346,17 @@ async fn status_changes_are_compare_and_set(store: &dyn OrderStore) {
     // A change without a tracking number keeps the one already set.
     let delivered = store
         .set_status(
-            &id,
+            order_id(&id),
             change(OrderStatus::Shipped, OrderStatus::Delivered, None),
         )
         .await
         .expect("shipped -> delivered");
     assert_eq!(delivered.tracking_number.as_deref(), Some("1Z999AA1"));
-    let read = store.get(&id).await.expect("get").expect("exists");
+    let read = store
+        .get(order_id(&id))
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(read, delivered);
     assert_eq!(
         [processing.version, shipped.version, delivered.version],
@@ -370,26 +380,28 @@ async fn a_change_can_be_conditional_on_the_version(store: &dyn OrderStore) {
         tracking_number: None,
         versions: Some(versions),
     };
-    let stale = store.set_status(id, at(vec![7])).await;
+    let stale = store.set_status(order_id(id), at(vec![7])).await;
     assert!(
         matches!(&stale, Err(StoreError::StatusConflict { current })
             if current.version == 1 && current.status == OrderStatus::Pending),
         "{stale:?}"
     );
     let changed = store
-        .set_status(id, at(vec![3, 1]))
+        .set_status(order_id(id), at(vec![3, 1]))
         .await
         .expect("version 1 matches");
     assert_eq!(
         (changed.status, changed.version),
         (OrderStatus::Processing, 2)
     );
-    let read = store.get(id).await.expect("get").expect("exists");
+    let read = store.get(order_id(id)).await.expect("get").expect("exists");
     assert_eq!(read.version, 2);
 }
 
 async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
-    for id in ["1", "999", "0", "abc", "-1", "99999999999999999999", ""] {
+    // Past PostgreSQL's bigint, yet an id.
+    for id in ["1", "999", "9999999999999999999"] {
+        let id = order_id(id);
         assert_eq!(store.get(id).await.expect("get"), None, "{id:?}");
         let change = StatusChange {
             from: vec![OrderStatus::Pending],
@@ -402,6 +414,10 @@ async fn unknown_orders_are_not_found(store: &dyn OrderStore) {
             matches!(result, Err(StoreError::NotFound)),
             "{id:?}: {result:?}"
         );
+    }
+    // What no order can have never reaches a store.
+    for text in ["0", "abc", "-1", "99999999999999999999", ""] {
+        assert_eq!(OrderId::parse(text), None, "{text:?}");
     }
     let empty = store.list(first_page(10)).await.expect("list");
     assert!(empty.orders.is_empty() && !empty.more);
@@ -453,7 +469,7 @@ async fn a_replay_answers_the_order_as_first_created(store: &dyn OrderStore) {
         versions: None,
     };
     let changed = store
-        .set_status(&first.order.id, change)
+        .set_status(order_id(&first.order.id), change)
         .await
         .expect("change");
     assert_eq!(changed.status, OrderStatus::Processing);

@@ -110,6 +110,11 @@ pub async fn send(app: &App, request: Request<Body>) -> Reply {
     }
 }
 
+/// The id `text` names, for the store's methods.
+pub fn order_id(text: &str) -> order_service::domain::OrderId {
+    order_service::domain::OrderId::parse(text).expect("an order id")
+}
+
 /// Creates an order through the router; returns its id.
 pub async fn create(app: &App, body: &Value) -> String {
     let reply = send(app, request(Method::POST, "/orders", &[], Some(body))).await;
