@@ -205,8 +205,7 @@ pub struct App {
     /// `None`: nothing is refused (the metrics port, which sheds scrapes itself).
     admission: Option<Arc<Admission>>,
     /// Paths never refused (the probes), and the router that answers them.
-    exempt: &'static [&'static str],
-    exempt_router: Option<Router>,
+    exempt: Option<(&'static [&'static str], Router)>,
 }
 
 impl App {
@@ -221,8 +220,7 @@ impl App {
         Self {
             router,
             admission: Some(admission),
-            exempt,
-            exempt_router: Some(exempt_router),
+            exempt: Some((exempt, exempt_router)),
         }
     }
 
@@ -231,8 +229,7 @@ impl App {
         Self {
             router,
             admission: None,
-            exempt: &[],
-            exempt_router: None,
+            exempt: None,
         }
     }
 }
@@ -252,9 +249,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if let Some(exempt) = &mut self.exempt_router {
-            if self.exempt.contains(&request.uri().path()) {
-                return Admitted::Served(exempt.call(request), None);
+        if let Some((paths, exempt_router)) = &mut self.exempt {
+            if paths.contains(&request.uri().path()) {
+                return Admitted::Served(exempt_router.call(request), None);
             }
         }
         let permit = match &self.admission {
