@@ -9,6 +9,16 @@
 //!
 //! The limit itself comes from [`limit::Controller`] (adaptive, the default) or is the fixed
 //! ceiling `MAX_IN_FLIGHT_REQUESTS` (`ADAPTIVE_CONCURRENCY=false`).
+//!
+//! The limit sees only the requests it admitted. Under overload a request also waits before
+//! that, unread in its socket while the CPU serves others, and that wait can be most of its
+//! latency. In the container each connection records when its request's bytes reached the host
+//! (the kernel's receive timestamp, [`Arrival`]), and a request that waited longer than
+//! `QUEUE_WAIT_TIMEOUT_MS` before it was read is refused like one over the limit: its client
+//! has likely given up, and answering it would only make the requests behind it late too.
+//! Refusing the stale ones is cheap, so the standing queue drains to the target and the
+//! requests admitted are fresh ("Fail at Scale", ACM Queue 2015: a queue that refuses what
+//! waited too long).
 
 pub mod limit;
 
@@ -18,7 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -39,6 +49,18 @@ const REFUSAL_BODY: &[u8] = br#"{"type":"about:blank","title":"Service Unavailab
 /// that a retry lands on a recovered pod.
 const RETRY_AFTER_SECONDS: &str = "1";
 
+/// How long after a refusal the pod counts as overloaded, so that a request that waited longer
+/// than `QUEUE_WAIT_TIMEOUT_MS` is refused: the 100 ms interval of CoDel and of "Fail at
+/// Scale" (ACM Queue, 2015), which apply the short target only to a queue that has stood.
+/// Under overload the concurrency limit refuses every few milliseconds, so this stays on.
+const OVERLOAD_MEMORY: Duration = Duration::from_millis(100);
+
+/// What a request may wait unread on a pod that has not been refusing: a burst, a busy node or
+/// a throttled CPU is served a little late rather than refused. A request left unread for a
+/// whole second is refused all the same: its client has likely given up, and the retry the
+/// answer asks for comes no sooner than the answer would.
+const QUIET_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
 /// How often refusals are summarised in the log (when there were any).
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -47,19 +69,28 @@ pub struct Admission {
     limit: AtomicUsize,
     /// `None`: the limit is fixed at the ceiling.
     controller: Option<Mutex<Controller>>,
-    /// Refusals since the last summary line.
+    /// `QUEUE_WAIT_TIMEOUT_MS`: while overloaded, a request that waited longer than this
+    /// before it was read is refused.
+    max_queue_wait: Duration,
+    /// When a request with an arrival time was last refused (nanoseconds since the Unix
+    /// epoch): the pod counts as overloaded for [`OVERLOAD_MEMORY`] after it.
+    last_refusal: AtomicU64,
+    /// Refusals since the last summary line, and how many of them for waiting too long.
     unreported: AtomicU64,
+    unreported_late: AtomicU64,
     refused: IntCounter,
     limit_gauge: IntGauge,
 }
 
 impl Admission {
     /// At most `max_in_flight` requests at once; below that, the adaptive limit when
-    /// `adaptive`. Registers `http_requests_refused_total` and `http_concurrency_limit`, and
-    /// starts the once-a-second summary when a tokio runtime is running.
+    /// `adaptive`; none that waited longer than `max_queue_wait` before it was read.
+    /// Registers `http_requests_refused_total` and `http_concurrency_limit`, and starts the
+    /// once-a-second summary when a tokio runtime is running.
     pub fn new(
         max_in_flight: usize,
         adaptive: bool,
+        max_queue_wait: Duration,
         registry: &Registry,
     ) -> Result<Arc<Self>, MetricsError> {
         let settings = LimitSettings::new(max_in_flight);
@@ -67,17 +98,19 @@ impl Admission {
             let seed = crate::telemetry::ids::next();
             Controller::new(settings, Instant::now(), seed)
         });
-        Self::with_controller(max_in_flight, controller, registry)
+        Self::with_controller(max_in_flight, controller, max_queue_wait, registry)
     }
 
     fn with_controller(
         max_in_flight: usize,
         controller: Option<Controller>,
+        max_queue_wait: Duration,
         registry: &Registry,
     ) -> Result<Arc<Self>, MetricsError> {
         let refused = IntCounter::new(
             "http_requests_refused_total",
-            "API requests refused with 503 because the concurrency limit was reached",
+            "API requests refused with 503: the concurrency limit was reached, or the request \
+             waited longer than QUEUE_WAIT_TIMEOUT_MS before it was read",
         )?;
         let limit_gauge = IntGauge::new(
             "http_concurrency_limit",
@@ -91,7 +124,10 @@ impl Admission {
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit),
             controller: controller.map(Mutex::new),
+            max_queue_wait,
+            last_refusal: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
+            unreported_late: AtomicU64::new(0),
             refused,
             limit_gauge,
         });
@@ -128,6 +164,32 @@ impl Admission {
         None
     }
 
+    /// [`Self::try_admit`] for a request that waited `waited` before it was read, at `now`:
+    /// refused (and counted) when it waited longer than its target. The target is
+    /// `QUEUE_WAIT_TIMEOUT_MS` while the pod is overloaded (it refused a request within
+    /// [`OVERLOAD_MEMORY`]), and [`QUIET_QUEUE_WAIT`] otherwise, so a pod that is merely
+    /// bursty or briefly short of CPU serves a little late rather than refuse.
+    pub fn try_admit_after(self: &Arc<Self>, waited: Duration, now: SystemTime) -> Option<Permit> {
+        let now = epoch_nanos(now);
+        let since_refusal = now.saturating_sub(self.last_refusal.load(Ordering::Relaxed));
+        let target = match u128::from(since_refusal) <= OVERLOAD_MEMORY.as_nanos() {
+            true => self.max_queue_wait,
+            false => QUIET_QUEUE_WAIT.max(self.max_queue_wait),
+        };
+        if waited > target {
+            self.refused.inc();
+            self.unreported.fetch_add(1, Ordering::Relaxed);
+            self.unreported_late.fetch_add(1, Ordering::Relaxed);
+            self.last_refusal.store(now, Ordering::Relaxed);
+            return None;
+        }
+        let permit = self.try_admit();
+        if permit.is_none() {
+            self.last_refusal.store(now, Ordering::Relaxed);
+        }
+        permit
+    }
+
     fn finished(&self, admitted_at: Instant, in_flight: usize) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let Some(controller) = &self.controller else {
@@ -156,6 +218,43 @@ impl Drop for Permit {
     }
 }
 
+/// When the bytes of the request a connection is reading reached this host, as the kernel
+/// stamped them on arrival: the connection's socket records it with every read, and admission
+/// reads it to learn how long the request waited unread. Zero: not known (no timestamp came).
+#[derive(Debug, Default)]
+pub struct Arrival {
+    nanos_since_epoch: AtomicU64,
+}
+
+impl Arrival {
+    /// The bytes just read arrived `at`; `None` when they came without a timestamp, so an
+    /// earlier request's time is never taken for this one's.
+    pub fn record(&self, at: Option<SystemTime>) {
+        self.nanos_since_epoch
+            .store(at.map_or(0, epoch_nanos), Ordering::Relaxed);
+    }
+
+    /// How long the request has waited since its bytes arrived; `None` when not known. A
+    /// clock stepped back since gives zero.
+    pub fn waited(&self, now: SystemTime) -> Option<Duration> {
+        match self.nanos_since_epoch.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => {
+                let arrived = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos);
+                Some(now.duration_since(arrived).unwrap_or_default())
+            }
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 before it), to keep a time in an atomic.
+fn epoch_nanos(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
 /// One WARN line a second while requests are refused, with how many: enough to see an
 /// overload and its size, never a line per request.
 async fn summarise(admission: Weak<Admission>) {
@@ -167,11 +266,14 @@ async fn summarise(admission: Weak<Admission>) {
             return;
         };
         let refused = admission.unreported.swap(0, Ordering::Relaxed);
+        let waited_too_long = admission.unreported_late.swap(0, Ordering::Relaxed);
         if refused > 0 {
             tracing::warn!(
                 refused,
+                waited_too_long,
                 limit = admission.limit(),
-                "requests refused at the concurrency limit in the last second"
+                "requests refused in the last second (at the concurrency limit, or unread for \
+                 too long)"
             );
         }
     }
@@ -206,6 +308,8 @@ pub struct App {
     admission: Option<Arc<Admission>>,
     /// Paths never refused (the probes), and the router that answers them.
     exempt: Option<(&'static [&'static str], Router)>,
+    /// When this connection's request arrived (the container's connections; Lambda has none).
+    arrival: Option<Arc<Arrival>>,
 }
 
 impl App {
@@ -221,6 +325,7 @@ impl App {
             router,
             admission: Some(admission),
             exempt: Some((exempt, exempt_router)),
+            arrival: None,
         }
     }
 
@@ -230,7 +335,25 @@ impl App {
             router,
             admission: None,
             exempt: None,
+            arrival: None,
         }
+    }
+
+    /// This app for one connection, whose requests' arrival `arrival` records: a request that
+    /// waited too long unread is refused.
+    pub fn on_connection(&self, arrival: Arc<Arrival>) -> Self {
+        Self {
+            arrival: Some(arrival),
+            ..self.clone()
+        }
+    }
+}
+
+impl App {
+    /// How long the request being called waited unread, and when it was read.
+    fn waited(&self) -> Option<(Duration, SystemTime)> {
+        let now = SystemTime::now();
+        Some((self.arrival.as_ref()?.waited(now)?, now))
     }
 }
 
@@ -255,10 +378,16 @@ where
             }
         }
         let permit = match &self.admission {
-            Some(admission) => match admission.try_admit() {
-                Some(permit) => Some(permit),
-                None => return Admitted::Refused(Some(request.into_parts().0.headers)),
-            },
+            Some(admission) => {
+                let admitted = match self.waited() {
+                    Some((waited, now)) => admission.try_admit_after(waited, now),
+                    None => admission.try_admit(),
+                };
+                match admitted {
+                    Some(permit) => Some(permit),
+                    None => return Admitted::Refused(Some(request.into_parts().0.headers)),
+                }
+            }
             None => None,
         };
         Admitted::Served(self.router.call(request), permit)
@@ -300,7 +429,8 @@ mod tests {
     #[tokio::test]
     async fn at_the_limit_requests_are_refused_and_counted_until_a_place_frees() {
         let registry = Registry::new();
-        let admission = Admission::new(2, false, &registry).expect("registered");
+        let admission =
+            Admission::new(2, false, Duration::from_secs(1), &registry).expect("registered");
         assert_eq!(admission.limit(), 2);
         let first = admission.try_admit().expect("first");
         let _second = admission.try_admit().expect("second");
@@ -314,13 +444,77 @@ mod tests {
     #[tokio::test]
     async fn the_adaptive_limit_starts_at_the_ceiling_and_is_a_gauge() {
         let registry = Registry::new();
-        let admission = Admission::new(32, true, &registry).expect("registered");
+        let admission =
+            Admission::new(32, true, Duration::from_secs(1), &registry).expect("registered");
         assert_eq!(admission.limit(), 32);
         let text = prometheus::TextEncoder::new()
             .encode_to_string(&registry.gather())
             .expect("text");
         assert!(text.contains("http_concurrency_limit 32"), "{text}");
         assert!(text.contains("http_requests_refused_total 0"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn after_a_refusal_a_request_that_waited_longer_than_the_target_is_refused() {
+        let registry = Registry::new();
+        let admission =
+            Admission::new(1, false, Duration::from_millis(10), &registry).expect("registered");
+        let now = SystemTime::now();
+        let ms = Duration::from_millis;
+        // Not overloaded: a wait far past the target is served, up to the quiet bound.
+        let served = admission.try_admit_after(QUIET_QUEUE_WAIT, now);
+        assert!(served.is_some());
+        // At the limit: refused, and from now on the pod counts as overloaded.
+        assert!(admission.try_admit_after(ms(0), now).is_none());
+        drop(served);
+        assert!(admission.try_admit_after(ms(11), now + ms(50)).is_none());
+        assert_eq!(admission.unreported_late.load(Ordering::Relaxed), 1);
+        // The refusal just now keeps it overloaded; a fresh request is served.
+        let fresh = admission.try_admit_after(ms(10), now + ms(140));
+        assert!(fresh.is_some());
+        drop(fresh);
+        // 100 ms without a refusal: the quiet bound again.
+        assert!(admission.try_admit_after(ms(900), now + ms(260)).is_some());
+        assert!(admission
+            .try_admit_after(QUIET_QUEUE_WAIT + ms(1), now + ms(400))
+            .is_none());
+        assert_eq!(admission.refused.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_waited_longer_than_the_target_is_refused_and_counted() {
+        let registry = Registry::new();
+        let admission =
+            Admission::new(8, false, Duration::from_millis(10), &registry).expect("registered");
+        // Overloaded: a refusal just now.
+        admission
+            .last_refusal
+            .store(epoch_nanos(SystemTime::now()), Ordering::Relaxed);
+        let now = SystemTime::now();
+        assert!(admission
+            .try_admit_after(Duration::from_millis(10), now)
+            .is_some());
+        assert!(admission
+            .try_admit_after(Duration::from_millis(11), now)
+            .is_none());
+        assert_eq!(admission.refused.get(), 1);
+        assert_eq!(admission.unreported_late.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_arrival_is_forgotten_when_the_next_bytes_come_without_a_timestamp() {
+        let arrival = Arrival::default();
+        let now = SystemTime::now();
+        assert_eq!(arrival.waited(now), None);
+        arrival.record(Some(now - Duration::from_secs(2)));
+        assert_eq!(arrival.waited(now), Some(Duration::from_secs(2)));
+        // A clock stepped back: no wait, rather than a refusal.
+        assert_eq!(
+            arrival.waited(now - Duration::from_secs(3)),
+            Some(Duration::ZERO)
+        );
+        arrival.record(None);
+        assert_eq!(arrival.waited(now), None);
     }
 
     #[test]

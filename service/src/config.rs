@@ -116,6 +116,13 @@ pub const LAMBDA_PAGE_MAX_BYTES: usize = 480_000;
 /// compressed, so a single order of typical size pays nothing for it.
 pub const DEFAULT_COMPRESSION_MIN_BYTES: u16 = 1_400;
 
+/// `QUEUE_WAIT_TIMEOUT_MS` unless set: about twice the unloaded p99 of a read (1-1.8 ms for a
+/// page of 20 from PostgreSQL, bench/overload.sh). A request left unread that long met a CPU
+/// behind by more than a whole unloaded answer, and answering it would make every request
+/// behind it as late. A burst on an idle pod is still read in time: reading a request and
+/// admitting it costs microseconds before its handler first waits.
+pub const DEFAULT_QUEUE_WAIT_TIMEOUT_MS: u64 = 3;
+
 /// How long a client may take and how much it may ask for at once (container ports).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -131,6 +138,9 @@ pub struct ConnectionLimits {
     /// `ADAPTIVE_CONCURRENCY`: the limit follows measured latency (`true`, the default) or
     /// stays at `MAX_IN_FLIGHT_REQUESTS`.
     pub adaptive_concurrency: bool,
+    /// `QUEUE_WAIT_TIMEOUT_MS`: an API request whose bytes waited longer than this in its
+    /// socket before the service read them is answered 503 with `Retry-After`.
+    pub max_queue_wait: Duration,
     /// `WRITE_TIMEOUT_MS`: a connection whose answer makes no progress this long (the client
     /// stopped reading) is closed, and the answer it held is freed.
     pub write_timeout: Duration,
@@ -376,6 +386,8 @@ impl Config {
                     |n| (1..=100_000).contains(n),
                 )?,
                 adaptive_concurrency: env.bool("ADAPTIVE_CONCURRENCY", true)?,
+                max_queue_wait: env
+                    .millis("QUEUE_WAIT_TIMEOUT_MS", DEFAULT_QUEUE_WAIT_TIMEOUT_MS)?,
                 write_timeout: env.millis("WRITE_TIMEOUT_MS", 30_000)?,
                 max_connections: env.parse(
                     "MAX_CONNECTIONS",

@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admission::Arrival;
 use crate::config::ConnectionLimits;
 use crate::state::{AppState, Readiness};
 use crate::{metrics_router, router, App};
@@ -123,17 +124,15 @@ async fn accept_loop(
 ) -> std::io::Result<()> {
     // While draining, each answer closes its connection, so keep-alive clients reconnect
     // (to another pod, once the load balancer has noticed) rather than hold this one.
-    let app = tower::ServiceBuilder::new()
-        .map_response(move |mut response: axum::response::Response| {
-            if readiness.is_draining() {
-                response.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            response
-        })
-        .service(app);
+    let close_while_draining = move |mut response: axum::response::Response| {
+        if readiness.is_draining() {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    };
     let stop = {
         let mut stopped = stopped.clone();
         async move {
@@ -148,7 +147,12 @@ async fn accept_loop(
     let serve = |stream: TcpStream, permit| {
         let _ = stream.set_nodelay(true);
         unacknowledged::give_up_after(&stream, limits.write_timeout);
+        socket::stamp_arrivals(&stream);
         let activity = Arc::new(Activity::default());
+        let arrival = Arc::new(Arrival::default());
+        let app = tower::ServiceBuilder::new()
+            .map_response(close_while_draining.clone())
+            .service(app.on_connection(Arc::clone(&arrival)));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(HeadTimer::new(Arc::clone(&activity), limits))
             .header_read_timeout(limits.header_read_timeout)
@@ -158,9 +162,10 @@ async fn accept_loop(
                 TokioIo::new(Watched::new(
                     stream,
                     Arc::clone(&activity),
+                    arrival,
                     limits.write_timeout,
                 )),
-                TowerToHyperService::new(app.clone()),
+                TowerToHyperService::new(app),
             );
         tokio::spawn(finish(connection, activity, stopped.clone(), permit));
     };

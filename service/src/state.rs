@@ -224,6 +224,7 @@ pub async fn build_state_with_aws(
     let admission = Admission::new(
         config.connections.max_in_flight,
         config.connections.adaptive_concurrency,
+        config.connections.max_queue_wait,
         metrics.registry(),
     )?;
     Ok(AppState::new(AppParts {

@@ -121,6 +121,7 @@ Values left null are not rendered, so the binary's default applies.
   (list "KEEP_ALIVE_TIMEOUT_SECONDS" .Values.connections.keepAliveTimeoutSeconds)
   (list "MAX_IN_FLIGHT_REQUESTS" .Values.connections.maxInFlightRequests)
   (list "ADAPTIVE_CONCURRENCY" .Values.connections.adaptiveConcurrency)
+  (list "QUEUE_WAIT_TIMEOUT_MS" .Values.connections.queueWaitTimeoutMs)
   (list "WRITE_TIMEOUT_MS" .Values.connections.writeTimeoutMs)
   (list "MAX_CONNECTIONS" .Values.connections.maxConnections)
   (list "MAX_REQUEST_HEAD_BYTES" .Values.connections.maxRequestHeadBytes)

@@ -1,8 +1,15 @@
-//! The accepted socket, watched: it records which reads and writes moved bytes, and gives up
-//! on writes the client does not read.
+//! The accepted socket, watched: it records which reads and writes moved bytes and when the
+//! bytes read reached the host, and gives up on writes the client does not read.
 //!
 //! The header timer and the shutdown sequence read the record: whether the client has started
-//! sending its next request, whether the connection has answered yet.
+//! sending its next request, whether the connection has answered yet. Admission reads the
+//! arrival time, to refuse a request that waited too long unread ([`crate::admission`]).
+//!
+//! The arrival time is the kernel's receive timestamp (`SO_TIMESTAMPNS`), which comes with a
+//! read only through `recvmsg`: tokio reads with `read`, so a read that may start a request is
+//! made here, through nix (socket2 has neither the option nor a safe `recvmsg`). That read
+//! fills at most [`STAMPED_READ_BYTES`], which any request head of ordinary size fits; when it
+//! fills them, the rest (a large head or body) is read by tokio's own read.
 //!
 //! hyper waits for a writable socket for ever: a client that asks for a large answer and never
 //! reads it holds the connection and the whole buffered body. Here a write that stays pending
@@ -19,7 +26,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
+
+use crate::admission::Arrival;
+
+/// The most a timestamped read takes at once. The buffer a read fills must be initialised
+/// first (writing into uninitialised memory takes `unsafe`), so this bounds that work too.
+const STAMPED_READ_BYTES: usize = 4096;
 
 /// Reads and writes that moved bytes on one connection.
 #[derive(Debug, Default)]
@@ -38,22 +52,33 @@ impl Activity {
     }
 }
 
-/// A socket that counts into an [`Activity`] and fails a write stalled for the write timeout.
+/// A socket that counts into an [`Activity`], records its requests' [`Arrival`], and fails a
+/// write stalled for the write timeout.
 pub struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    arrival: Arc<Arrival>,
     write_timeout: Duration,
     /// Armed by the first pending write, cleared by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// The last timestamped read filled its window: more is coming, read it in bulk.
+    bulk: bool,
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, activity: Arc<Activity>, write_timeout: Duration) -> Self {
+    pub fn new(
+        inner: S,
+        activity: Arc<Activity>,
+        arrival: Arc<Arrival>,
+        write_timeout: Duration,
+    ) -> Self {
         Self {
             inner,
             activity,
+            arrival,
             write_timeout,
             stalled: None,
+            bulk: false,
         }
     }
 
@@ -94,7 +119,7 @@ impl<S> Watched<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+impl AsyncRead for Watched<TcpStream> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -102,11 +127,117 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let result = match this.bulk {
+            true => {
+                let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+                this.bulk = result.is_pending();
+                result
+            }
+            false => this.poll_read_stamped(cx, buf),
+        };
         if buf.filled().len() > before {
             this.activity.reads.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+}
+
+impl Watched<TcpStream> {
+    /// Reads as tokio would, and records the kernel's timestamp of the bytes read.
+    #[cfg(target_os = "linux")]
+    fn poll_read_stamped(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let window = buf.remaining().min(STAMPED_READ_BYTES);
+        if window == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            std::task::ready!(self.inner.poll_read_ready(cx))?;
+            let into = buf.initialize_unfilled_to(window);
+            let stream = &self.inner;
+            match stream.try_io(tokio::io::Interest::READABLE, || {
+                stamped::receive(stream, into)
+            }) {
+                Ok((read, arrived)) => {
+                    buf.advance(read);
+                    if read > 0 {
+                        self.arrival.record(arrived);
+                    }
+                    self.bulk = read == window;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+
+    /// No receive timestamps here: a plain read, and no request is refused for its wait.
+    #[cfg(not(target_os = "linux"))]
+    fn poll_read_stamped(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let _ = &self.arrival;
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// Asks the kernel to stamp what arrives on `stream` with its receive time. Best effort:
+/// without it no timestamp comes, and no request is refused for its wait.
+pub fn stamp_arrivals(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = stamped::enable(stream) {
+        tracing::debug!(%error, "SO_TIMESTAMPNS not set");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
+#[cfg(target_os = "linux")]
+mod stamped {
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, SystemTime};
+
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+    use tokio::net::TcpStream;
+
+    /// Room for one control message holding a `timespec`, aligned as control messages must be.
+    #[repr(C, align(8))]
+    struct ControlSpace([u8; 64]);
+
+    pub fn enable(stream: &TcpStream) -> nix::Result<()> {
+        setsockopt(stream, sockopt::ReceiveTimestampns, &true)
+    }
+
+    /// One `recvmsg` into `into`: the bytes read, and the arrival time of the last segment
+    /// they came from (a request head of ordinary size is one segment).
+    pub fn receive(stream: &TcpStream, into: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+        let mut control = ControlSpace([0; 64]);
+        let mut buffers = [IoSliceMut::new(into)];
+        let message = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut buffers,
+            Some(&mut control.0),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let arrived = message.cmsgs().ok().and_then(|mut messages| {
+            messages.find_map(|message| match message {
+                ControlMessageOwned::ScmTimestampns(at) => {
+                    let seconds = u64::try_from(at.tv_sec()).ok()?;
+                    let nanos = u32::try_from(at.tv_nsec()).ok()?;
+                    Some(SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos))
+                }
+                _ => None,
+            })
+        });
+        Ok((message.bytes, arrived))
     }
 }
 

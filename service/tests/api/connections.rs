@@ -259,7 +259,61 @@ async fn requests_above_the_in_flight_bound_are_shed_at_once() {
                 && l != "http_requests_refused_total 0"),
         "{text}"
     );
-    let line = wait_for_line(&service, "requests refused at the concurrency limit").await;
+    let line = wait_for_line(&service, "requests refused in the last second").await;
     assert!(line.contains(r#""level":"WARN""#), "{line}");
     assert!(service.find_line("load shed").is_none());
+}
+
+/// A request left unread in its socket for over a second (here the process is stopped
+/// meanwhile, as a pod starved of CPU is) is refused with 503 and `Retry-After` instead of
+/// answered after its client likely gave up: the kernel's receive timestamp reaches admission.
+/// A request read at once is served, on the same connection and on a new one. (The shorter
+/// `QUEUE_WAIT_TIMEOUT_MS` applies only while the pod is refusing: `admission.rs` tests it.)
+#[tokio::test]
+async fn a_request_left_unread_too_long_is_refused_and_a_fresh_one_served() {
+    let service = Service::start(&[]);
+    let request = b"GET /orders/1 HTTP/1.1\r\nHost: example\r\n\r\n";
+    let mut earlier = TcpStream::connect(addr(&service.api))
+        .await
+        .expect("connect");
+    earlier.write_all(request).await.expect("request");
+    assert!(read_response(&mut earlier)
+        .await
+        .starts_with("HTTP/1.1 200"));
+
+    service.signal("STOP");
+    let mut stale = TcpStream::connect(addr(&service.api))
+        .await
+        .expect("the kernel completes the handshake of a stopped process");
+    stale.write_all(request).await.expect("request");
+    earlier.write_all(request).await.expect("request");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    service.signal("CONT");
+
+    for connection in [&mut stale, &mut earlier] {
+        let head = read_response(connection).await;
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nretry-after: 1"),
+            "{head}"
+        );
+    }
+    for connection in [&mut stale, &mut earlier] {
+        connection.write_all(request).await.expect("request");
+        let head = read_response(connection).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let text = reqwest::get(format!(
+        "{}/metrics",
+        service.metrics.as_deref().expect("metrics")
+    ))
+    .await
+    .expect("metrics")
+    .text()
+    .await
+    .expect("text");
+    let refused = text
+        .lines()
+        .find(|l| l.starts_with("http_requests_refused_total "));
+    assert_eq!(refused, Some("http_requests_refused_total 2"), "{text}");
 }
