@@ -8,6 +8,7 @@
 #       "default fixed": the service's defaults, and the fixed bound of MAX_IN_FLIGHT_REQUESTS
 #       without the adaptive limit, ADAPTIVE_CONCURRENCY=false, for comparison)
 #   BENCH_BINARY=/path/to/order-service bench/overload.sh    (measure that build instead)
+#   BENCH_ENV="QUEUE_WAIT_TIMEOUT_MS=2" bench/overload.sh    (settings added to every start)
 #
 # The system under test, the service and PostgreSQL, runs on one CPU (taskset; the chart's
 # limit gives the pod one), oha alone on the other, so the load generator's own work does not
@@ -66,18 +67,24 @@ env -i PATH="$PATH" STORE=postgres DATABASE_URL="$url" "$binary" migrate >"$work
 start_service() {
   port=$(free_port)
   metrics_port=$(free_port)
+  local extra=()
+  read -ra extra <<<"${BENCH_ENV:-}"
   taskset -c 0 env -i PATH="$PATH" ENVIRONMENT=local STORE=postgres DATABASE_URL="$url" \
     PORT="$port" METRICS_PORT="$metrics_port" HOST=127.0.0.1 LOG_LEVEL="$log_level" LOG_FORMAT=json \
-    "$@" "$binary" >/dev/null 2>"$work/service.err" &
+    "${extra[@]}" "$@" "$binary" >/dev/null 2>"$work/service.err" &
   service_pid=$!
   base="http://127.0.0.1:$port"
   wait_ready "$base" "$work/service.err"
 }
 
-# refused_total: the service's count of requests refused at its concurrency limit.
+# refused_total: the service's count of its 503s: requests refused at admission (the
+# concurrency limit, or left unread too long) and requests whose wait for a busy database
+# connection ran out (counted among the answers, with status 503).
 refused_total() {
   curl -fsS "http://127.0.0.1:$metrics_port/metrics" |
-    awk '$1 == "http_requests_refused_total" { print $2; found = 1 } END { if (!found) print 0 }'
+    awk '$1 == "http_requests_refused_total" { n += $2 }
+      $1 ~ /^http_requests_total\{/ && $1 ~ /status="503"/ { n += $2 }
+      END { print n + 0 }'
 }
 
 peak_rss_mib() { awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$service_pid/status"; }
