@@ -12,20 +12,22 @@
 //!
 //! The limit sees only the requests it admitted. Under overload a request also waits before
 //! that, unread in its socket while the CPU serves others, and that wait can be most of its
-//! latency. In the container each connection records when its request's bytes reached the host
-//! (the kernel's receive timestamp, [`Arrival`]), and a request that waited longer than
-//! `QUEUE_WAIT_TIMEOUT_MS` before it was read is refused like one over the limit: its client
-//! has likely given up, and answering it would only make the requests behind it late too.
-//! Refusing the stale ones is cheap, so the standing queue drains to the target and the
-//! requests admitted are fresh ("Fail at Scale", ACM Queue 2015: a queue that refuses what
-//! waited too long).
+//! latency. So while the pod is refusing (a refusal in the last one to two seconds), each
+//! container connection records when its request's bytes reached the host (the kernel's
+//! receive timestamp, [`Arrival`]), and a request that waited longer than
+//! `QUEUE_WAIT_TIMEOUT_MS` before it was read is refused like one over the limit: answering it
+//! would only make the requests behind it late too. Refusing the stale ones is cheap, so the
+//! standing queue drains to the target and the requests admitted are fresh (CoDel's target
+//! for a queue that has stood, and the controlled-delay queue of "Fail at Scale", ACM Queue
+//! 2015). A pod that has not been refusing reads without timestamps: a burst or a briefly
+//! starved CPU is served a little late rather than refused, and the reads cost nothing more.
 
 pub mod limit;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -49,19 +51,9 @@ const REFUSAL_BODY: &[u8] = br#"{"type":"about:blank","title":"Service Unavailab
 /// that a retry lands on a recovered pod.
 const RETRY_AFTER_SECONDS: &str = "1";
 
-/// How long after a refusal the pod counts as overloaded, so that a request that waited longer
-/// than `QUEUE_WAIT_TIMEOUT_MS` is refused: the 100 ms interval of CoDel and of "Fail at
-/// Scale" (ACM Queue, 2015), which apply the short target only to a queue that has stood.
-/// Under overload the concurrency limit refuses every few milliseconds, so this stays on.
-const OVERLOAD_MEMORY: Duration = Duration::from_millis(100);
-
-/// What a request may wait unread on a pod that has not been refusing: a burst, a busy node or
-/// a throttled CPU is served a little late rather than refused. A request left unread for a
-/// whole second is refused all the same: its client has likely given up, and the retry the
-/// answer asks for comes no sooner than the answer would.
-const QUIET_QUEUE_WAIT: Duration = Duration::from_secs(1);
-
-/// How often refusals are summarised in the log (when there were any).
+/// How often refusals are summarised in the log (when there were any), and how long a pod
+/// that stopped refusing keeps reading arrival times: until a summary finds a whole interval
+/// without a refusal.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Admission {
@@ -69,12 +61,12 @@ pub struct Admission {
     limit: AtomicUsize,
     /// `None`: the limit is fixed at the ceiling.
     controller: Option<Mutex<Controller>>,
-    /// `QUEUE_WAIT_TIMEOUT_MS`: while overloaded, a request that waited longer than this
-    /// before it was read is refused.
+    /// `QUEUE_WAIT_TIMEOUT_MS`: a request that waited longer than this before it was read
+    /// (known only while refusing) is refused.
     max_queue_wait: Duration,
-    /// When a request with an arrival time was last refused (nanoseconds since the Unix
-    /// epoch): the pod counts as overloaded for [`OVERLOAD_MEMORY`] after it.
-    last_refusal: AtomicU64,
+    /// Set by every refusal, cleared by a summary interval without one: while set, the
+    /// connections read their requests' arrival times.
+    refusing: Arc<AtomicBool>,
     /// Refusals since the last summary line, and how many of them for waiting too long.
     unreported: AtomicU64,
     unreported_late: AtomicU64,
@@ -125,7 +117,7 @@ impl Admission {
             limit: AtomicUsize::new(limit),
             controller: controller.map(Mutex::new),
             max_queue_wait,
-            last_refusal: AtomicU64::new(0),
+            refusing: Arc::new(AtomicBool::new(false)),
             unreported: AtomicU64::new(0),
             unreported_late: AtomicU64::new(0),
             refused,
@@ -159,35 +151,33 @@ impl Admission {
             }
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
-        self.refused.inc();
-        self.unreported.fetch_add(1, Ordering::Relaxed);
+        self.refuse();
         None
     }
 
-    /// [`Self::try_admit`] for a request that waited `waited` before it was read, at `now`:
-    /// refused (and counted) when it waited longer than its target. The target is
-    /// `QUEUE_WAIT_TIMEOUT_MS` while the pod is overloaded (it refused a request within
-    /// [`OVERLOAD_MEMORY`]), and [`QUIET_QUEUE_WAIT`] otherwise, so a pod that is merely
-    /// bursty or briefly short of CPU serves a little late rather than refuse.
-    pub fn try_admit_after(self: &Arc<Self>, waited: Duration, now: SystemTime) -> Option<Permit> {
-        let now = epoch_nanos(now);
-        let since_refusal = now.saturating_sub(self.last_refusal.load(Ordering::Relaxed));
-        let target = match u128::from(since_refusal) <= OVERLOAD_MEMORY.as_nanos() {
-            true => self.max_queue_wait,
-            false => QUIET_QUEUE_WAIT.max(self.max_queue_wait),
-        };
-        if waited > target {
-            self.refused.inc();
-            self.unreported.fetch_add(1, Ordering::Relaxed);
+    /// [`Self::try_admit`] for a request that waited `waited` before it was read: refused
+    /// (and counted) when that is longer than `QUEUE_WAIT_TIMEOUT_MS`.
+    pub fn try_admit_after(self: &Arc<Self>, waited: Duration) -> Option<Permit> {
+        if waited > self.max_queue_wait {
             self.unreported_late.fetch_add(1, Ordering::Relaxed);
-            self.last_refusal.store(now, Ordering::Relaxed);
+            self.refuse();
             return None;
         }
-        let permit = self.try_admit();
-        if permit.is_none() {
-            self.last_refusal.store(now, Ordering::Relaxed);
+        self.try_admit()
+    }
+
+    /// Whether requests are being refused now, so that arrival times are worth reading.
+    pub fn is_refusing(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
+
+    fn refuse(&self) {
+        self.refused.inc();
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+        // A load first: under overload the flag is already set, and a store would contend.
+        if !self.refusing.load(Ordering::Relaxed) {
+            self.refusing.store(true, Ordering::Relaxed);
         }
-        permit
     }
 
     fn finished(&self, admitted_at: Instant, in_flight: usize) {
@@ -219,14 +209,22 @@ impl Drop for Permit {
 }
 
 /// When the bytes of the request a connection is reading reached this host, as the kernel
-/// stamped them on arrival: the connection's socket records it with every read, and admission
-/// reads it to learn how long the request waited unread. Zero: not known (no timestamp came).
+/// stamped them on arrival: while the pod is refusing, the connection's socket records it with
+/// every read, and admission reads it to learn how long the request waited unread. Zero: not
+/// known (no timestamp came, or none was asked for).
 #[derive(Debug, Default)]
 pub struct Arrival {
     nanos_since_epoch: AtomicU64,
+    /// The admission's "refusing" flag; never set for a port without admission.
+    refusing: Arc<AtomicBool>,
 }
 
 impl Arrival {
+    /// Whether to read arrival times now (a timestamped read costs a little more).
+    pub fn wanted(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
+
     /// The bytes just read arrived `at`; `None` when they came without a timestamp, so an
     /// earlier request's time is never taken for this one's.
     pub fn record(&self, at: Option<SystemTime>) {
@@ -267,6 +265,9 @@ async fn summarise(admission: Weak<Admission>) {
         };
         let refused = admission.unreported.swap(0, Ordering::Relaxed);
         let waited_too_long = admission.unreported_late.swap(0, Ordering::Relaxed);
+        if refused == 0 {
+            admission.refusing.store(false, Ordering::Relaxed);
+        }
         if refused > 0 {
             tracing::warn!(
                 refused,
@@ -339,21 +340,28 @@ impl App {
         }
     }
 
-    /// This app for one connection, whose requests' arrival `arrival` records: a request that
-    /// waited too long unread is refused.
-    pub fn on_connection(&self, arrival: Arc<Arrival>) -> Self {
-        Self {
-            arrival: Some(arrival),
+    /// This app for one connection, and where the connection records its requests' arrival
+    /// (while the pod is refusing): a request that waited too long unread is refused.
+    pub fn on_connection(&self) -> (Self, Arc<Arrival>) {
+        let arrival = Arc::new(Arrival {
+            nanos_since_epoch: AtomicU64::new(0),
+            refusing: match &self.admission {
+                Some(admission) => Arc::clone(&admission.refusing),
+                None => Arc::default(),
+            },
+        });
+        let app = Self {
+            arrival: Some(Arc::clone(&arrival)),
             ..self.clone()
-        }
+        };
+        (app, arrival)
     }
 }
 
 impl App {
-    /// How long the request being called waited unread, and when it was read.
-    fn waited(&self) -> Option<(Duration, SystemTime)> {
-        let now = SystemTime::now();
-        Some((self.arrival.as_ref()?.waited(now)?, now))
+    /// How long the request being called waited unread, when known.
+    fn waited(&self) -> Option<Duration> {
+        self.arrival.as_ref()?.waited(SystemTime::now())
     }
 }
 
@@ -380,7 +388,7 @@ where
         let permit = match &self.admission {
             Some(admission) => {
                 let admitted = match self.waited() {
-                    Some((waited, now)) => admission.try_admit_after(waited, now),
+                    Some(waited) => admission.try_admit_after(waited),
                     None => admission.try_admit(),
                 };
                 match admitted {
@@ -454,31 +462,29 @@ mod tests {
         assert!(text.contains("http_requests_refused_total 0"), "{text}");
     }
 
-    #[tokio::test]
-    async fn after_a_refusal_a_request_that_waited_longer_than_the_target_is_refused() {
+    #[tokio::test(start_paused = true)]
+    async fn arrival_times_are_wanted_from_a_refusal_until_a_second_without_one() {
         let registry = Registry::new();
         let admission =
             Admission::new(1, false, Duration::from_millis(10), &registry).expect("registered");
-        let now = SystemTime::now();
-        let ms = Duration::from_millis;
-        // Not overloaded: a wait far past the target is served, up to the quiet bound.
-        let served = admission.try_admit_after(QUIET_QUEUE_WAIT, now);
-        assert!(served.is_some());
-        // At the limit: refused, and from now on the pod counts as overloaded.
-        assert!(admission.try_admit_after(ms(0), now).is_none());
-        drop(served);
-        assert!(admission.try_admit_after(ms(11), now + ms(50)).is_none());
-        assert_eq!(admission.unreported_late.load(Ordering::Relaxed), 1);
-        // The refusal just now keeps it overloaded; a fresh request is served.
-        let fresh = admission.try_admit_after(ms(10), now + ms(140));
-        assert!(fresh.is_some());
-        drop(fresh);
-        // 100 ms without a refusal: the quiet bound again.
-        assert!(admission.try_admit_after(ms(900), now + ms(260)).is_some());
-        assert!(admission
-            .try_admit_after(QUIET_QUEUE_WAIT + ms(1), now + ms(400))
-            .is_none());
-        assert_eq!(admission.refused.get(), 3);
+        let (_app, arrival) =
+            App::admitting(Router::new(), Arc::clone(&admission), &[], Router::new())
+                .on_connection();
+        assert!(
+            !arrival.wanted(),
+            "a pod that refused nothing reads plainly"
+        );
+        // The summary's first interval starts (its first tick is at once).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let held = admission.try_admit();
+        assert!(admission.try_admit().is_none());
+        assert!(arrival.wanted());
+        // The summary that counts the refusal keeps the flag; the next, finding none, clears it.
+        tokio::time::sleep(SUMMARY_INTERVAL / 2 * 3).await;
+        assert!(arrival.wanted());
+        tokio::time::sleep(SUMMARY_INTERVAL).await;
+        assert!(!arrival.wanted());
+        drop(held);
     }
 
     #[tokio::test]
@@ -486,17 +492,13 @@ mod tests {
         let registry = Registry::new();
         let admission =
             Admission::new(8, false, Duration::from_millis(10), &registry).expect("registered");
-        // Overloaded: a refusal just now.
-        admission
-            .last_refusal
-            .store(epoch_nanos(SystemTime::now()), Ordering::Relaxed);
-        let now = SystemTime::now();
         assert!(admission
-            .try_admit_after(Duration::from_millis(10), now)
+            .try_admit_after(Duration::from_millis(10))
             .is_some());
         assert!(admission
-            .try_admit_after(Duration::from_millis(11), now)
+            .try_admit_after(Duration::from_millis(11))
             .is_none());
+        assert!(admission.is_refusing());
         assert_eq!(admission.refused.get(), 1);
         assert_eq!(admission.unreported_late.load(Ordering::Relaxed), 1);
     }

@@ -22,7 +22,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admission::Arrival;
 use crate::config::ConnectionLimits;
 use crate::state::{AppState, Readiness};
 use crate::{metrics_router, router, App};
@@ -149,10 +148,10 @@ async fn accept_loop(
         unacknowledged::give_up_after(&stream, limits.write_timeout);
         socket::stamp_arrivals(&stream);
         let activity = Arc::new(Activity::default());
-        let arrival = Arc::new(Arrival::default());
+        let (app, arrival) = app.on_connection();
         let app = tower::ServiceBuilder::new()
             .map_response(close_while_draining.clone())
-            .service(app.on_connection(Arc::clone(&arrival)));
+            .service(app);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(HeadTimer::new(Arc::clone(&activity), limits))
             .header_read_timeout(limits.header_read_timeout)

@@ -6,10 +6,12 @@
 //! arrival time, to refuse a request that waited too long unread ([`crate::admission`]).
 //!
 //! The arrival time is the kernel's receive timestamp (`SO_TIMESTAMPNS`), which comes with a
-//! read only through `recvmsg`: tokio reads with `read`, so a read that may start a request is
-//! made here, through nix (socket2 has neither the option nor a safe `recvmsg`). That read
-//! fills at most [`STAMPED_READ_BYTES`], which any request head of ordinary size fits; when it
-//! fills them, the rest (a large head or body) is read by tokio's own read.
+//! read only through `recvmsg`: tokio reads with `read`, so while arrival times are wanted (the
+//! pod is refusing) a read that may start a request is made here, through nix (socket2 has
+//! neither the option nor a safe `recvmsg`). It costs more than tokio's read (measured: about
+//! 5 % of a small GET), so otherwise tokio reads. That read fills at most
+//! [`STAMPED_READ_BYTES`], which any request head of ordinary size fits; when it fills them,
+//! the rest (a large head or body) is read by tokio's own read.
 //!
 //! hyper waits for a writable socket for ever: a client that asks for a large answer and never
 //! reads it holds the connection and the whole buffered body. Here a write that stays pending
@@ -127,13 +129,18 @@ impl AsyncRead for Watched<TcpStream> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = match this.bulk {
-            true => {
+        let result = match (this.bulk, this.arrival.wanted()) {
+            (false, true) => this.poll_read_stamped(cx, buf),
+            (bulk, _) => {
                 let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-                this.bulk = result.is_pending();
+                // The rest of a large head or body keeps its head's arrival; anything else
+                // read without a timestamp has none.
+                if !bulk && buf.filled().len() > before {
+                    this.arrival.record(None);
+                }
+                this.bulk = bulk && result.is_pending();
                 result
             }
-            false => this.poll_read_stamped(cx, buf),
         };
         if buf.filled().len() > before {
             this.activity.reads.fetch_add(1, Ordering::Relaxed);
