@@ -13,19 +13,19 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
 use tower::{BoxError, Layer, Service};
 
 use crate::error::{problem_for_bare_error, ErrorCause};
-use crate::metrics::{InFlight, Metrics, UNMATCHED_ROUTE};
+use crate::metrics::{HttpSeries, InFlight, Metrics, UNMATCHED_ROUTE};
 use crate::request_id;
 use crate::telemetry::TraceContext;
 
@@ -50,6 +50,7 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             metrics: Arc::clone(&self.metrics),
+            series: Arc::default(),
             inner,
         }
     }
@@ -59,7 +60,26 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     metrics: Arc<Metrics>,
+    /// The series of the first request this route's layer saw, with its method and route.
+    /// `Router::layer` gives every route and method a layer of its own, so nearly every
+    /// request finds its series here instead of looking it up by name.
+    series: Arc<OnceLock<(Method, Box<str>, HttpSeries)>>,
     inner: S,
+}
+
+impl<S> Observe<S> {
+    fn series(&self, method: &Method, route: &str) -> HttpSeries {
+        match self.series.get() {
+            Some((m, r, series)) if m == method && **r == *route => series.clone(),
+            _ => {
+                let series = self.metrics.http_series(method, route);
+                let _ = self
+                    .series
+                    .set((method.clone(), route.into(), series.clone()));
+                series
+            }
+        }
+    }
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -83,8 +103,7 @@ where
         let method = request.method().clone();
         let route = request.extensions().get::<MatchedPath>().cloned();
         let in_flight = self
-            .metrics
-            .http_series(
+            .series(
                 &method,
                 route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
             )
@@ -120,6 +139,9 @@ pin_project_lite::pin_project! {
         line: Option<Line>,
     }
 }
+
+/// A name made once: a name given as text is parsed (and allocated) on every insert.
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// What the access line and the answer's headers need from the request.
 struct Line {
@@ -208,11 +230,9 @@ impl Line {
         }
 
         let headers = response.headers_mut();
-        if !headers.contains_key(&request_id::HEADER) {
-            headers.insert(request_id::HEADER, self.request_id);
-        }
-        if let Ok(value) = HeaderValue::try_from(self.trace.response_header()) {
-            headers.insert("traceresponse", value);
+        headers.entry(request_id::HEADER).or_insert(self.request_id);
+        if let Ok(value) = HeaderValue::from_bytes(&self.trace.response_header()) {
+            headers.insert(TRACERESPONSE, value);
         }
         response
     }

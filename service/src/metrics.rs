@@ -205,6 +205,7 @@ struct MethodSeries {
 }
 
 /// The series one request feeds: its latency, its count by status, and the in-flight gauge.
+#[derive(Clone)]
 pub struct HttpSeries {
     metrics: Arc<Metrics>,
     index: usize,

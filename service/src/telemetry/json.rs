@@ -81,8 +81,9 @@ where
         fields.result?;
         let request = fields.request;
 
-        writer.write_str(",\"target\":")?;
-        write_escaped(&mut writer, meta.target())?;
+        writer.write_str(",\"target\":\"")?;
+        Escaping(&mut writer).write_str(meta.target())?;
+        writer.write_char('"')?;
 
         let current = event
             .parent()
@@ -171,16 +172,17 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// `{<fields>,"name":"<name>"}`.
+/// `{<fields>,"name":"<name>"}`. (Here and below, what can be is written in one piece: each
+/// write passes two dynamic calls before it reaches the line.)
 fn write_span(writer: &mut impl fmt::Write, name: &str, fields: &str) -> fmt::Result {
     writer.write_char('{')?;
     writer.write_str(fields)?;
-    if !fields.is_empty() {
-        writer.write_char(',')?;
-    }
-    writer.write_str("\"name\":")?;
-    write_escaped(writer, name)?;
-    writer.write_char('}')
+    writer.write_str(match fields.is_empty() {
+        true => "\"name\":\"",
+        false => ",\"name\":\"",
+    })?;
+    Escaping(&mut *writer).write_str(name)?;
+    writer.write_str("\"}")
 }
 
 /// Writes each field as `"name":value`, a comma before each but (if `first`) the first. Fields
@@ -231,11 +233,9 @@ fn entry(
     name: &str,
     write: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result,
 ) -> fmt::Result {
-    if comma {
-        out.write_char(',')?;
-    }
-    write_escaped(out, name)?;
-    out.write_char(':')?;
+    out.write_str(if comma { ",\"" } else { "\"" })?;
+    Escaping(&mut *out).write_str(name)?;
+    out.write_str("\":")?;
     write(out)
 }
 
@@ -333,9 +333,20 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
     }
 }
 
-/// Whether JSON needs `byte` escaped inside a string.
+/// Whether JSON needs `byte` escaped inside a string: control characters, `"` and `\\`.
 fn needs_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
+    const ESCAPED: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut byte = 0;
+        while byte < 0x20 {
+            table[byte] = true;
+            byte += 1;
+        }
+        table[b'"' as usize] = true;
+        table[b'\\' as usize] = true;
+        table
+    };
+    ESCAPED[usize::from(byte)]
 }
 
 /// The index of the first byte at or after `from` that [`needs_escape`], if any.
