@@ -1,23 +1,31 @@
 //! The outermost per-route layer: the request id, the trace context, the HTTP metrics and the
-//! access-log line, in one middleware (each layer of its own boxed a future and cloned a
-//! service per request).
+//! access-log line, in one layer (each layer of its own boxed a future and cloned a service
+//! per request).
 //!
 //! A request gets a span (`request`, carrying method, route, request id and trace id) only
 //! when DEBUG is enabled, for the lines the request logs along the way; at INFO the one
 //! access-log event carries those fields itself and the JSON line shows them as the same
 //! `span` object.
+//!
+//! A plain tower layer with a future of its own, not `axum::middleware::from_fn`: that boxes
+//! the request's future, clones the whole stack below it and the state on every request.
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
-use axum::middleware::Next;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
-use tracing::Instrument;
+use bytes::Bytes;
+use tower::{BoxError, Layer, Service};
 
 use crate::error::{problem_for_bare_error, ErrorCause};
-use crate::metrics::{Metrics, UNMATCHED_ROUTE};
+use crate::metrics::{HttpSeries, InFlight, Metrics, UNMATCHED_ROUTE};
 use crate::request_id;
 use crate::telemetry::TraceContext;
 
@@ -25,75 +33,207 @@ use crate::telemetry::TraceContext;
 /// a fresh one) and `traceresponse` on the answer, one access-log line (status and latency;
 /// on a server error, at ERROR with its cause), `http_requests_total` and
 /// `http_request_duration_seconds`. Never bodies, never headers that may hold credentials.
-pub async fn observe(
-    State(metrics): State<Arc<Metrics>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let request_id = request_id::accept_or_make(request.headers_mut());
-    let trace = TraceContext::from_headers(request.headers());
-    let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    let series = metrics.http_series(&method, route);
-    let _in_flight = series.enter();
-    let id = request_id.to_str().unwrap_or_default();
-    let span = tracing::debug_span!(
-        "request",
-        method = method.as_str(),
-        route,
-        request_id = id,
-        trace_id = trace.trace_id.as_str()
-    );
+#[derive(Clone)]
+pub struct ObserveLayer {
+    metrics: Arc<Metrics>,
+}
 
-    let response = next.run(request).instrument(span.clone()).await;
-    let mut response = problem_for_bare_error(response);
+impl ObserveLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
 
-    let latency = started.elapsed();
-    let status = response.status();
-    series.observe(status, latency);
-    let status_code = status.as_u16();
-    let latency_ms = latency.as_secs_f64() * 1000.0;
-    // With a span the line is written inside it; without, it carries the span's fields.
-    macro_rules! access_line {
-        ($level:ident, $($fields:tt)*) => {
-            if span.is_disabled() {
-                tracing::$level!(
-                    span.method = method.as_str(),
-                    span.route = route,
-                    span.request_id = id,
-                    span.trace_id = trace.trace_id.as_str(),
-                    $($fields)*
-                );
-            } else {
-                span.in_scope(|| tracing::$level!($($fields)*));
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            metrics: Arc::clone(&self.metrics),
+            series: Arc::default(),
+            inner,
+        }
+    }
+}
+
+/// See [`ObserveLayer`].
+#[derive(Clone)]
+pub struct Observe<S> {
+    metrics: Arc<Metrics>,
+    /// The series of the first request this route's layer saw, with its method and route.
+    /// `Router::layer` gives every route and method a layer of its own, so nearly every
+    /// request finds its series here instead of looking it up by name.
+    series: Arc<OnceLock<(Method, Box<str>, HttpSeries)>>,
+    inner: S,
+}
+
+impl<S> Observe<S> {
+    fn series(&self, method: &Method, route: &str) -> HttpSeries {
+        match self.series.get() {
+            Some((m, r, series)) if m == method && **r == *route => series.clone(),
+            _ => {
+                let series = self.metrics.http_series(method, route);
+                let _ = self
+                    .series
+                    .set((method.clone(), route.into(), series.clone()));
+                series
             }
-        };
+        }
     }
-    // Every server error at ERROR with what caused it; the client saw a generic problem.
-    if status.is_server_error() {
-        let cause = response
-            .extensions()
-            .get::<ErrorCause>()
-            .map_or("no cause recorded", |c| c.0.as_str());
-        access_line!(
-            error,
-            status = status_code,
-            latency_ms,
-            cause,
-            "request failed"
-        );
-    } else {
-        access_line!(info, status = status_code, latency_ms, "request");
+}
+
+impl<S, B> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
-    let headers = response.headers_mut();
-    if !headers.contains_key(&request_id::HEADER) {
-        headers.insert(request_id::HEADER, request_id);
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let request_id = request_id::accept_or_make(request.headers_mut());
+        let trace = TraceContext::from_headers(request.headers());
+        let method = request.method().clone();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let in_flight = self
+            .series(
+                &method,
+                route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
+            )
+            .enter();
+        let span = tracing::debug_span!(
+            "request",
+            method = method.as_str(),
+            route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
+            request_id = request_id.to_str().unwrap_or_default(),
+            trace_id = trace.trace_id.as_str()
+        );
+        let inner = span.in_scope(|| self.inner.call(request));
+        Observed {
+            inner,
+            line: Some(Line {
+                started,
+                request_id,
+                trace,
+                method,
+                route,
+                in_flight,
+                span,
+            }),
+        }
     }
-    if let Ok(value) = HeaderValue::try_from(trace.response_header()) {
-        headers.insert("traceresponse", value);
+}
+
+pin_project_lite::pin_project! {
+    /// The request's answer, observed when it is ready.
+    pub struct Observed<F> {
+        #[pin]
+        inner: F,
+        line: Option<Line>,
     }
-    response
+}
+
+/// A name made once: a name given as text is parsed (and allocated) on every insert.
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+
+/// What the access line and the answer's headers need from the request.
+struct Line {
+    started: Instant,
+    request_id: HeaderValue,
+    trace: TraceContext,
+    method: Method,
+    route: Option<MatchedPath>,
+    in_flight: InFlight,
+    span: tracing::Span,
+}
+
+impl<F, B> Future for Observed<F>
+where
+    F: Future<Output = Result<axum::http::Response<B>, Infallible>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = match this.line {
+            // The request's own work runs inside its span (a no-op when DEBUG is off).
+            Some(line) => line.span.in_scope(|| this.inner.poll(cx)),
+            None => this.inner.poll(cx),
+        };
+        let Ok(response) = ready!(answer);
+        let line = this
+            .line
+            .take()
+            .expect("an observed request is polled after its answer");
+        Poll::Ready(Ok(line.finish(response.map(Body::new))))
+    }
+}
+
+impl Line {
+    /// Logs and counts the answer, and names it with the request id and the trace.
+    fn finish(self, response: Response) -> Response {
+        let mut response = problem_for_bare_error(response);
+        let latency = self.started.elapsed();
+        let status = response.status();
+        self.in_flight.series().observe(status, latency);
+        let status_code = status.as_u16();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let span = &self.span;
+        let route = self
+            .route
+            .as_ref()
+            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let id = self.request_id.to_str().unwrap_or_default();
+        // With a span the line is written inside it; without, it carries the span's fields.
+        // The message is a `&str` field, as a literal message would be shown, without a
+        // formatting pass.
+        macro_rules! access_line {
+            ($level:ident, $message:literal, $($fields:tt)*) => {
+                if span.is_disabled() {
+                    tracing::$level!(
+                        message = $message,
+                        span.method = self.method.as_str(),
+                        span.route = route,
+                        span.request_id = id,
+                        span.trace_id = self.trace.trace_id.as_str(),
+                        $($fields)*
+                    );
+                } else {
+                    span.in_scope(|| tracing::$level!(message = $message, $($fields)*));
+                }
+            };
+        }
+        // Every server error at ERROR with what caused it; the client saw a generic problem.
+        if status.is_server_error() {
+            let cause = response
+                .extensions()
+                .get::<ErrorCause>()
+                .map_or("no cause recorded", |c| c.0.as_str());
+            access_line!(
+                error,
+                "request failed",
+                status = status_code,
+                latency_ms,
+                cause
+            );
+        } else {
+            access_line!(info, "request", status = status_code, latency_ms);
+        }
+
+        let headers = response.headers_mut();
+        headers.entry(request_id::HEADER).or_insert(self.request_id);
+        if let Ok(value) = HeaderValue::from_bytes(&self.trace.response_header()) {
+            headers.insert(TRACERESPONSE, value);
+        }
+        response
+    }
 }

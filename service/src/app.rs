@@ -32,7 +32,7 @@ pub fn router(state: AppState) -> App {
     // each call wraps every route in one more boxed service, and a request clones every
     // boxed service below the one it passes, so four calls cost ten clones a request where
     // one costs one. Each stack lists its layers outermost first.
-    let outer = from_fn_with_state(Arc::clone(&state.metrics), crate::access::observe);
+    let outer = crate::access::ObserveLayer::new(Arc::clone(&state.metrics));
     // Bare error answers of any layer get the problem shape in `outer`
     // (`problem_for_bare_error`); refusals never reach it (admission is outside it).
     let inner = ServiceBuilder::new()

@@ -1,5 +1,5 @@
-//! Bearer API keys for reads and writes: which key a request presents (compared as digests
-//! in constant time), and whether its scopes allow what the request does.
+//! Bearer API keys for reads and writes: which key a request presents (compared as keyed
+//! tags in constant time, see [`keys`]), and whether its scopes allow what the request does.
 
 pub mod keys;
 
@@ -63,43 +63,50 @@ impl WriteAuth {
     /// Accepts `Authorization: Bearer <key>` matching a configured key whose scopes allow
     /// `scope`, and names the credential the request used.
     pub fn check(&self, authorization: Option<&[u8]>, scope: Scope) -> Result<Access, Denied> {
+        self.admit(authorization, scope, |credential| Access {
+            credential: credential.to_owned(),
+        })
+    }
+
+    /// [`check`](Self::check), answering `name(credential)` instead of an owned name: a read
+    /// needs none, and allocates none.
+    fn admit<T>(
+        &self,
+        authorization: Option<&[u8]>,
+        scope: Scope,
+        name: impl FnOnce(&str) -> T,
+    ) -> Result<T, Denied> {
         if scope == Scope::Read && self.public_reads {
-            return Ok(Access {
-                credential: PUBLIC_READS.to_owned(),
-            });
+            return Ok(name(PUBLIC_READS));
         }
         let secret_keys = self.secret_keys();
         if self.static_keys.is_empty() && secret_keys.is_empty() {
             return match self.open_without_keys {
-                true => Ok(Access {
-                    credential: OPEN_WRITES.to_owned(),
-                }),
+                true => Ok(name(OPEN_WRITES)),
                 false => Err(Denied::Unauthorized),
             };
         }
         let presented = authorization
             .and_then(|value| strip_bearer(value))
             .ok_or(Denied::Unauthorized)?;
-        let presented = keys::digest(presented);
-        // Digests all have one length; every key is compared, and the match is selected
+        let presented = keys::tag(presented);
+        // Tags all have one length; every key is compared, and the match is selected
         // without a branch, so timing reveals neither which key matched nor how much of one.
-        let all: Vec<&ApiKey> = self.static_keys.iter().chain(secret_keys.iter()).collect();
+        let all = || self.static_keys.iter().chain(secret_keys.iter());
         let mut found = subtle::Choice::from(0);
         let mut index = 0_u64;
-        for (i, key) in all.iter().enumerate() {
-            let matches = key.digest().ct_eq(&presented);
+        for (i, key) in all().enumerate() {
+            let matches = key.tag().ct_eq(&presented);
             index = u64::conditional_select(&index, &(i as u64), matches & !found);
             found |= matches;
         }
         let key = match bool::from(found) {
-            true => usize::try_from(index).ok().and_then(|i| all.get(i)),
+            true => usize::try_from(index).ok().and_then(|i| all().nth(i)),
             false => None,
         }
         .ok_or(Denied::Unauthorized)?;
         match key.allows(scope) {
-            true => Ok(Access {
-                credential: key.id().to_owned(),
-            }),
+            true => Ok(name(key.id())),
             false => Err(Denied::Forbidden(scope)),
         }
     }
@@ -178,9 +185,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Denied> {
         let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-        Arc::<WriteAuth>::from_ref(state)
-            .check(authorization, Scope::Read)
-            .map(|_| Self)
+        Arc::<WriteAuth>::from_ref(state).admit(authorization, Scope::Read, |_| Self)
     }
 }
 
@@ -291,6 +296,27 @@ mod tests {
         let after = auth.check(Some(b"Bearer new"), Scope::Write).expect("new");
         assert_eq!(before, after);
         assert_eq!(after.credential, "id:shop");
+    }
+
+    #[test]
+    fn a_key_of_the_same_length_or_differing_in_its_last_byte_is_refused() {
+        let auth = WriteAuth::new(keys(&["perf-key-0123456789abcdef"]), false);
+        assert!(auth
+            .check(Some(b"Bearer perf-key-0123456789abcdef"), Scope::Read)
+            .is_ok());
+        for wrong in [
+            &b"Bearer perf-key-0123456789abcdeg"[..],
+            b"Bearer perf-key-0123456789abcde",
+            b"Bearer perf-key-0123456789abcdef0",
+            b"Bearer xxxxxxxxxxxxxxxxxxxxxxxxx",
+        ] {
+            assert_eq!(
+                auth.check(Some(wrong), Scope::Read),
+                Err(Denied::Unauthorized),
+                "{}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
     }
 
     #[test]

@@ -1,22 +1,21 @@
 //! Content codings: answers compressed as the client accepts, request bodies decoded or
 //! refused.
 
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};
 use bytes::Bytes;
-use tower::layer::util::{Identity, Stack};
 use tower::util::future::{EitherResponseFuture, MapResponseFuture};
 use tower::util::{Either, MapResponse};
-use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower::{BoxError, Layer, Service};
 use tower_http::body::UnsyncBoxBody;
 use tower_http::compression::predicate::SizeAbove;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{Compression, CompressionBody, CompressionLayer};
 use tower_http::decompression::{
     DecompressionBody, RequestDecompression, RequestDecompressionLayer,
 };
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 
 /// gzip or br, as the client's `Accept-Encoding` prefers (q-values honoured), for answers of
 /// at least `min_bytes`; smaller ones, and answers that already carry a `Content-Encoding`
@@ -39,17 +38,19 @@ pub fn request_decoding() -> RequestDecodingLayer {
 /// [`RequestDecompressionLayer`] for the requests that declare a `Content-Encoding`; the
 /// others (nearly all, and every GET) pass straight on. The decompression service wraps
 /// the request body and boxes the answer's, whatever the request: that is most of what it
-/// costs, and a request without a coding has nothing for it to do.
+/// costs, and a request without a coding has nothing for it to do. It is put around the
+/// service below only for a request that needs it, so the stack (cloned for every request)
+/// holds that service once.
 #[derive(Clone)]
 pub struct RequestDecodingLayer(RequestDecompressionLayer);
 
-impl<S: Clone> Layer<S> for RequestDecodingLayer {
+impl<S> Layer<S> for RequestDecodingLayer {
     type Service = RequestDecoding<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RequestDecoding {
-            plain: inner.clone(),
-            decoding: self.0.layer(inner),
+            inner,
+            decoding: self.0.clone(),
         }
     }
 }
@@ -57,8 +58,8 @@ impl<S: Clone> Layer<S> for RequestDecodingLayer {
 /// See [`RequestDecodingLayer`].
 #[derive(Clone)]
 pub struct RequestDecoding<S> {
-    plain: S,
-    decoding: RequestDecompression<S>,
+    inner: S,
+    decoding: RequestDecompressionLayer,
 }
 
 type Decoded = Response<UnsyncBoxBody<Bytes, BoxError>>;
@@ -71,10 +72,18 @@ where
     response.map(Body::new)
 }
 
+/// The service that was made ready, for a wrapper built around it for one request; a clone
+/// takes its place (tower's way of handing a ready service on).
+fn take_ready<S: Clone>(service: &mut S) -> S {
+    let clone = service.clone();
+    std::mem::replace(service, clone)
+}
+
 impl<S, A, B, E> Service<Request<Body>> for RequestDecoding<S>
 where
     S: Service<Request<Body>, Response = Response<A>, Error = E>
-        + Service<Request<DecompressionBody<Body>>, Response = Response<B>, Error = E>,
+        + Service<Request<DecompressionBody<Body>>, Response = Response<B>, Error = E>
+        + Clone,
     A: http_body::Body<Data = Bytes> + Send + 'static,
     A::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -91,19 +100,18 @@ where
     >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
-        ready!(Service::<Request<Body>>::poll_ready(&mut self.plain, cx))?;
-        Service::<Request<Body>>::poll_ready(&mut self.decoding, cx)
+        Service::<Request<Body>>::poll_ready(&mut self.inner, cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         type Plain<'a, S, A> = MapResponse<&'a mut S, fn(Response<A>) -> Response<Body>>;
-        type Decoding<'a, S> =
-            MapResponse<&'a mut RequestDecompression<S>, fn(Decoded) -> Response<Body>>;
-        let mut branch: Either<Plain<'_, S, A>, Decoding<'_, S>> =
+        type Decoding<S> = MapResponse<RequestDecompression<S>, fn(Decoded) -> Response<Body>>;
+        let mut branch: Either<Plain<'_, S, A>, Decoding<S>> =
             if request.headers().contains_key(header::CONTENT_ENCODING) {
-                Either::Right(MapResponse::new(&mut self.decoding, answer))
+                let decoding = self.decoding.layer(take_ready(&mut self.inner));
+                Either::Right(MapResponse::new(decoding, answer))
             } else {
-                Either::Left(MapResponse::new(&mut self.plain, answer))
+                Either::Left(MapResponse::new(&mut self.inner, answer))
             };
         branch.call(request)
     }
@@ -126,22 +134,78 @@ fn vary_on_accept_encoding(response: &Response<Body>) -> Option<HeaderValue> {
 
 type Vary = fn(&Response<Body>) -> Option<HeaderValue>;
 
-/// The layers of [`negotiation`], outermost first: compression, then `Vary`.
-pub type Negotiation = ServiceBuilder<
-    Stack<SetResponseHeaderLayer<Vary>, Stack<CompressionLayer<SizeAbove>, Identity>>,
->;
-
 /// Answers compressed as negotiated ([`compression`]) and varying on `Accept-Encoding`
-/// ([`vary_on_accept_encoding`]): two layers, for a stack that applies its layers in one
-/// `Router::layer` (each call wraps every route once more, and a request clones every
-/// wrapper below the one it passes). The service below answers with an axum body.
-pub fn negotiation(min_bytes: u16) -> Negotiation {
-    // The header is set inside the compression layer, which adds none of its own when it
-    // finds one; set as a plain header layer, no answer is boxed for it.
-    let vary: Vary = vary_on_accept_encoding;
-    ServiceBuilder::new()
-        .layer(compression(min_bytes))
-        .layer(SetResponseHeaderLayer::appending(header::VARY, vary))
+/// ([`vary_on_accept_encoding`]). The service below answers with an axum body.
+pub fn negotiation(min_bytes: u16) -> NegotiationLayer {
+    NegotiationLayer {
+        compression: compression(min_bytes),
+    }
+}
+
+/// See [`negotiation`]. A request without `Accept-Encoding` passes no compression layer: that
+/// layer would pick no coding for it (identity) and wrap, box and pass on the answer
+/// unchanged, at a tenth of a small answer's cost. The one difference, a `Vary: *` it would
+/// extend with `accept-encoding` (which `*` already covers), no route answers.
+#[derive(Clone)]
+pub struct NegotiationLayer {
+    compression: CompressionLayer<SizeAbove>,
+}
+
+impl<S> Layer<S> for NegotiationLayer {
+    type Service = Negotiated<S>;
+
+    fn layer(&self, inner: S) -> Negotiated<S> {
+        // The header is set inside the compression layer, which adds none of its own when it
+        // finds one; set as a plain header layer, no answer is boxed for it.
+        let vary: Vary = vary_on_accept_encoding;
+        Negotiated {
+            inner: SetResponseHeaderLayer::appending(header::VARY, vary).layer(inner),
+            compression: self.compression.clone(),
+        }
+    }
+}
+
+/// See [`NegotiationLayer`].
+#[derive(Clone)]
+pub struct Negotiated<S> {
+    inner: SetResponseHeader<S, Vary>,
+    compression: CompressionLayer<SizeAbove>,
+}
+
+type Varied<S> = SetResponseHeader<S, Vary>;
+
+impl<S, E> Service<Request<Body>> for Negotiated<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = E> + Clone,
+{
+    type Response = Response<Body>;
+    type Error = E;
+    type Future = EitherResponseFuture<
+        <Varied<S> as Service<Request<Body>>>::Future,
+        MapResponseFuture<
+            <Compression<Varied<S>, SizeAbove> as Service<Request<Body>>>::Future,
+            fn(Response<CompressionBody<Body>>) -> Response<Body>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        type Compressing<S> = MapResponse<
+            Compression<Varied<S>, SizeAbove>,
+            fn(Response<CompressionBody<Body>>) -> Response<Body>,
+        >;
+        let mut branch: Either<&mut Varied<S>, Compressing<S>> =
+            if request.headers().contains_key(header::ACCEPT_ENCODING) {
+                let compression = self.compression.layer(take_ready(&mut self.inner));
+                Either::Right(MapResponse::new(compression, answer))
+            } else {
+                Either::Left(&mut self.inner)
+            };
+        branch.call(request)
+    }
 }
 
 /// `router` with [`negotiation`].

@@ -127,8 +127,8 @@ impl Metrics {
     }
 
     /// The series of requests to `route` (a route template, or [`UNMATCHED_ROUTE`]) with
-    /// `method`.
-    pub fn http_series(&self, method: &Method, route: &str) -> HttpSeries<'_> {
+    /// `method`. It holds the metrics, so a request's future can keep it without a borrow.
+    pub fn http_series(self: &Arc<Self>, method: &Method, route: &str) -> HttpSeries {
         let routes = crate::sync::read(&self.http_routes);
         let found = routes.get(route).map(Arc::clone);
         drop(routes);
@@ -147,7 +147,7 @@ impl Metrics {
             .position(|m| *m == label)
             .unwrap_or(METHOD_LABELS.len() - 1);
         HttpSeries {
-            metrics: self,
+            metrics: Arc::clone(self),
             index,
             route: route_series,
         }
@@ -205,13 +205,14 @@ struct MethodSeries {
 }
 
 /// The series one request feeds: its latency, its count by status, and the in-flight gauge.
-pub struct HttpSeries<'a> {
-    metrics: &'a Metrics,
+#[derive(Clone)]
+pub struct HttpSeries {
+    metrics: Arc<Metrics>,
     index: usize,
     route: Arc<RouteSeries>,
 }
 
-impl HttpSeries<'_> {
+impl HttpSeries {
     fn method(&self) -> &MethodSeries {
         let method = METHOD_LABELS[self.index];
         self.route.methods[self.index].get_or_init(|| MethodSeries {
@@ -224,8 +225,9 @@ impl HttpSeries<'_> {
     }
 
     /// Counts the request in `http_requests_in_flight` until the guard is dropped.
-    pub fn enter(&self) -> InFlight<'_> {
-        InFlight::enter(&self.metrics.http_requests_in_flight)
+    pub fn enter(self) -> InFlight {
+        self.metrics.http_requests_in_flight.inc();
+        InFlight(self)
     }
 
     /// Records an answered request.
@@ -282,18 +284,18 @@ impl Collector for DroppedLogLines {
 }
 
 /// Keeps the in-flight gauge right even when a request future is dropped mid-way.
-pub struct InFlight<'a>(&'a IntGauge);
+pub struct InFlight(HttpSeries);
 
-impl<'a> InFlight<'a> {
-    fn enter(gauge: &'a IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
+impl InFlight {
+    /// The series the request feeds.
+    pub fn series(&self) -> &HttpSeries {
+        &self.0
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.metrics.http_requests_in_flight.dec();
     }
 }
 
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn the_container_exports_dropped_log_lines_and_counts_by_route_status() {
-        let metrics = Metrics::new(Target::Container).expect("metrics");
+        let metrics = Arc::new(Metrics::new(Target::Container).expect("metrics"));
         assert!(metrics.render().contains("\nlog_lines_dropped_total 0\n"));
         let series = metrics.http_series(&Method::GET, "/orders/{id}");
         series.observe(StatusCode::OK, Duration::from_millis(1));

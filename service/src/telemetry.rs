@@ -205,10 +205,67 @@ fn filter(level: tracing::Level) -> EnvFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     /// 32 lowercase hex digits (W3C form; an X-Ray root `1-5759e988-bd86…` is its digits).
-    pub trace_id: String,
+    pub trace_id: HexId<32>,
     /// This service's span in the trace: 16 lowercase hex digits.
-    pub span_id: String,
+    pub span_id: HexId<16>,
     pub sampled: bool,
+}
+
+/// `N` lowercase hex digits, kept inline: a request's ids cost no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexId<const N: usize>([u8; N]);
+
+impl<const N: usize> HexId<N> {
+    /// `text` when it is exactly `N` lowercase hex digits.
+    fn parse(text: &[u8]) -> Option<Self> {
+        let digits: [u8; N] = text.try_into().ok()?;
+        digits
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(Self(digits))
+    }
+
+    /// `N` (at most 32) random digits.
+    fn random() -> Self {
+        let mut digits = [0u8; 32];
+        ids::hex(ids::next(), &mut digits[..16]);
+        ids::hex(ids::next(), &mut digits[16..]);
+        let mut id = [b'0'; N];
+        let n = N.min(32);
+        id[..n].copy_from_slice(&digits[..n]);
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> std::ops::Deref for HexId<N> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for HexId<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> std::fmt::Display for HexId<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> PartialEq<&str> for HexId<N> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 impl TraceContext {
@@ -220,22 +277,22 @@ impl TraceContext {
         let (trace_id, sampled) = header(&TRACEPARENT)
             .and_then(parse_traceparent)
             .or_else(|| header(&XRAY).and_then(parse_xray))
-            .unwrap_or_else(|| (random_hex(32), false));
+            .unwrap_or_else(|| (HexId::random(), false));
         Self {
             trace_id,
-            span_id: random_hex(16),
+            span_id: HexId::random(),
             sampled,
         }
     }
 
     /// `traceresponse` (W3C Trace Context level 2): version, trace id, our span, flags.
-    pub fn response_header(&self) -> String {
-        let mut header = String::with_capacity(55);
-        header.push_str("00-");
-        header.push_str(&self.trace_id);
-        header.push('-');
-        header.push_str(&self.span_id);
-        header.push_str(if self.sampled { "-01" } else { "-00" });
+    pub fn response_header(&self) -> [u8; 55] {
+        let mut header = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        header[3..35].copy_from_slice(&self.trace_id.0);
+        header[36..52].copy_from_slice(&self.span_id.0);
+        if self.sampled {
+            header[54] = b'1';
+        }
         header
     }
 
@@ -251,7 +308,7 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
 
 /// `00-<32 hex trace>-<16 hex parent>-<2 hex flags>`; later versions may append fields.
 /// All-zero ids and version `ff` are invalid, and an invalid header is ignored (W3C).
-fn parse_traceparent(value: &str) -> Option<(String, bool)> {
+fn parse_traceparent(value: &str) -> Option<(HexId<32>, bool)> {
     let mut fields = value.trim().split('-');
     let (version, trace, parent, flags) = (
         fields.next()?,
@@ -262,17 +319,17 @@ fn parse_traceparent(value: &str) -> Option<(String, bool)> {
     let valid = is_lower_hex(version, 2)
         && version != "ff"
         && (version != "00" || fields.next().is_none())
-        && is_lower_hex(trace, 32)
         && trace.bytes().any(|b| b != b'0')
         && is_lower_hex(parent, 16)
         && parent.bytes().any(|b| b != b'0')
         && is_lower_hex(flags, 2);
     let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
-    valid.then(|| (trace.to_owned(), sampled))
+    let trace = HexId::parse(trace.as_bytes())?;
+    valid.then_some((trace, sampled))
 }
 
 /// `Root=1-<8 hex>-<24 hex>;Parent=…;Sampled=1` (fields in any order; `Self=` from ALB too).
-fn parse_xray(value: &str) -> Option<(String, bool)> {
+fn parse_xray(value: &str) -> Option<(HexId<32>, bool)> {
     let field = |name: &str| {
         value.split(';').find_map(|f| {
             let (key, val) = f.trim().split_once('=')?;
@@ -283,15 +340,8 @@ fn parse_xray(value: &str) -> Option<(String, bool)> {
     let (time, random) = root.strip_prefix("1-")?.split_once('-')?;
     let (time, random) = (time.to_ascii_lowercase(), random.to_ascii_lowercase());
     let valid = is_lower_hex(&time, 8) && is_lower_hex(&random, 24);
-    valid.then(|| (format!("{time}{random}"), field("Sampled") == Some("1")))
-}
-
-/// `len` (at most 32) random lowercase hex digits.
-fn random_hex(len: usize) -> String {
-    let mut digits = [0u8; 32];
-    ids::hex(ids::next(), &mut digits[..16]);
-    ids::hex(ids::next(), &mut digits[16..]);
-    String::from_utf8(digits[..len.min(32)].to_vec()).unwrap_or_default()
+    let trace = HexId::parse(format!("{time}{random}").as_bytes())?;
+    valid.then_some((trace, field("Sampled") == Some("1")))
 }
 
 /// Ids for requests and traces without a system call each: SplitMix64 over a counter seeded
@@ -381,7 +431,7 @@ mod tests {
         assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(ctx.sampled);
         assert!(is_lower_hex(&ctx.span_id, 16) && ctx.span_id != "00f067aa0ba902b7");
-        let response = ctx.response_header();
+        let response = String::from_utf8(ctx.response_header().to_vec()).expect("ASCII");
         assert!(
             response.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
             "{response}"
