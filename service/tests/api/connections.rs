@@ -291,18 +291,29 @@ async fn while_refusing_a_request_left_unread_too_long_is_refused_for_its_wait()
         .write_all(&body[..10])
         .await
         .expect("part of the body");
+    let metrics_url = format!("{}/metrics", service.metrics.as_deref().expect("metrics"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(&metrics_url)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+        .lines()
+        .any(|l| l == "http_requests_in_flight 1")
+    {
+        assert!(Instant::now() < deadline, "the upload never in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut reader = TcpStream::connect(addr(&service.api))
         .await
         .expect("connect");
-    let refused_at_the_limit = loop {
-        reader.write_all(request).await.expect("request");
-        let head = read_response(&mut reader).await;
-        if head.starts_with("HTTP/1.1 503") {
-            break head;
-        }
-        // The upload's head has not been read yet.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    reader.write_all(request).await.expect("request");
+    let refused_at_the_limit = read_response(&mut reader).await;
+    assert!(
+        refused_at_the_limit.starts_with("HTTP/1.1 503"),
+        "{refused_at_the_limit}"
+    );
     assert!(
         refused_at_the_limit.contains("retry-after: 1"),
         "{refused_at_the_limit}"
