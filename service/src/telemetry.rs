@@ -225,14 +225,12 @@ impl<const N: usize> HexId<N> {
             .then_some(Self(digits))
     }
 
-    /// `N` (at most 32) random digits.
+    /// `N` random digits, one id for every 16.
     fn random() -> Self {
-        let mut digits = [0u8; 32];
-        ids::hex(ids::next(), &mut digits[..16]);
-        ids::hex(ids::next(), &mut digits[16..]);
         let mut id = [b'0'; N];
-        let n = N.min(32);
-        id[..n].copy_from_slice(&digits[..n]);
+        for digits in id.chunks_mut(16) {
+            ids::hex(ids::next(), digits);
+        }
         Self(id)
     }
 
@@ -382,10 +380,10 @@ pub mod ids {
     /// first.
     pub fn hex(value: u64, out: &mut [u8]) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let len = out.len();
-        for (i, digit) in out.iter_mut().enumerate() {
-            let shift = 4 * (len - 1 - i);
-            *digit = DIGITS[((value >> shift) & 0xf) as usize];
+        let mut rest = value;
+        for digit in out.iter_mut().rev() {
+            *digit = DIGITS[(rest & 0xf) as usize];
+            rest >>= 4;
         }
     }
 }
@@ -414,6 +412,18 @@ mod tests {
         let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
         assert_eq!(parsed.get_version_num(), 4);
         assert_ne!(id.as_bytes(), ids::uuid_bytes());
+    }
+
+    #[test]
+    fn hex_writes_the_low_digits_most_significant_first() {
+        let mut out = [0u8; 16];
+        ids::hex(0x0123_4567_89ab_cdef, &mut out);
+        assert_eq!(&out, b"0123456789abcdef");
+        let mut low = [0u8; 4];
+        ids::hex(0x0123_4567_89ab_cdef, &mut low);
+        assert_eq!(&low, b"cdef");
+        let fresh = TraceContext::from_headers(&http::HeaderMap::new());
+        assert!(is_lower_hex(&fresh.trace_id, 32) && is_lower_hex(&fresh.span_id, 16));
     }
 
     #[test]

@@ -77,6 +77,7 @@ where
         writer.write_char('"')?;
 
         let mut fields = FieldWriter::new(&mut writer, false);
+        fields.spare = REQUEST_FIELDS.take();
         event.record(&mut fields);
         fields.result?;
         let request = fields.request;
@@ -115,8 +116,18 @@ where
             writer.write_str(",\"span\":")?;
             write_open_span(&mut writer, span)?;
         }
+        if let Some(mut request) = request {
+            request.clear();
+            REQUEST_FIELDS.set(request);
+        }
         writer.write_str("}\n")
     }
+}
+
+thread_local! {
+    /// The buffer a line's request fields were gathered in, kept for the thread's next line:
+    /// an access line then allocates nothing for them.
+    static REQUEST_FIELDS: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
 }
 
 fn write_open_span<'a, R: LookupSpan<'a>>(
@@ -191,6 +202,8 @@ struct FieldWriter<'a, W: fmt::Write> {
     out: &'a mut W,
     first: bool,
     request: Option<String>,
+    /// What `request` starts from: a buffer kept from an earlier line, or a new one.
+    spare: String,
     result: fmt::Result,
 }
 
@@ -200,6 +213,7 @@ impl<'a, W: fmt::Write> FieldWriter<'a, W> {
             out,
             first,
             request: None,
+            spare: String::new(),
             result: Ok(()),
         }
     }
@@ -213,9 +227,11 @@ impl<'a, W: fmt::Write> FieldWriter<'a, W> {
         let name = field.name();
         self.result = match name.strip_prefix(REQUEST_FIELD_PREFIX) {
             Some(name) => {
-                let request = self
-                    .request
-                    .get_or_insert_with(|| String::with_capacity(REQUEST_FIELDS_CAPACITY));
+                let request = self.request.get_or_insert_with(|| {
+                    let mut request = std::mem::take(&mut self.spare);
+                    request.reserve(REQUEST_FIELDS_CAPACITY);
+                    request
+                });
                 let comma = !request.is_empty();
                 entry(request, comma, name, write)
             }
