@@ -96,7 +96,7 @@ load() {
   taskset -c 1 oha --no-tui --output-format csv "$@" "$base/orders?limit=20" >"$work/$name.csv"
 }
 
-# stats NAME SECONDS: "ok_per_s ok_share p99_ms_of_200s shed_share other_share total"
+# stats NAME SECONDS: "ok_per_s ok_share p99_ms_of_200s shed_share other_share total shed_count"
 stats() {
   python3 - "$work/$1.csv" "$2" <<'PY'
 import csv, sys
@@ -107,7 +107,7 @@ shed = sum(1 for r in rows if r["status"] == "503")
 total = len(rows)
 p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))] * 1000 if ok else float("nan")
 print(f"{len(ok) / seconds:.0f} {len(ok) / total:.3f} {p99:.2f} {shed / total:.3f} "
-      f"{(total - len(ok) - shed) / total:.3f} {total}")
+      f"{(total - len(ok) - shed) / total:.3f} {total} {shed}")
 PY
 }
 
@@ -162,19 +162,19 @@ for config in $configs; do
   load "overload-$config" -z "${seconds}s" -c 512 -q "$rate" --latency-correction
   wait "$sampler"
   refused=$(($(refused_total) - refused_before))
-  read -r ok_rate ok_share p99 shed other total <<<"$(stats "overload-$config" "$seconds")"
+  read -r ok_rate ok_share p99 shed other total shed_count <<<"$(stats "overload-$config" "$seconds")"
   rss=$(peak_rss_mib)
   sampled_with=$(grep -c '^with$' "$work/sampled-$config" || true)
   sampled_without=$(grep -c '^without$' "$work/sampled-$config" || true)
   stop_service
   python3 - "$config" "$capacity" "$unloaded_p99" "$ok_rate" "$ok_share" "$p99" "$shed" \
-    "$other" "$total" "$rss" "$refused" "$sampled_with" "$sampled_without" <<'PY'
+    "$other" "$total" "$rss" "$refused" "$sampled_with" "$sampled_without" "$shed_count" <<'PY'
 import sys
 (config, capacity, base_p99, ok_rate, ok_share, p99, shed, other, total, rss, refused,
- sampled_with, sampled_without) = sys.argv[1:]
+ sampled_with, sampled_without, shed_count) = sys.argv[1:]
 capacity, base_p99, ok_rate, p99, rss = map(float, (capacity, base_p99, ok_rate, p99, rss))
-total, refused, sampled_with, sampled_without = map(int, (total, refused, sampled_with, sampled_without))
-shed_count = round(float(shed) * total)
+total, refused, sampled_with, sampled_without, shed_count = map(
+    int, (total, refused, sampled_with, sampled_without, shed_count))
 verdict = lambda good: "PASS" if good else "MISS"
 print(f"  sent {total} requests; 200: {float(ok_share):.1%}, 503 refused: {float(shed):.1%}, other/failed: {float(other):.1%}")
 print(f"  successes {ok_rate:.0f}/s = {ok_rate / capacity:.2f}x capacity (>= 0.8x): {verdict(ok_rate >= 0.8 * capacity)}")
