@@ -166,11 +166,6 @@ impl Admission {
         self.try_admit()
     }
 
-    /// Whether requests are being refused now, so that arrival times are worth reading.
-    pub fn is_refusing(&self) -> bool {
-        self.refusing.load(Ordering::Relaxed)
-    }
-
     fn refuse(&self) {
         self.refused.inc();
         self.unreported.fetch_add(1, Ordering::Relaxed);
@@ -344,11 +339,11 @@ impl App {
     /// (while the pod is refusing): a request that waited too long unread is refused.
     pub fn on_connection(&self) -> (Self, Arc<Arrival>) {
         let arrival = Arc::new(Arrival {
-            nanos_since_epoch: AtomicU64::new(0),
             refusing: match &self.admission {
                 Some(admission) => Arc::clone(&admission.refusing),
                 None => Arc::default(),
             },
+            ..Arrival::default()
         });
         let app = Self {
             arrival: Some(Arc::clone(&arrival)),
@@ -356,9 +351,7 @@ impl App {
         };
         (app, arrival)
     }
-}
 
-impl App {
     /// How long the request being called waited unread, when known.
     fn waited(&self) -> Option<Duration> {
         self.arrival.as_ref()?.waited(SystemTime::now())
@@ -498,7 +491,7 @@ mod tests {
         assert!(admission
             .try_admit_after(Duration::from_millis(11))
             .is_none());
-        assert!(admission.is_refusing());
+        assert!(admission.refusing.load(Ordering::Relaxed));
         assert_eq!(admission.refused.get(), 1);
         assert_eq!(admission.unreported_late.load(Ordering::Relaxed), 1);
     }

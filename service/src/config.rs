@@ -118,11 +118,11 @@ pub const DEFAULT_COMPRESSION_MIN_BYTES: u16 = 1_400;
 
 /// `QUEUE_WAIT_TIMEOUT_MS` unless set: about what a whole unloaded read takes (a page of 20
 /// from PostgreSQL: p50 0.8 ms, p99 1-1.9 ms in bench/overload.sh). It applies only while the
-/// pod is refusing anyway (a refusal in the last second or two, `admission.rs`): then a request left
-/// unread that long met a CPU already behind by a whole answer, and serving it would make
-/// every request behind it as late, so the fresh ones are served instead. Measured there at 4x
-/// capacity: 1 ms served 0.91x with p99 3.5x the unloaded p99; 3 ms 0.84x with 5.1x; no
-/// target (the limit alone) 0.80x with 33.7x.
+/// pod is refusing anyway (a refusal in the last second or two, `admission.rs`): then a
+/// request left unread that long met a CPU already behind by a whole answer, and serving it
+/// would make every request behind it as late, so the fresh ones are served instead. Measured
+/// there at 4x capacity: 1 ms served 0.91x with p99 3.5x the unloaded p99; 3 ms 0.84x with
+/// 5.1x; no target (the limit alone) 0.80x with 33.7x.
 pub const DEFAULT_QUEUE_WAIT_TIMEOUT_MS: u64 = 1;
 
 /// How long a client may take and how much it may ask for at once (container ports).
