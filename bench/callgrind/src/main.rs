@@ -52,10 +52,11 @@ enum Kind {
 }
 
 impl Kind {
-    /// The request as hyper hands it to a service: the URI and the header values are slices
-    /// of the one buffer the head was read into, so dropping them frees that buffer once,
-    /// not a copy each.
-    fn request(self) -> Request<Body> {
+    /// The request as hyper hands it to a service, and the buffer its head was read into.
+    /// The URI and the header values are slices of that buffer. Hyper keeps reading the
+    /// connection's next requests into it, so dropping a request frees nothing there: the
+    /// caller keeps the buffer until the request is answered, as hyper does.
+    fn request(self) -> (Request<Body>, Bytes) {
         let (method, path) = match self {
             Kind::Get | Kind::Refused => (Method::GET, "/orders/1"),
             Kind::Post => (Method::POST, "/orders"),
@@ -86,7 +87,7 @@ impl Kind {
                 .header(header::CONTENT_TYPE, value(content_type))
                 .body(Body::from(NEW_ORDER)),
         };
-        request.unwrap_or_default()
+        (request.unwrap_or_default(), head)
     }
 
     fn expected(self) -> StatusCode {
@@ -159,7 +160,7 @@ fn run(kind: Kind, minimal: bool, requests: usize) -> Result<(), String> {
     let _entered = runtime.enter();
     let app = router(state);
     if minimal {
-        let (_, body) = serve(&runtime, &app, kind.request());
+        let (_, body) = serve(&runtime, &app, kind.request().0);
         let app = minimal_router(kind, body);
         return serve_all(kind, requests, &runtime, &app);
     }
@@ -173,10 +174,10 @@ fn serve_all<S: Served>(
     app: &S,
 ) -> Result<(), String> {
     for _ in 0..WARM_UP {
-        check(kind, serve(runtime, app, kind.request()))?;
+        check(kind, serve(runtime, app, kind.request().0))?;
     }
     for _ in 0..requests {
-        let request = kind.request();
+        let (request, _read_buffer) = kind.request();
         check(kind, measured(runtime, app, request))?;
     }
     Ok(())
