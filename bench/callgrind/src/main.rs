@@ -1,6 +1,6 @@
 //! Requests served in-process, for valgrind's callgrind to count the instructions of each.
 //!
-//!   bench-callgrind get|post|refused|axum-get|axum-post [REQUESTS]
+//!   bench-callgrind get|post|refused|axum-get|axum-post|refusal-alone [REQUESTS]
 //!
 //! `refused` is a `GET /orders/{id}` while the concurrency limit is taken (the places are
 //! held as requests in flight would hold them): the 503 an overloaded pod answers.
@@ -18,12 +18,16 @@
 //! route, no layer, no state) that answers with the bytes the service answered: the floor any
 //! axum service stands on, measured in the same run so the ratio means something anywhere.
 //!
+//! `refusal-alone` is the floor under `refused`: the same request answered with the same
+//! 503 (the service's own `admission::refusal`) by a bare tower service, with no admission
+//! decision, no router and no layer. What `refused` costs above it is the admission decision.
+//!
 //! Without valgrind it simply serves the requests, so it also checks itself: every answer
 //! must have the expected status, or it exits non-zero (a broken request must not look cheap).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::pin::pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll, Waker};
@@ -34,7 +38,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
-use order_service::{build_state, router, telemetry, App, Config, Target};
+use order_service::{admission, build_state, router, telemetry, Config, Target};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -101,23 +105,26 @@ impl Kind {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (kind, minimal) = match args.first().map(String::as_str) {
-        Some("get") => (Some(Kind::Get), false),
-        Some("post") => (Some(Kind::Post), false),
-        Some("refused") => (Some(Kind::Refused), false),
-        Some("axum-get") => (Some(Kind::Get), true),
-        Some("axum-post") => (Some(Kind::Post), true),
-        _ => (None, false),
+    let (kind, front) = match args.first().map(String::as_str) {
+        Some("get") => (Some(Kind::Get), Front::Service),
+        Some("post") => (Some(Kind::Post), Front::Service),
+        Some("refused") => (Some(Kind::Refused), Front::Service),
+        Some("axum-get") => (Some(Kind::Get), Front::MinimalAxum),
+        Some("axum-post") => (Some(Kind::Post), Front::MinimalAxum),
+        Some("refusal-alone") => (Some(Kind::Refused), Front::RefusalAlone),
+        _ => (None, Front::Service),
     };
     let requests = match args.get(1) {
         None => Some(1000),
         Some(n) => n.parse::<usize>().ok(),
     };
     let (Some(kind), Some(requests)) = (kind, requests) else {
-        eprintln!("usage: bench-callgrind get|post|refused|axum-get|axum-post [REQUESTS]");
+        eprintln!(
+            "usage: bench-callgrind get|post|refused|axum-get|axum-post|refusal-alone [REQUESTS]"
+        );
         return ExitCode::from(2);
     };
-    match run(kind, minimal, requests) {
+    match run(kind, front, requests) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("callgrind bench: {error}");
@@ -126,7 +133,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(kind: Kind, minimal: bool, requests: usize) -> Result<(), String> {
+/// What answers the requests.
+#[derive(Clone, Copy)]
+enum Front {
+    /// `order_service::router`, as the container serves it.
+    Service,
+    /// One axum route answering the service's bytes.
+    MinimalAxum,
+    /// The refusal's answer, and nothing before it.
+    RefusalAlone,
+}
+
+fn run(kind: Kind, front: Front, requests: usize) -> Result<(), String> {
     let vars: HashMap<String, String> = [
         ("ENVIRONMENT", "production"),
         ("LOG_LEVEL", "info"),
@@ -159,12 +177,20 @@ fn run(kind: Kind, minimal: bool, requests: usize) -> Result<(), String> {
     // Entered once, outside the count: the service's timers find their runtime without it.
     let _entered = runtime.enter();
     let app = router(state);
-    if minimal {
-        let (_, body) = serve(&runtime, &app, kind.request().0);
-        let app = minimal_router(kind, body);
-        return serve_all(kind, requests, &runtime, &app);
+    match front {
+        Front::Service => serve_all(kind, requests, &runtime, &app),
+        Front::MinimalAxum => {
+            let (_, body) = serve(&runtime, &app, kind.request().0);
+            let app = minimal_router(kind, body);
+            serve_all(kind, requests, &runtime, &app)
+        }
+        Front::RefusalAlone => serve_all(kind, requests, &runtime, &tower::service_fn(refuse)),
     }
-    serve_all(kind, requests, &runtime, &app)
+}
+
+/// Every request refused, as admission refuses one, without deciding anything.
+fn refuse(request: Request<Body>) -> Ready<Result<axum::response::Response, Infallible>> {
+    ready(Ok(admission::refusal(request.into_parts().0.headers)))
 }
 
 fn serve_all<S: Served>(
@@ -183,14 +209,18 @@ fn serve_all<S: Served>(
     Ok(())
 }
 
-/// The service's entry type and the minimal router: both serve a request the same way.
+/// The service's entry type, the minimal router and the bare refusal: all serve a request
+/// the same way.
 trait Served:
     tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible> + Clone
 {
 }
 
-impl Served for App {}
-impl Served for Router {}
+impl<S> Served for S where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible>
+        + Clone
+{
+}
 
 /// One route answering `kind`'s request with the service's status and `body`, as JSON; a
 /// POST's body is read, as the service reads it.
