@@ -16,7 +16,6 @@ use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::App;
 use crate::error::{internal_error, panic_response, problem, ErrorCause};
@@ -40,8 +39,7 @@ pub fn router(state: AppState) -> App {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(crate::encoding::request_decoding())
         .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
+        .layer(crate::timeout::RequestTimeoutLayer::new(
             config.request_timeout,
         ));
 

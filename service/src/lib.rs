@@ -20,6 +20,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod timeout;
 
 pub use admission::App;
 pub use app::{metrics_router, router};
