@@ -100,7 +100,7 @@ done
 # served leaves a refusal at most s + (4 - s) r <= 1 of an answer's CPU), and the refusal's
 # answer alone (`refusal-alone`: the same 503 from a bare tower service, no admission decision).
 # The goal is printed, not enforced: the answer alone (taking in a request, an answer with its
-# two headers and body, dropping both) already costs more than 1/16 of a GET of 23 000
+# two headers and body, dropping both) already costs more than 1/16 of a GET of 22 700
 # instructions, so no admission decision can meet it. bench/README.md, "Instruction budget".
 measured[refused]=$(count refused) || exit 1
 measured[alone]=$(count refusal-alone) || exit 1
