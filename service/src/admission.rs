@@ -12,7 +12,8 @@
 //!
 //! The limit sees only the requests it admitted. Under overload a request also waits before
 //! that, unread in its socket while the CPU serves others, and that wait can be most of its
-//! latency. So while the pod is refusing (a refusal in the last one to two seconds), each
+//! latency. So while the pod is refusing (a refusal in the last one to two seconds, longer
+//! if the pod was starved of CPU meanwhile), each
 //! container connection records when its request's bytes reached the host (the kernel's
 //! receive timestamp, [`Arrival`]), and a request that waited longer than
 //! `QUEUE_WAIT_TIMEOUT_MS` before it was read is refused like one over the limit: answering it
@@ -55,6 +56,10 @@ const RETRY_AFTER_SECONDS: &str = "1";
 /// that stopped refusing keeps reading arrival times: until a summary finds a whole interval
 /// without a refusal.
 const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How late a summary may run before the pod counts as starved rather than quiet: a tokio
+/// timer on a pod with CPU to spare fires within a millisecond or two.
+const STARVED: Duration = Duration::from_millis(100);
 
 pub struct Admission {
     in_flight: AtomicUsize,
@@ -254,13 +259,16 @@ async fn summarise(admission: Weak<Admission>) {
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let due = tick.tick().await;
         let Some(admission) = admission.upgrade() else {
             return;
         };
         let refused = admission.unreported.swap(0, Ordering::Relaxed);
         let waited_too_long = admission.unreported_late.swap(0, Ordering::Relaxed);
-        if refused == 0 {
+        // A quiet interval ends the refusing state, unless the summary itself ran late: then
+        // the process was starved of CPU (or stopped), could not refuse anything meanwhile,
+        // and the requests that arrived in that time are still waiting unread.
+        if refused == 0 && due.elapsed() < STARVED {
             admission.refusing.store(false, Ordering::Relaxed);
         }
         if refused > 0 {
@@ -477,6 +485,31 @@ mod tests {
         tokio::time::sleep(SUMMARY_INTERVAL / 2 * 3).await;
         assert!(arrival.wanted());
         tokio::time::sleep(SUMMARY_INTERVAL).await;
+        assert!(!arrival.wanted());
+        drop(held);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_starved_past_its_summary_keeps_reading_arrival_times() {
+        let registry = Registry::new();
+        let admission =
+            Admission::new(1, false, Duration::from_millis(10), &registry).expect("registered");
+        let (_app, arrival) =
+            App::admitting(Router::new(), Arc::clone(&admission), &[], Router::new())
+                .on_connection();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let held = admission.try_admit();
+        assert!(admission.try_admit().is_none());
+        // The summary that counts the refusal runs on time (at 1 s).
+        tokio::time::sleep(SUMMARY_INTERVAL).await;
+        assert!(arrival.wanted());
+        // Then the process gets no CPU until 2.5 s: the summary due at 2 s runs half a second
+        // late and finds no refusal, which a stalled process could not have made anyway.
+        tokio::time::advance(SUMMARY_INTERVAL * 3 / 2).await;
+        tokio::task::yield_now().await;
+        assert!(arrival.wanted(), "a late summary ended the refusing state");
+        // The next one, on time and still finding none, ends it.
+        tokio::time::sleep(SUMMARY_INTERVAL + Duration::from_millis(1)).await;
         assert!(!arrival.wanted());
         drop(held);
     }

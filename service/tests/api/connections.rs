@@ -273,7 +273,7 @@ async fn while_refusing_a_request_left_unread_too_long_is_refused_for_its_wait()
     let service = Service::start(&[
         ("MAX_IN_FLIGHT_REQUESTS", "1"),
         ("ADAPTIVE_CONCURRENCY", "false"),
-        ("QUEUE_WAIT_TIMEOUT_MS", "200"),
+        ("QUEUE_WAIT_TIMEOUT_MS", "100"),
     ]);
     let request = b"GET /orders/1 HTTP/1.1\r\nHost: example\r\n\r\n";
     // An upload that has not finished its body holds the only place.
@@ -319,9 +319,12 @@ async fn while_refusing_a_request_left_unread_too_long_is_refused_for_its_wait()
         "{refused_at_the_limit}"
     );
 
+    // Just after the summary that counts that refusal the next one is a second away, so the
+    // stop below ends well before it: the pod is still refusing when it reads the request.
+    wait_for_line(&service, r#""refused":1,"#).await;
     service.signal("STOP");
     reader.write_all(request).await.expect("request");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     service.signal("CONT");
     let head = read_response(&mut reader).await;
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
