@@ -1,17 +1,21 @@
 //! Content codings: answers compressed as the client accepts, request bodies decoded or
 //! refused.
 
-use std::task::{Context, Poll};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{ready, Context, Poll, Waker};
 
+use crate::error::{internal_error, ErrorCause};
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Request, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response};
 use bytes::Bytes;
 use tower::util::future::{EitherResponseFuture, MapResponseFuture};
 use tower::util::{Either, MapResponse};
 use tower::{BoxError, Layer, Service};
 use tower_http::body::UnsyncBoxBody;
 use tower_http::compression::predicate::SizeAbove;
-use tower_http::compression::{Compression, CompressionBody, CompressionLayer};
+use tower_http::compression::{CompressionLayer, Predicate};
 use tower_http::decompression::{
     DecompressionBody, RequestDecompression, RequestDecompressionLayer,
 };
@@ -139,16 +143,22 @@ type Vary = fn(&Response<Body>) -> Option<HeaderValue>;
 pub fn negotiation(min_bytes: u16) -> NegotiationLayer {
     NegotiationLayer {
         compression: compression(min_bytes),
+        threshold: SizeAbove::new(min_bytes),
     }
 }
 
-/// See [`negotiation`]. A request without `Accept-Encoding` passes no compression layer: that
-/// layer would pick no coding for it (identity) and wrap, box and pass on the answer
-/// unchanged, at a tenth of a small answer's cost. The one difference, a `Vary: *` it would
-/// extend with `accept-encoding` (which `*` already covers), no route answers.
+/// See [`negotiation`]. The answer is made first and compressed only if it must be: one
+/// under the size threshold, already encoded, or a range goes out as it is, without
+/// tower-http's compression layer. That layer parses `Accept-Encoding` and wraps and boxes
+/// the body of every answer, those it leaves uncompressed too: for a single order sent to a
+/// client that accepts gzip (every browser, most HTTP libraries) that was a quarter of the
+/// request's instructions. An answer that is to be compressed is handed to that same layer,
+/// with the request's `Accept-Encoding`, so what is sent is exactly what it would send.
 #[derive(Clone)]
 pub struct NegotiationLayer {
     compression: CompressionLayer<SizeAbove>,
+    /// The compression layer's own predicate, which it does not lend out.
+    threshold: SizeAbove,
 }
 
 impl<S> Layer<S> for NegotiationLayer {
@@ -161,6 +171,7 @@ impl<S> Layer<S> for NegotiationLayer {
         Negotiated {
             inner: SetResponseHeaderLayer::appending(header::VARY, vary).layer(inner),
             compression: self.compression.clone(),
+            threshold: self.threshold,
         }
     }
 }
@@ -170,6 +181,7 @@ impl<S> Layer<S> for NegotiationLayer {
 pub struct Negotiated<S> {
     inner: SetResponseHeader<S, Vary>,
     compression: CompressionLayer<SizeAbove>,
+    threshold: SizeAbove,
 }
 
 type Varied<S> = SetResponseHeader<S, Vary>;
@@ -180,31 +192,96 @@ where
 {
     type Response = Response<Body>;
     type Error = E;
-    type Future = EitherResponseFuture<
-        <Varied<S> as Service<Request<Body>>>::Future,
-        MapResponseFuture<
-            <Compression<Varied<S>, SizeAbove> as Service<Request<Body>>>::Future,
-            fn(Response<CompressionBody<Body>>) -> Response<Body>,
-        >,
-    >;
+    type Future = NegotiatedAnswer<<Varied<S> as Service<Request<Body>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        type Compressing<S> = MapResponse<
-            Compression<Varied<S>, SizeAbove>,
-            fn(Response<CompressionBody<Body>>) -> Response<Body>,
-        >;
-        let mut branch: Either<&mut Varied<S>, Compressing<S>> =
-            if request.headers().contains_key(header::ACCEPT_ENCODING) {
-                let compression = self.compression.layer(take_ready(&mut self.inner));
-                Either::Right(MapResponse::new(compression, answer))
-            } else {
-                Either::Left(&mut self.inner)
-            };
-        branch.call(request)
+        let accepted = accepted_encodings(request.headers());
+        NegotiatedAnswer {
+            inner: self.inner.call(request),
+            compression: accepted.map(|accepted| (self.compression.clone(), accepted)),
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// The request's `Accept-Encoding`, its fields joined as one (RFC 9110, section 5.3), if any.
+fn accepted_encodings(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut fields = headers.get_all(header::ACCEPT_ENCODING).iter();
+    let first = fields.next()?;
+    let Some(second) = fields.next() else {
+        return Some(first.clone());
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for field in std::iter::once(second).chain(fields) {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(field.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+pin_project_lite::pin_project! {
+    /// The answer, compressed when the client accepts a coding and the answer needs one.
+    pub struct NegotiatedAnswer<F> {
+        #[pin]
+        inner: F,
+        compression: Option<(CompressionLayer<SizeAbove>, HeaderValue)>,
+        threshold: SizeAbove,
+    }
+}
+
+impl<F, E> Future for NegotiatedAnswer<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let Some((layer, accepted)) = this.compression.take() else {
+            return Poll::Ready(Ok(response));
+        };
+        // The layer's own test, less its parsing and wrapping: not encoded already, not a
+        // range, and at least the threshold in size.
+        let headers = response.headers();
+        if headers.contains_key(header::CONTENT_ENCODING)
+            || headers.contains_key(header::CONTENT_RANGE)
+            || !this.threshold.should_compress(&response)
+        {
+            return Poll::Ready(Ok(response));
+        }
+        Poll::Ready(Ok(compressed(&layer, accepted, response)))
+    }
+}
+
+/// `response` as tower-http's compression layer answers a request that accepts `accepted`.
+fn compressed(
+    layer: &CompressionLayer<SizeAbove>,
+    accepted: HeaderValue,
+    response: Response<Body>,
+) -> Response<Body> {
+    let mut request = Request::new(());
+    request
+        .headers_mut()
+        .insert(header::ACCEPT_ENCODING, accepted);
+    let mut made = Some(response);
+    let answered = tower::service_fn(move |_: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(made.take().unwrap_or_default()))
+    });
+    let mut compressing = layer.layer(answered);
+    // The layer's future only waits for the service inside, whose answer is ready: one poll.
+    let mut future = pin!(compressing.call(request));
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(Ok(response)) => answer(response),
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => internal_error(ErrorCause::new("compression did not answer at once")),
     }
 }
 
@@ -223,6 +300,37 @@ mod tests {
     use axum::routing::get;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
+
+    /// `Accept-Encoding` sent as two fields counts as one list: the coding named in the
+    /// second is used, and an answer under the threshold goes out as it is.
+    #[tokio::test]
+    async fn accept_encoding_in_two_fields_is_one_list() {
+        let router = super::negotiated(
+            axum::Router::new()
+                .route("/large", get(|| async { "a".repeat(2_000) }))
+                .route("/small", get(|| async { "a".repeat(10) })),
+            100,
+        );
+        let ask = |path: &str| {
+            Request::get(path)
+                .header(header::ACCEPT_ENCODING, "identity;q=0.5")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .expect("request")
+        };
+        let large = router
+            .clone()
+            .oneshot(ask("/large"))
+            .await
+            .expect("infallible");
+        assert_eq!(large.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(large.headers()[header::VARY], "accept-encoding");
+        let small = router.oneshot(ask("/small")).await.expect("infallible");
+        assert!(!small.headers().contains_key(header::CONTENT_ENCODING));
+        assert_eq!(small.headers()[header::VARY], "accept-encoding");
+        let body = small.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body.len(), 10);
+    }
 
     /// A file stored compressed (the docs script) goes out exactly as stored, whatever the
     /// client accepts.

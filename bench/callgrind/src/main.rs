@@ -1,8 +1,9 @@
 //! Requests served in-process, for valgrind's callgrind to count the instructions of each.
 //!
-//!   bench-callgrind get|post|refused|axum-get|axum-post|refusal-alone [REQUESTS]
+//!   bench-callgrind get|get-browser|post|refused|axum-get|axum-post|refusal-alone [REQUESTS]
 //!
-//! `refused` is a `GET /orders/{id}` while the concurrency limit is taken (the places are
+//! `get-browser` is the same GET with the `Accept-Encoding` a browser sends: the order is under
+//! the compression threshold, so it must cost about what `get` does. `refused` is a `GET /orders/{id}` while the concurrency limit is taken (the places are
 //! held as requests in flight would hold them): the 503 an overloaded pod answers.
 //!
 //! Builds the state and the router exactly as the container does, with production settings
@@ -51,6 +52,8 @@ const NEW_ORDER: &str = r#"{"customer_name":"Perf","items":[{"product_id":1,"nam
 #[derive(Clone, Copy)]
 enum Kind {
     Get,
+    /// A GET that accepts compressed answers.
+    BrowserGet,
     Post,
     Refused,
 }
@@ -62,13 +65,15 @@ impl Kind {
     /// caller keeps the buffer until the request is answered, as hyper does.
     fn request(self) -> (Request<Body>, Bytes) {
         let (method, path) = match self {
-            Kind::Get | Kind::Refused => (Method::GET, "/orders/1"),
+            Kind::Get | Kind::BrowserGet | Kind::Refused => (Method::GET, "/orders/1"),
             Kind::Post => (Method::POST, "/orders"),
         };
         // Reads take a key outside ENVIRONMENT=local, as writes do.
         let authorization = format!("Bearer {API_KEY}");
         let content_type = "application/json";
-        let head = Bytes::from([path, "perf", &authorization, content_type].concat());
+        let accept_encoding = "gzip, deflate, br, zstd";
+        let head =
+            Bytes::from([path, "perf", &authorization, content_type, accept_encoding].concat());
         let mut read = 0;
         let mut next = |len: usize| {
             read += len;
@@ -78,6 +83,7 @@ impl Kind {
         let user_agent = next(4);
         let authorization = next(authorization.len());
         let content_type = next(content_type.len());
+        let accept_encoding = next(accept_encoding.len());
         let value =
             |bytes| HeaderValue::from_maybe_shared(bytes).unwrap_or(HeaderValue::from_static(""));
         let builder = Request::builder()
@@ -87,6 +93,9 @@ impl Kind {
             .header(header::AUTHORIZATION, value(authorization));
         let request = match self {
             Kind::Get | Kind::Refused => builder.body(Body::empty()),
+            Kind::BrowserGet => builder
+                .header(header::ACCEPT_ENCODING, value(accept_encoding))
+                .body(Body::empty()),
             Kind::Post => builder
                 .header(header::CONTENT_TYPE, value(content_type))
                 .body(Body::from(NEW_ORDER)),
@@ -96,7 +105,7 @@ impl Kind {
 
     fn expected(self) -> StatusCode {
         match self {
-            Kind::Get => StatusCode::OK,
+            Kind::Get | Kind::BrowserGet => StatusCode::OK,
             Kind::Post => StatusCode::CREATED,
             Kind::Refused => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -107,6 +116,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (kind, front) = match args.first().map(String::as_str) {
         Some("get") => (Some(Kind::Get), Front::Service),
+        Some("get-browser") => (Some(Kind::BrowserGet), Front::Service),
         Some("post") => (Some(Kind::Post), Front::Service),
         Some("refused") => (Some(Kind::Refused), Front::Service),
         Some("axum-get") => (Some(Kind::Get), Front::MinimalAxum),
@@ -120,7 +130,8 @@ fn main() -> ExitCode {
     };
     let (Some(kind), Some(requests)) = (kind, requests) else {
         eprintln!(
-            "usage: bench-callgrind get|post|refused|axum-get|axum-post|refusal-alone [REQUESTS]"
+            "usage: bench-callgrind get|get-browser|post|refused|axum-get|axum-post|refusal-alone \
+             [REQUESTS]"
         );
         return ExitCode::from(2);
     };
@@ -238,7 +249,7 @@ fn minimal_router(kind: Kind, body: Bytes) -> Router {
             .into_response()
     };
     match kind {
-        Kind::Get | Kind::Refused => {
+        Kind::Get | Kind::BrowserGet | Kind::Refused => {
             Router::new().route("/orders/{id}", get(move || async move { answer() }))
         }
         Kind::Post => Router::new().route(
