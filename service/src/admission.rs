@@ -464,8 +464,10 @@ mod tests {
         assert!(text.contains("http_requests_refused_total 0"), "{text}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn arrival_times_are_wanted_from_a_refusal_until_a_second_without_one() {
+    /// A pod admitting one request at a time and a connection of it; once the summary's first
+    /// interval has started (its first tick is at once), the one place is taken and the next
+    /// request refused. Returns the connection's arrival record and the place's permit.
+    async fn a_pod_that_just_refused() -> (Arc<Arrival>, Option<Permit>) {
         let registry = Registry::new();
         let admission =
             Admission::new(1, false, Duration::from_millis(10), &registry).expect("registered");
@@ -476,10 +478,15 @@ mod tests {
             !arrival.wanted(),
             "a pod that refused nothing reads plainly"
         );
-        // The summary's first interval starts (its first tick is at once).
         tokio::time::sleep(Duration::from_millis(1)).await;
         let held = admission.try_admit();
         assert!(admission.try_admit().is_none());
+        (arrival, held)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn arrival_times_are_wanted_from_a_refusal_until_a_second_without_one() {
+        let (arrival, held) = a_pod_that_just_refused().await;
         assert!(arrival.wanted());
         // The summary that counts the refusal keeps the flag; the next, finding none, clears it.
         tokio::time::sleep(SUMMARY_INTERVAL / 2 * 3).await;
@@ -491,15 +498,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pod_starved_past_its_summary_keeps_reading_arrival_times() {
-        let registry = Registry::new();
-        let admission =
-            Admission::new(1, false, Duration::from_millis(10), &registry).expect("registered");
-        let (_app, arrival) =
-            App::admitting(Router::new(), Arc::clone(&admission), &[], Router::new())
-                .on_connection();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let held = admission.try_admit();
-        assert!(admission.try_admit().is_none());
+        let (arrival, held) = a_pod_that_just_refused().await;
         // The summary that counts the refusal runs on time (at 1 s).
         tokio::time::sleep(SUMMARY_INTERVAL).await;
         assert!(arrival.wanted());

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::task::{ready, Context, Poll, Waker};
 
-use crate::error::{internal_error, ErrorCause};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Request, Response};
 use bytes::Bytes;
@@ -20,6 +19,8 @@ use tower_http::decompression::{
     DecompressionBody, RequestDecompression, RequestDecompressionLayer,
 };
 use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
+
+use crate::error::{internal_error, ErrorCause};
 
 /// gzip or br, as the client's `Accept-Encoding` prefers (q-values honoured), for answers of
 /// at least `min_bytes`; smaller ones, and answers that already carry a `Content-Encoding`
