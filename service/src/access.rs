@@ -27,7 +27,8 @@ use tower::{BoxError, Layer, Service};
 use crate::error::{problem_for_bare_error, ErrorCause};
 use crate::metrics::{HttpSeries, InFlight, Metrics, UNMATCHED_ROUTE};
 use crate::request_id;
-use crate::telemetry::TraceContext;
+use crate::telemetry::json::AccessLine;
+use crate::telemetry::{self, TraceContext};
 
 /// Logs, counts and names every request: `x-request-id` (the client's when acceptable, else
 /// a fresh one) and `traceresponse` on the answer, one access-log line (status and latency;
@@ -225,7 +226,18 @@ impl Line {
                 latency_ms,
                 cause
             );
-        } else {
+        } else if !(span.is_disabled()
+            && tracing::enabled!(tracing::Level::INFO)
+            && telemetry::write_access_line(&AccessLine {
+                target: module_path!(),
+                method: self.method.as_str(),
+                route,
+                request_id: id,
+                trace_id: self.trace.trace_id.as_str(),
+                status: status_code,
+                latency_ms,
+            }))
+        {
             access_line!(info, "request", status = status_code, latency_ms);
         }
 

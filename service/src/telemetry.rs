@@ -1,5 +1,6 @@
 //! Tracing subscriber: human-readable text on a developer's machine, JSON lines elsewhere.
 
+mod direct;
 pub mod json;
 
 use std::io::{BufWriter, Write};
@@ -13,6 +14,9 @@ use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
 
 use crate::config::LogFormat;
+
+pub use direct::write_access_line;
+use direct::DirectLines;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, refines `level` per module.
 /// Calling it twice is harmless (the second call keeps the first subscriber).
@@ -126,7 +130,7 @@ enum Shell {
 
 fn install<W>(level: tracing::Level, format: LogFormat, writer: W, shell: Shell)
 where
-    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+    W: for<'w> fmt::MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
     let lambda = matches!(shell, Shell::Lambda);
     let registry = tracing_subscriber::registry().with(filter(level));
@@ -141,14 +145,21 @@ where
             };
             registry.with(layer).try_init()
         }
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .fmt_fields(json::JsonFields)
-                    .event_format(json::JsonLines { span_list: lambda })
-                    .with_writer(writer),
-            )
-            .try_init(),
+        LogFormat::Json => {
+            // Lambda's lines list the open spans, which a line written directly would miss.
+            let direct = (!lambda
+                && DirectLines::applies(std::env::var("RUST_LOG").ok().as_deref()))
+            .then(|| DirectLines::new(writer.clone()));
+            registry
+                .with(
+                    fmt::layer()
+                        .fmt_fields(json::JsonFields)
+                        .event_format(json::JsonLines { span_list: lambda })
+                        .with_writer(writer),
+                )
+                .with(direct)
+                .try_init()
+        }
     };
 }
 

@@ -259,3 +259,54 @@ async fn the_callers_trace_id_is_in_the_access_log_and_the_response() {
         assert_eq!(line["status"], 200, "{line}");
     }
 }
+
+/// The access line follows `RUST_LOG` by target as every other line does: turned down, a
+/// request writes none; on, exactly one, with the fields dashboards read. Lines are written
+/// in order, so once the shutdown's last line is out, a missing access line is missing.
+#[tokio::test]
+async fn rust_log_turns_the_access_line_off_and_on() {
+    let http = reqwest::Client::new();
+    for (rust_log, logged) in [("info,order_service::access=warn", false), ("info", true)] {
+        let mut service = Service::start(&[("RUST_LOG", rust_log)]);
+        let request_id = format!("probe-{logged}");
+        let reply = http
+            .get(service.url("/orders/1"))
+            .header("x-request-id", &request_id)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(reply.status(), 200);
+        service.terminate();
+        service.wait(Duration::from_secs(10));
+        wait_for_line(&service, "\"stopped\"").await;
+        let lines: Vec<Value> = service
+            .logs()
+            .iter()
+            .filter(|line| line.contains(&request_id))
+            .map(|line| serde_json::from_str(line).expect("json"))
+            .collect();
+        if !logged {
+            assert!(lines.is_empty(), "RUST_LOG={rust_log}: {lines:?}");
+            continue;
+        }
+        let [line] = lines.as_slice() else {
+            panic!("RUST_LOG={rust_log}: not one access line: {lines:?}");
+        };
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["message"], "request", "{line}");
+        assert_eq!(line["target"], "order_service::access", "{line}");
+        assert_eq!(line["status"], 200, "{line}");
+        assert!(
+            line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{line}"
+        );
+        assert_eq!(line["span"]["name"], "request", "{line}");
+        assert_eq!(line["span"]["method"], "GET", "{line}");
+        assert_eq!(line["span"]["route"], "/orders/{id}", "{line}");
+        assert_eq!(line["span"]["request_id"], request_id.as_str(), "{line}");
+        assert!(
+            line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+    }
+}
