@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Instructions per GET /orders/1 of the whole server process, hyper, tokio and the log
+# writer thread included, beside the bare hyper ceiling (bench/ceiling) answering the same
+# bytes: both under callgrind, driven by wrk over loopback.
+#
+#   bench/server_instructions.sh [SECONDS]
+#
+# The perf stage counts the service's own part of a request in-process; this counts what a
+# request costs the server as bench/http.sh runs it, so the two servers' figures say how far
+# apart their user-space work is. The kernel's part is not counted (see bench/README.md).
+# Counts from a start with no load are subtracted, so start-up does not count.
+# shellcheck source=.ci/lib.sh
+source "$(dirname "$0")/../.ci/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT" || exit 1
+seconds="${1:-5}"
+
+ensure_apt wrk wrk
+ensure_apt valgrind valgrind
+ensure_apt curl curl
+
+log "release build"
+cargo build --locked --release --quiet -p order-service -p bench-ceiling
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+key="bench-key-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+
+# count NAME SECONDS COMMAND...: total instructions of COMMAND serving wrk for SECONDS (none
+# when 0), then "requests instructions" on stdout.
+count() {
+  local name="$1" load="$2"
+  shift 2
+  local port
+  port=$(free_port)
+  env -i PATH="$PATH" PORT="$port" METRICS_PORT="$(free_port)" "${service_env[@]}" \
+    valgrind --tool=callgrind --callgrind-out-file="$work/$name.$load" "$@" \
+    >/dev/null 2>"$work/$name.$load.log" &
+  local pid=$!
+  for _ in $(seq 300); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/ready" && break
+    sleep 0.1
+  done
+  local requests=0
+  if [ "$load" != 0 ]; then
+    requests=$(wrk -t1 -c8 -d"$load" -H "Authorization: Bearer $key" \
+      "http://127.0.0.1:$port/orders/1" | awk '/requests in/ { print $1 }')
+  fi
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  echo "$requests $(awk '/^summary:/ { print $2 }' "$work/$name.$load")"
+}
+
+service_env=(ENVIRONMENT=local PUBLIC_READS=false API_KEYS="$key" STORE=memory
+  SEED_SAMPLE_DATA=true HOST=127.0.0.1 LOG_LEVEL=info LOG_FORMAT=json SHUTDOWN_DRAIN_SECONDS=0)
+service=(target/release/order-service)
+# The ceiling answers a body of the size the service's answer has.
+port=$(free_port)
+env -i PATH="$PATH" PORT="$port" METRICS_PORT="$(free_port)" "${service_env[@]}" \
+  target/release/order-service >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+  curl -fs -o /dev/null "http://127.0.0.1:$port/ready" && break
+  sleep 0.05
+done
+body_bytes=$(curl -fs -H "Authorization: Bearer $key" -o /dev/null -w '%{size_download}' \
+  "http://127.0.0.1:$port/orders/1")
+kill "$pid"
+wait "$pid" 2>/dev/null || true
+ceiling=(target/release/bench-ceiling "$body_bytes")
+
+per_request() {
+  local name="$1"
+  shift
+  read -r _ idle < <(count "$name" 0 "$@")
+  read -r requests loaded < <(count "$name" "$seconds" "$@")
+  awk -v i="$idle" -v l="$loaded" -v n="$requests" -v name="$name" \
+    'BEGIN { printf "%-14s %8d requests  %7.0f instructions per request\n", name, n, (l - i) / n }'
+}
+
+log "instructions per request (callgrind, wrk -c8 for ${seconds}s)"
+service_line=$(per_request order-service "${service[@]}")
+ceiling_line=$(per_request ceiling "${ceiling[@]}")
+echo "$service_line"
+echo "$ceiling_line"
+awk -v s="$(awk '{ print $4 }' <<<"$service_line")" -v c="$(awk '{ print $4 }' <<<"$ceiling_line")" \
+  'BEGIN { printf "order-service / ceiling: %.1fx\n", s / c }'
