@@ -77,22 +77,10 @@ pub fn write_access_line(line: &json::AccessLine<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::prelude::*;
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::json::tests::Sink;
 
     fn line() -> json::AccessLine<'static> {
         json::AccessLine {
@@ -108,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_line_goes_to_the_writer_of_the_subscriber_that_carries_the_layer() {
-        let buffer = Buffer::default();
+        let buffer = Sink::default();
         let writer = buffer.clone();
         let with_layer =
             tracing_subscriber::registry().with(DirectLines::new(move || writer.clone()));

@@ -437,7 +437,7 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, UNIX_EPOCH};
@@ -511,7 +511,9 @@ mod tests {
         }
     }
 
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    /// A writer into a shared buffer (`Clone`, so it is its own `MakeWriter` factory's output).
+    #[derive(Clone, Default)]
+    pub(in crate::telemetry) struct Sink(pub(in crate::telemetry) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
