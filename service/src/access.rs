@@ -226,19 +226,23 @@ impl Line {
                 latency_ms,
                 cause
             );
-        } else if !(span.is_disabled()
-            && tracing::enabled!(tracing::Level::INFO)
-            && telemetry::write_access_line(&AccessLine {
-                target: module_path!(),
-                method: self.method.as_str(),
-                route,
-                request_id: id,
-                trace_id: self.trace.trace_id.as_str(),
-                status: status_code,
-                latency_ms,
-            }))
-        {
-            access_line!(info, "request", status = status_code, latency_ms);
+        } else {
+            // Straight to the log's writer when the subscriber can take it
+            // (`telemetry::direct`), else as the event.
+            let written = span.is_disabled()
+                && tracing::enabled!(tracing::Level::INFO)
+                && telemetry::write_access_line(&AccessLine {
+                    target: module_path!(),
+                    method: self.method.as_str(),
+                    route,
+                    request_id: id,
+                    trace_id: self.trace.trace_id.as_str(),
+                    status: status_code,
+                    latency_ms,
+                });
+            if !written {
+                access_line!(info, "request", status = status_code, latency_ms);
+            }
         }
 
         let headers = response.headers_mut();

@@ -2,10 +2,10 @@
 //!
 //! Every request logs one access line. As a tracing event it is dispatched through the
 //! subscriber stack, each of its seven fields visited through `dyn Value` and its name
-//! escaped, which was a fifth of a served GET's instructions. Its shape is fixed, so the JSON
-//! subscriber carries a [`DirectLines`] layer that writes the same bytes
-//! ([`json::write_access_line`]) to the same writer. No crate does this: tracing has no way to
-//! hand a subscriber a preformatted line.
+//! escaped: a GET took 22 800 instructions with the event, 19 600 without. Its shape is
+//! fixed, so the JSON subscriber carries a [`DirectLines`] layer that writes the same bytes
+//! ([`json::write_access_line`]) to the same writer. No crate does this: tracing has no way
+//! to hand a subscriber a preformatted line.
 //!
 //! The caller checks `tracing::enabled!` first, so `LOG_LEVEL` and `RUST_LOG` decide as they
 //! do for the event. A subscriber without the layer (text lines, Lambda's span lists, a test's
