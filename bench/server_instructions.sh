@@ -5,6 +5,9 @@
 #
 #   bench/server_instructions.sh [SECONDS]
 #
+# BENCH_STORE=postgres runs the service on a throwaway PostgreSQL cluster instead of the memory
+# store (the ceiling is the same bare server); BENCH_LOG_LEVEL=warn turns the access log off.
+#
 # The perf stage counts the service's own part of a request in-process; this counts what a
 # request costs the server as bench/http.sh runs it, so the two servers' figures say how far
 # apart their user-space work is. The kernel's part is not counted (see bench/README.md).
@@ -24,7 +27,12 @@ log "release build"
 cargo build --locked --release --quiet -p order-service -p bench-ceiling
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+store="${BENCH_STORE:-memory}"
+cleanup() {
+  if [ "$store" = postgres ]; then stop_cluster "$work"; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 key="bench-key-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 
 # count NAME SECONDS COMMAND...: total instructions of COMMAND serving wrk for SECONDS (none
@@ -52,8 +60,16 @@ count() {
   echo "$requests $(awk '/^summary:/ { print $2 }' "$work/$name.$load")"
 }
 
-service_env=(ENVIRONMENT=local PUBLIC_READS=false API_KEYS="$key" STORE=memory
-  SEED_SAMPLE_DATA=true HOST=127.0.0.1 LOG_LEVEL=info LOG_FORMAT=json SHUTDOWN_DRAIN_SECONDS=0)
+service_env=(ENVIRONMENT=local PUBLIC_READS=false API_KEYS="$key" STORE="$store"
+  SEED_SAMPLE_DATA=true HOST=127.0.0.1 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}" LOG_FORMAT=json
+  SHUTDOWN_DRAIN_SECONDS=0)
+if [ "$store" = postgres ]; then
+  ensure_postgres
+  start_cluster "$work" 50
+  # The adaptive limit is off, as in bench/postgres.sh: under callgrind every request is slow.
+  service_env+=(DATABASE_URL="$url" DB_SCHEMA=bench_orders ADAPTIVE_CONCURRENCY=false)
+  env -i PATH="$PATH" "${service_env[@]}" target/release/order-service migrate >/dev/null
+fi
 service=(target/release/order-service)
 # The ceiling answers a body of the size the service's answer has.
 port=$(free_port)
@@ -79,7 +95,7 @@ per_request() {
     'BEGIN { printf "%-14s %8d requests  %7.0f instructions per request\n", name, n, (l - i) / n }'
 }
 
-log "instructions per request (callgrind, wrk -c8 for ${seconds}s)"
+log "instructions per request (callgrind, wrk -c8 for ${seconds}s; STORE=$store, LOG_LEVEL=${BENCH_LOG_LEVEL:-info})"
 service_line=$(per_request order-service "${service[@]}")
 ceiling_line=$(per_request ceiling "${ceiling[@]}")
 echo "$service_line"
