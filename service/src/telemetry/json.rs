@@ -511,7 +511,7 @@ pub(super) mod tests {
         }
     }
 
-    /// A writer into a shared buffer (`Clone`, so it is its own `MakeWriter` factory's output).
+    /// A writer into a shared buffer; its clones write into the same one.
     #[derive(Clone, Default)]
     pub(in crate::telemetry) struct Sink(pub(in crate::telemetry) Arc<Mutex<Vec<u8>>>);
 
