@@ -3,9 +3,10 @@
 # it, accepting gzip and br) and `POST /orders` (order_service::router with production
 # settings, memory store; bench/callgrind), counted by valgrind's callgrind and compared with
 # bench/instructions.budget; beside them, a minimal axum router answering the same bytes, and
-# the ratio. Fails when any grows by more than 10 %. Instruction counts do not depend on how busy the machine
-# is; they do depend on the compiler, the dependencies and valgrind, so refresh the budget
-# when one of those changes on purpose, as after an intended change of the code:
+# the ratio. Fails when any grows by more than 10 %. Instruction counts do not depend on how
+# busy the machine is; they do depend on the compiler, the dependencies and valgrind, so
+# refresh the budget when one of those changes on purpose, as after an intended change of the
+# code:
 #
 #   .ci/stages/perf.sh            check against the budget
 #   .ci/stages/perf.sh --update   write the counts measured now as the budget
@@ -100,8 +101,9 @@ done
 # served leaves a refusal at most s + (4 - s) r <= 1 of an answer's CPU), and the refusal's
 # answer alone (`refusal-alone`: the same 503 from a bare tower service, no admission decision).
 # The goal is printed, not enforced: the answer alone (taking in a request, an answer with its
-# two headers and body, dropping both) already costs more than 1/16 of a GET of 22 700
-# instructions, so no admission decision can meet it. bench/README.md, "Instruction budget".
+# two headers and body, dropping both) already costs more than 1/16 of a GET (19 600
+# instructions on 5 December), so no admission decision can meet it. bench/README.md,
+# "Instruction budget".
 measured[refused]=$(count refused) || exit 1
 measured[alone]=$(count refusal-alone) || exit 1
 for kind in refused alone; do

@@ -3,8 +3,9 @@
 //!   bench-callgrind get|get-browser|post|refused|axum-get|axum-post|refusal-alone [REQUESTS]
 //!
 //! `get-browser` is the same GET with the `Accept-Encoding` a browser sends: the order is under
-//! the compression threshold, so it must cost about what `get` does. `refused` is a `GET /orders/{id}` while the concurrency limit is taken (the places are
-//! held as requests in flight would hold them): the 503 an overloaded pod answers.
+//! the compression threshold, so it must cost about what `get` does. `refused` is a
+//! `GET /orders/{id}` while the concurrency limit is taken (the places are held as requests in
+//! flight would hold them): the 503 an overloaded pod answers.
 //!
 //! Builds the state and the router exactly as the container does, with production settings
 //! (`ENVIRONMENT=production`: JSON access log at info, metrics on, a bearer key on every request,
