@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Container HTTP figures (a measurement, not a test): the release `order-service` (memory
 # store, sample data) against `bench-ceiling`, a bare hyper server answering with a fixed
-# JSON body of the same size, both loaded by wrk in the same run.
+# JSON body of the same size, both loaded by wrk in the same run. A bare axum router in front of
+# the same body (`bench-ceiling … axum`) is measured against the ceiling too: what the framework
+# alone leaves of it, before the service adds anything.
 #
 #   bench/http.sh [SECONDS] [CONNECTIONS]      (defaults: 10 s, 64 connections, 2 wrk threads)
 #
@@ -143,7 +145,7 @@ body_one=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0.
 body_list=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders")
 start_ceiling() {
   ceiling_port=$(free_port)
-  HOST=127.0.0.1 PORT="$ceiling_port" "$ceiling_bin" "$1" >"$work/ceiling-$1.log" 2>&1 &
+  HOST=127.0.0.1 PORT="$ceiling_port" "$ceiling_bin" "$1" "${2:-hyper}" >"$work/ceiling-$1-${2:-hyper}.log" 2>&1 &
   ceiling_pid=$!
   pids+=("$ceiling_pid")
   wait_ready "$ceiling_port" "$ceiling_pid"
@@ -152,6 +154,8 @@ start_ceiling "$body_one"
 ceiling_one_port=$ceiling_port ceiling_one_pid=$ceiling_pid
 start_ceiling "$body_list"
 ceiling_list_port=$ceiling_port
+start_ceiling "$body_one" axum
+axum_one_port=$ceiling_port
 sleep 1
 idle_ceiling=$(status_kib "$ceiling_one_pid" VmRSS)
 
@@ -214,6 +218,8 @@ read -r rps_br p99_br c_rps_br c_p99_br ratio_br < <(compare one-browser \
   "Accept-Encoding: gzip, deflate, br, zstd")
 read -r rps_list p99_list c_rps_list c_p99_list ratio_list < <(compare list \
   "http://127.0.0.1:$service_port/orders" "http://127.0.0.1:$ceiling_list_port/orders")
+read -r rps_axum p99_axum _ _ ratio_axum < <(compare one-axum \
+  "http://127.0.0.1:$axum_one_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1")
 peak_service=$(status_kib "$service_pid" VmHWM)
 peak_ceiling=$(status_kib "$ceiling_one_pid" VmHWM)
 size_service=$(stat -c %s "$service_bin")
@@ -231,6 +237,9 @@ row "  p99 latency" "$p99_one ms" "$c_p99_one ms" "<= 2 ms" "$(verdict "$p99_one
 row "  Accept-Encoding: gzip, br" "$rps_br" "$c_rps_br" "" ""
 row "    ratio to ceiling" "${ratio_br}x" "" ">= 0.75x" "$(verdict "$ratio_br" ">=" 0.75)"
 row "    p99 latency" "$p99_br ms" "$c_p99_br ms" "<= 2 ms" "$(verdict "$p99_br" "<=" 2)"
+row "  bare axum router, req/s" "$rps_axum" "" "" ""
+row "    its ratio to ceiling" "${ratio_axum}x" "" "" ""
+row "    its p99 latency" "$p99_axum ms" "" "" ""
 row "GET /orders ($body_list B) req/s" "$rps_list" "$c_rps_list" "" ""
 row "  ratio to ceiling" "${ratio_list}x" "" ">= 0.5x" "$(verdict "$ratio_list" ">=" 0.5)"
 row "  p99 latency" "$p99_list ms" "$c_p99_list ms" "<= 2 ms" "$(verdict "$p99_list" "<=" 2)"

@@ -11,7 +11,8 @@
 # milliseconds, as a commit to another availability zone does.
 #
 # Each of BENCH_ROUNDS rounds (default 3) runs, one after the other:
-#   reads:   wrk GET /orders/1 and pgbench -S (the read ceiling), 16 connections/clients each;
+#   reads:   wrk GET /orders/1, wrk against a bare HTTP read, and pgbench -S (the read ceiling),
+#            16 connections/clients each;
 #   creates: wrk POST /orders at 1 and at 16 connections, and pgbench running a plain one-row
 #            insert at 1 and at 16 clients.
 # BENCH_BASELINE=PATH also starts that build of the service beside the measured one (same
@@ -20,6 +21,10 @@
 # Medians are printed, with the ratios (medians of the rounds' ratios) against the targets:
 #   creates scale: POST at 16 / POST at 1 >= 5x (nothing serialises creates);
 #   reads:         GET /orders/1 / pgbench -S >= 0.6x.
+# The bare HTTP read is bench-ceiling's `pg` mode: bare hyper running pgbench -S's own statement once
+# per request on a PostgreSQL connection of its own, and answering the service's body. It is the
+# most any HTTP service reading PostgreSQL once per request can reach beside pgbench -S on this
+# machine, so bare read / pgbench -S says how much of the reads target the machine leaves.
 # Beside the rates, the CPU time each read costs (from /proc): the service's, and the primary's
 # (postmaster and backends) per GET and per pgbench -S transaction. On a shared machine the rates
 # are shares of the CPU, and these say where the difference goes.
@@ -40,14 +45,19 @@ for tool in initdb pg_ctl pg_basebackup pgbench psql wrk curl; do
 done
 
 binary=$(release_binary)
+cargo build --locked --release --quiet -p bench-ceiling
+bare_binary="$ROOT/target/release/bench-ceiling"
 
 work=$(mktemp -d)
 service_pid=""
 baseline_pid=""
+bare_pid=""
 baseline="${BENCH_BASELINE:-}"
 cleanup() {
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
   [ -n "$baseline_pid" ] && kill "$baseline_pid" 2>/dev/null && wait "$baseline_pid" 2>/dev/null
+  # The bare server dies of the signal, so its wait fails: that must not end the cleanup.
+  [ -n "$bare_pid" ] && kill "$bare_pid" 2>/dev/null && { wait "$bare_pid" 2>/dev/null || true; }
   as_owner pg_ctl stop -D "$work/standby" -m immediate >/dev/null 2>&1 || true
   stop_cluster "$work"
   rm -rf "$work"
@@ -106,6 +116,14 @@ if [ -n "$baseline" ]; then
   wait_ready "$baseline_base" "$work/baseline.log"
 fi
 
+echo "== bare HTTP read (hyper, pgbench -S's statement per request)"
+bare_port=$(free_port)
+env -i PATH="$PATH" HOST=127.0.0.1 PORT="$bare_port" DATABASE_URL="$url" "$bare_binary" \
+  "$(curl -fs -o /dev/null -w '%{size_download}' "$base/orders/1")" pg >"$work/bare.log" 2>&1 &
+bare_pid=$!
+bare_base="http://127.0.0.1:$bare_port"
+wait_ready "$bare_base" "$work/bare.log"
+
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -154,6 +172,7 @@ pgbench_tps() {
 echo "== warm-up, then $rounds rounds of ${seconds}s runs"
 wrk -t2 -c"$connections" -d2s "$base/orders/1" >/dev/null
 [ -n "$baseline" ] && wrk -t2 -c"$connections" -d2s "$baseline_base/orders/1" >/dev/null
+wrk -t2 -c"$connections" -d2s "$bare_base/orders/1" >/dev/null
 for round in $(seq "$rounds"); do
   service_before=$(cpu_ticks "$service_pid")
   primary_before=$(primary_ticks)
@@ -168,6 +187,11 @@ for round in $(seq "$rounds"); do
     baseline_service_us=$(micros_per $(($(cpu_ticks "$baseline_pid") - service_before)) "$get_baseline")
     baseline_primary_us=$(micros_per $(($(primary_ticks) - primary_before)) "$get_baseline")
   fi
+  bare_before=$(cpu_ticks "$bare_pid")
+  primary_before=$(primary_ticks)
+  bare=$(wrk_rps bare "$connections" "$bare_base/orders/1")
+  bare_us=$(micros_per $(($(cpu_ticks "$bare_pid") - bare_before)) "$bare")
+  bare_primary_us=$(micros_per $(($(primary_ticks) - primary_before)) "$bare")
   primary_before=$(primary_ticks)
   select_s=$(pgbench_tps pgbench-S "$connections" -S)
   sleep 1 # pgbench's backends exit with it: counted once the postmaster has reaped them
@@ -178,8 +202,9 @@ for round in $(seq "$rounds"); do
   insert16=$(pgbench_tps insert16 "$connections" -f "$work/insert.sql")
   echo "$get $select_s $post1 $post16 $insert1 $insert16 $get_baseline" \
     "$get_service_us $get_primary_us $select_primary_us $baseline_service_us $baseline_primary_us" \
-    >>"$work/rounds"
-  echo "  round $round: GET $get req/s${baseline:+ (baseline $get_baseline)}, pgbench -S $select_s tps;" \
+    "$bare $bare_us $bare_primary_us" >>"$work/rounds"
+  echo "  round $round: GET $get req/s${baseline:+ (baseline $get_baseline)}, bare read $bare req/s," \
+    "pgbench -S $select_s tps;" \
     "POST $post1 / $post16 req/s, plain insert $insert1 / $insert16 tps (1 / $connections)"
 done
 
@@ -202,7 +227,11 @@ printf 'plain insert, 16:         %8.0f tps\n' "$(col 6)"
 printf 'creates 16 / 1:           %8.2fx (target >= 5x: %s)\n' "$create_scaling" "$(verdict "$create_scaling" 5)"
 printf 'plain insert 16 / 1:      %8.2fx (the database alone)\n' "$insert_scaling"
 printf 'reads / pgbench -S:       %8.2fx (target >= 0.6x: %s)\n' "$read_ratio" "$(verdict "$read_ratio" 0.6)"
+printf 'bare HTTP read, 16:       %8.0f req/s\n' "$(col 13)"
+printf 'bare read / pgbench -S:   %8.2fx (the most this machine leaves an HTTP read)\n' "$(ratio 13 2)"
+printf 'reads / bare read:        %8.2fx\n' "$(ratio 1 13)"
 printf 'CPU per GET:              %8.0f us service, %.0f us PostgreSQL\n' "$(col 8)" "$(col 9)"
+printf 'CPU per bare read:        %8.0f us server, %.0f us PostgreSQL\n' "$(col 14)" "$(col 15)"
 printf 'CPU per pgbench -S:       %8.0f us PostgreSQL\n' "$(col 10)"
 if [ -n "$baseline" ]; then
   printf 'GET, baseline build, 16:  %8.0f req/s\n' "$(col 7)"

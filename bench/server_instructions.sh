@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per GET /orders/1 of the whole server process, hyper, tokio and the log
 # writer thread included, beside the bare hyper ceiling (bench/ceiling) answering the same
-# bytes: both under callgrind, driven by wrk over loopback.
+# bytes and a bare axum router in front of them: all under callgrind, driven by wrk over
+# loopback.
 #
 #   bench/server_instructions.sh [SECONDS]
 #
@@ -84,7 +85,8 @@ body_bytes=$(curl -fs -H "Authorization: Bearer $key" -o /dev/null -w '%{size_do
   "http://127.0.0.1:$port/orders/1")
 kill "$pid"
 wait "$pid" 2>/dev/null || true
-ceiling=(target/release/bench-ceiling "$body_bytes")
+ceiling=(target/release/bench-ceiling "$body_bytes" hyper)
+bare_axum=(target/release/bench-ceiling "$body_bytes" axum)
 
 per_request() {
   local name="$1"
@@ -98,7 +100,11 @@ per_request() {
 log "instructions per request (callgrind, wrk -c8 for ${seconds}s; STORE=$store, LOG_LEVEL=${BENCH_LOG_LEVEL:-info})"
 service_line=$(per_request order-service "${service[@]}")
 ceiling_line=$(per_request ceiling "${ceiling[@]}")
+axum_line=$(per_request bare-axum "${bare_axum[@]}")
 echo "$service_line"
+echo "$axum_line"
 echo "$ceiling_line"
 awk -v s="$(awk '{ print $4 }' <<<"$service_line")" -v c="$(awk '{ print $4 }' <<<"$ceiling_line")" \
   'BEGIN { printf "order-service / ceiling: %.1fx\n", s / c }'
+awk -v a="$(awk '{ print $4 }' <<<"$axum_line")" -v c="$(awk '{ print $4 }' <<<"$ceiling_line")" \
+  'BEGIN { printf "bare axum / ceiling: %.1fx\n", a / c }'
