@@ -21,10 +21,10 @@
 # Medians are printed, with the ratios (medians of the rounds' ratios) against the targets:
 #   creates scale: POST at 16 / POST at 1 >= 5x (nothing serialises creates);
 #   reads:         GET /orders/1 / pgbench -S >= 0.6x.
-# The bare HTTP read is bench-ceiling's `pg` mode: bare hyper running pgbench -S's own statement once
-# per request on a PostgreSQL connection of its own, and answering the service's body. It is the
-# most any HTTP service reading PostgreSQL once per request can reach beside pgbench -S on this
-# machine, so bare read / pgbench -S says how much of the reads target the machine leaves.
+# The bare HTTP read is bench-ceiling's `pg` mode: bare hyper running pgbench -S's own statement
+# once per request on a PostgreSQL connection of its own, and answering the service's body. It
+# is the most any HTTP service reading PostgreSQL once per request can reach beside pgbench -S on
+# this machine, so bare read / pgbench -S says how much of the reads target the machine leaves.
 # Beside the rates, the CPU time each read costs (from /proc): the service's, and the primary's
 # (postmaster and backends) per GET and per pgbench -S transaction. On a shared machine the rates
 # are shares of the CPU, and these say where the difference goes.

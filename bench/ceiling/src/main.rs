@@ -1,4 +1,5 @@
-//! The ceilings for bench/http.sh: a server answering every request with the same JSON body,
+//! The ceilings the benchmarks compare the service with (bench/http.sh, bench/postgres.sh,
+//! bench/server_instructions.sh): a server answering every request with the same JSON body,
 //! built once at start, with nothing else on top (no layers, no logging).
 //!
 //!   bench-ceiling BODY_BYTES [hyper|axum|pg]   (or BODY_BYTES in the environment; HOST, PORT
@@ -13,6 +14,8 @@
 //! reads PostgreSQL once per request can do beside `pgbench -S` on the same machine.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use axum::response::IntoResponse;
@@ -111,25 +114,28 @@ async fn serve_pg(listener: TcpListener, body: Bytes) -> anyhow::Result<()> {
         .await
         .context("no pgbench_accounts: run pgbench -i first")?
         .get(0);
+    if accounts < 1 {
+        bail!("pgbench_accounts is empty: run pgbench -i first");
+    }
     drop(client);
     loop {
         let (stream, _) = listener.accept().await?;
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
         let select = client.prepare(SELECT_BALANCE).await?;
-        let client = std::sync::Arc::new(client);
+        let client = Arc::new(client);
         let body = body.clone();
         // xorshift: an account per request without a shared generator.
-        let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(stream_seed(&stream)));
+        let next = Arc::new(AtomicU32::new(stream_seed(&stream)));
         let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
             let (client, select, body, next) =
                 (client.clone(), select.clone(), body.clone(), next.clone());
             async move {
-                let mut x = next.load(std::sync::atomic::Ordering::Relaxed);
+                let mut x = next.load(Ordering::Relaxed);
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                next.store(x, std::sync::atomic::Ordering::Relaxed);
+                next.store(x, Ordering::Relaxed);
                 let aid = i32::try_from(x % accounts.unsigned_abs()).unwrap_or(0) + 1;
                 let status = match client.query_one(&select, &[&aid]).await {
                     Ok(_) => hyper::StatusCode::OK,
