@@ -103,7 +103,7 @@ mod tests {
         assert!(tracing::subscriber::with_default(with_layer, || {
             write_access_line(&line())
         }));
-        let written = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("UTF-8");
+        let written = buffer.text();
         assert!(written.ends_with("\"request_id\":\"probe\",\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\",\"name\":\"request\"}}\n"), "{written}");
 
         // Any other subscriber (text lines, Lambda's, a test's own) gets the event instead.

@@ -454,17 +454,16 @@ pub(super) mod tests {
 
     /// The text `log` writes through [`JsonLines`].
     fn text(span_list: bool, log: impl FnOnce()) -> String {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buffer);
+        let buffer = Sink::default();
+        let sink = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
             .fmt_fields(JsonFields)
             .event_format(JsonLines { span_list })
-            .with_writer(move || Sink(Arc::clone(&sink)))
+            .with_writer(move || sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, log);
-        let bytes = buffer.lock().expect("buffer").clone();
-        String::from_utf8(bytes).expect("UTF-8")
+        buffer.text()
     }
 
     /// `line` with its timestamp's digits masked.
@@ -513,7 +512,14 @@ pub(super) mod tests {
 
     /// A writer into a shared buffer; its clones write into the same one.
     #[derive(Clone, Default)]
-    pub(in crate::telemetry) struct Sink(pub(in crate::telemetry) Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Sink {
+        /// What was written so far.
+        pub(in crate::telemetry) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("buffer").clone()).expect("UTF-8")
+        }
+    }
 
     impl std::io::Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
