@@ -13,19 +13,19 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use bytes::Bytes;
 use tower::{BoxError, Layer, Service};
 
 use crate::error::{problem_for_bare_error, ErrorCause};
-use crate::metrics::{HttpSeries, InFlight, Metrics, UNMATCHED_ROUTE};
+use crate::metrics::{InFlight, Metrics, RouteMetrics, UNMATCHED_ROUTE};
 use crate::request_id;
 use crate::telemetry::json::AccessLine;
 use crate::telemetry::{self, TraceContext};
@@ -36,12 +36,14 @@ use crate::telemetry::{self, TraceContext};
 /// `http_request_duration_seconds`. Never bodies, never headers that may hold credentials.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    metrics: Arc<Metrics>,
+    routes: Arc<RouteTable>,
 }
 
 impl ObserveLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    pub fn new(routes: RouteTable) -> Self {
+        Self {
+            routes: Arc::new(routes),
+        }
     }
 }
 
@@ -50,37 +52,49 @@ impl<S> Layer<S> for ObserveLayer {
 
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
-            metrics: Arc::clone(&self.metrics),
-            series: Arc::default(),
+            routes: Arc::clone(&self.routes),
             inner,
         }
+    }
+}
+
+/// The route templates of the router the layer is around, and each one's series. The layer
+/// is outside the router, so it matches the path itself, as axum does (both with `matchit`).
+pub struct RouteTable {
+    templates: matchit::Router<RouteMetrics>,
+    unmatched: RouteMetrics,
+}
+
+impl RouteTable {
+    /// The table of `templates`, which a router accepted (`routes::Routes`).
+    pub fn new(templates: &[String], metrics: &Arc<Metrics>) -> Self {
+        let mut table = matchit::Router::new();
+        for template in templates {
+            // axum inserted the same template into the same matcher already, and panics
+            // when building a router with a template it refuses.
+            table
+                .insert(template.as_str(), metrics.route(template))
+                .unwrap_or_else(|error| panic!("route {template}: {error}"));
+        }
+        Self {
+            templates: table,
+            unmatched: metrics.route(UNMATCHED_ROUTE),
+        }
+    }
+
+    /// The series of the route `path` belongs to, or of [`UNMATCHED_ROUTE`].
+    fn find(&self, path: &str) -> &RouteMetrics {
+        self.templates
+            .at(path)
+            .map_or(&self.unmatched, |found| found.value)
     }
 }
 
 /// See [`ObserveLayer`].
 #[derive(Clone)]
 pub struct Observe<S> {
-    metrics: Arc<Metrics>,
-    /// The series of the first request this route's layer saw, with its method and route.
-    /// `Router::layer` gives every route and method a layer of its own, so nearly every
-    /// request finds its series here instead of looking it up by name.
-    series: Arc<OnceLock<(Method, Box<str>, HttpSeries)>>,
+    routes: Arc<RouteTable>,
     inner: S,
-}
-
-impl<S> Observe<S> {
-    fn series(&self, method: &Method, route: &str) -> HttpSeries {
-        match self.series.get() {
-            Some((m, r, series)) if m == method && **r == *route => series.clone(),
-            _ => {
-                let series = self.metrics.http_series(method, route);
-                let _ = self
-                    .series
-                    .set((method.clone(), route.into(), series.clone()));
-                series
-            }
-        }
-    }
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -102,17 +116,15 @@ where
         let request_id = request_id::accept_or_make(request.headers_mut());
         let trace = TraceContext::from_headers(request.headers());
         let method = request.method().clone();
-        let route = request.extensions().get::<MatchedPath>().cloned();
         let in_flight = self
-            .series(
-                &method,
-                route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
-            )
+            .routes
+            .find(request.uri().path())
+            .series(&method)
             .enter();
         let span = tracing::debug_span!(
             "request",
             method = method.as_str(),
-            route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
+            route = in_flight.series().route(),
             request_id = request_id.to_str().unwrap_or_default(),
             trace_id = trace.trace_id.as_str()
         );
@@ -124,7 +136,6 @@ where
                 request_id,
                 trace,
                 method,
-                route,
                 in_flight,
                 span,
             }),
@@ -150,7 +161,6 @@ struct Line {
     request_id: HeaderValue,
     trace: TraceContext,
     method: Method,
-    route: Option<MatchedPath>,
     in_flight: InFlight,
     span: tracing::Span,
 }
@@ -189,10 +199,7 @@ impl Line {
         let status_code = status.as_u16();
         let latency_ms = latency.as_secs_f64() * 1000.0;
         let span = &self.span;
-        let route = self
-            .route
-            .as_ref()
-            .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let route = self.in_flight.series().route();
         let id = self.request_id.to_str().unwrap_or_default();
         // With a span the line is written inside it; without, it carries the span's fields.
         // The message is a `&str` field, as a literal message would be shown, without a

@@ -34,14 +34,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::future::RouteFuture;
-use axum::Router;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::time::Instant;
 
 use crate::error::PROBLEM_JSON;
+use crate::layers::Api;
 use crate::metrics::MetricsError;
 use limit::{Controller, LimitSettings};
 
@@ -307,24 +307,24 @@ pub fn refusal(mut headers: HeaderMap) -> Response {
 /// left for the requests admitted. The exempt paths (the probes) have a router of their own,
 /// so an API request passes one router, not a second one behind a fallback.
 #[derive(Clone)]
-pub struct App {
-    router: Router,
+pub struct App<S = Api> {
+    router: S,
     /// `None`: nothing is refused (the metrics port, which sheds scrapes itself).
     admission: Option<Arc<Admission>>,
     /// Paths never refused (the probes), and the router that answers them.
-    exempt: Option<(&'static [&'static str], Router)>,
+    exempt: Option<(&'static [&'static str], S)>,
     /// When this connection's request arrived (the container's connections; Lambda has none).
     arrival: Option<Arc<Arrival>>,
 }
 
-impl App {
+impl<S: Clone> App<S> {
     /// Requests to the `exempt` paths go to `exempt_router`, unrefused; every other request
     /// is admitted or refused before `router`.
     pub fn admitting(
-        router: Router,
+        router: S,
         admission: Arc<Admission>,
         exempt: &'static [&'static str],
-        exempt_router: Router,
+        exempt_router: S,
     ) -> Self {
         Self {
             router,
@@ -335,7 +335,7 @@ impl App {
     }
 
     /// `router` with nothing refused.
-    pub fn unlimited(router: Router) -> Self {
+    pub fn unlimited(router: S) -> Self {
         Self {
             router,
             admission: None,
@@ -360,31 +360,38 @@ impl App {
         };
         (app, arrival)
     }
+}
 
+impl<S> App<S> {
     /// How long the request being called waited unread, when known.
     fn waited(&self) -> Option<Duration> {
         self.arrival.as_ref()?.waited(SystemTime::now())
     }
 }
 
-impl<B> tower::Service<http::Request<B>> for App
+impl<S, B> tower::Service<http::Request<B>> for App<S>
 where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Admitted;
+    type Future = Admitted<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // A `Router` is always ready.
+        // A `Router`, and every layer around one here, is always ready.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let request = request.map(Body::new);
         if let Some((paths, exempt_router)) = &mut self.exempt {
             if paths.contains(&request.uri().path()) {
-                return Admitted::Served(exempt_router.call(request), None);
+                return Admitted::Served {
+                    answer: exempt_router.call(request),
+                    permit: None,
+                };
             }
         }
         let permit = match &self.admission {
@@ -395,37 +402,51 @@ where
                 };
                 match admitted {
                     Some(permit) => Some(permit),
-                    None => return Admitted::Refused(Some(request.into_parts().0.headers)),
+                    None => {
+                        return Admitted::Refused {
+                            headers: Some(request.into_parts().0.headers),
+                        }
+                    }
                 }
             }
             None => None,
         };
-        Admitted::Served(self.router.call(request), permit)
+        Admitted::Served {
+            answer: self.router.call(request),
+            permit,
+        }
     }
 }
 
-/// The router's answer, holding its permit (if any) until it is ready; or the refusal.
-// Boxing the router's future would add an allocation to every answered request, to save
-// moving a few hundred bytes of a refusal that is built, polled once and dropped.
-#[allow(clippy::large_enum_variant)]
-pub enum Admitted {
-    Served(RouteFuture<Infallible>, Option<Permit>),
-    /// The request's headers, to be replaced by the answer's.
-    Refused(Option<HeaderMap>),
+pin_project_lite::pin_project! {
+    /// The router's answer, holding its permit (if any) until it is ready; or the refusal.
+    #[project = AdmittedProjection]
+    pub enum Admitted<F> {
+        Served {
+            #[pin]
+            answer: F,
+            permit: Option<Permit>,
+        },
+        /// The request's headers, to be replaced by the answer's.
+        Refused { headers: Option<HeaderMap> },
+    }
 }
 
-impl Future for Admitted {
+impl<F> Future for Admitted<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Admitted::Served(inner, permit) => {
-                let output = std::task::ready!(Pin::new(inner).poll(cx));
+        match self.project() {
+            AdmittedProjection::Served { answer, permit } => {
+                let output = std::task::ready!(answer.poll(cx));
                 // The latency ends with the answer's head; the body is the client's pace.
                 drop(permit.take());
                 Poll::Ready(output)
             }
-            Admitted::Refused(headers) => {
+            AdmittedProjection::Refused { headers } => {
                 Poll::Ready(Ok(refusal(headers.take().unwrap_or_default())))
             }
         }
@@ -434,6 +455,8 @@ impl Future for Admitted {
 
 #[cfg(test)]
 mod tests {
+    use axum::Router;
+
     use super::*;
 
     #[tokio::test]
@@ -471,9 +494,13 @@ mod tests {
         let registry = Registry::new();
         let admission =
             Admission::new(1, false, Duration::from_millis(10), &registry).expect("registered");
-        let (_app, arrival) =
-            App::admitting(Router::new(), Arc::clone(&admission), &[], Router::new())
-                .on_connection();
+        let (_app, arrival) = App::admitting(
+            Router::<()>::new(),
+            Arc::clone(&admission),
+            &[],
+            Router::new(),
+        )
+        .on_connection();
         assert!(
             !arrival.wanted(),
             "a pod that refused nothing reads plainly"

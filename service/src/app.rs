@@ -7,66 +7,48 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
-use axum::response::IntoResponse;
 use axum::BoxError;
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::admission::App;
-use crate::error::{internal_error, panic_response, problem, ErrorCause};
+use crate::error::{internal_error, problem, ErrorCause};
+use crate::layers;
 use crate::metrics;
 use crate::routes;
 use crate::secrets::SecretsLoader;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> App {
-    let config = &state.config;
-    // `Router::layer` wraps each route, so the route template (`MatchedPath`) is known to the
-    // access log and the metrics. All of a router's layers go in one `Router::layer` call:
-    // each call wraps every route in one more boxed service, and a request clones every
-    // boxed service below the one it passes, so four calls cost ten clones a request where
-    // one costs one. Each stack lists its layers outermost first.
-    let outer = crate::access::ObserveLayer::new(Arc::clone(&state.metrics));
-    // Bare error answers of any layer get the problem shape in `outer`
-    // (`problem_for_bare_error`); refusals never reach it (admission is outside it).
-    let inner = ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(crate::encoding::request_decoding())
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(crate::timeout::RequestTimeoutLayer::new(
-            config.request_timeout,
-        ));
-
-    let routes = Router::new()
-        .merge(routes::meta::router())
+    let (routes, templates) = routes::meta::router()
         .merge(routes::orders::router())
         .merge(routes::docs::router())
-        // Bare 404; the access layer gives it the problem shape.
-        .fallback(|| async { StatusCode::NOT_FOUND });
+        .into_parts();
+    // Bare 404; the access layer gives it the problem shape.
+    let routes = routes.fallback(|| async { StatusCode::NOT_FOUND });
     // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
-    // refreshes it and requests pass no layer for it. Inside `inner`, so the refresh is part
-    // of the request and ends within its timeout.
+    // refreshes it and requests pass no layer for it. Inside the timeout, so the refresh is
+    // part of the request and ends within it.
     let routes = match state.secrets.as_ref().filter(|s| s.refreshes_on_request()) {
         Some(loader) => routes.layer(from_fn_with_state(Arc::clone(loader), refresh_stale_secret)),
         None => routes,
     };
-    let api = routes
-        .layer(
-            ServiceBuilder::new()
-                .layer(outer.clone())
-                .layer(crate::encoding::negotiation(config.compression_min_bytes))
-                .layer(inner.clone()),
-        )
-        .with_state(state.clone());
-    let probes = routes::meta::probes()
-        .layer(ServiceBuilder::new().layer(outer).layer(inner))
-        .with_state(state.clone());
+    let api = layers::observed(
+        routes.with_state(state.clone()),
+        &templates,
+        &state.config,
+        &state.metrics,
+    );
+    let (probes, templates) = routes::meta::probes().into_parts();
+    let probes = layers::observed(
+        probes.with_state(state.clone()),
+        &templates,
+        &state.config,
+        &state.metrics,
+    );
     // Admission control comes before the routers (a refusal passes no router and no layer)
     // and skips the probes, which are answered however busy the pod is.
     App::admitting(
@@ -90,7 +72,7 @@ async fn refresh_stale_secret(
 
 /// The router of the metrics port: `/metrics` only, with its own small in-flight bound so a
 /// flood of scrapes cannot take the API's CPU.
-pub fn metrics_router(state: AppState) -> App {
+pub fn metrics_router(state: AppState) -> App<Router> {
     let router = Router::new().route("/metrics", axum::routing::get(metrics::exposition));
     let router = crate::encoding::negotiated(router, state.config.compression_min_bytes);
     App::unlimited(shed_load(router, METRICS_MAX_IN_FLIGHT).with_state(Arc::clone(&state.metrics)))

@@ -18,7 +18,6 @@ use tower_http::compression::{CompressionLayer, Predicate};
 use tower_http::decompression::{
     DecompressionBody, RequestDecompression, RequestDecompressionLayer,
 };
-use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 
 use crate::error::{internal_error, ErrorCause};
 
@@ -137,8 +136,6 @@ fn vary_on_accept_encoding(response: &Response<Body>) -> Option<HeaderValue> {
         .then(|| HeaderValue::from_static("accept-encoding"))
 }
 
-type Vary = fn(&Response<Body>) -> Option<HeaderValue>;
-
 /// Answers compressed as negotiated ([`compression`]) and varying on `Accept-Encoding`
 /// ([`vary_on_accept_encoding`]). The service below answers with an axum body.
 pub fn negotiation(min_bytes: u16) -> NegotiationLayer {
@@ -166,11 +163,8 @@ impl<S> Layer<S> for NegotiationLayer {
     type Service = Negotiated<S>;
 
     fn layer(&self, inner: S) -> Negotiated<S> {
-        // The header is set inside the compression layer, which adds none of its own when it
-        // finds one; set as a plain header layer, no answer is boxed for it.
-        let vary: Vary = vary_on_accept_encoding;
         Negotiated {
-            inner: SetResponseHeaderLayer::appending(header::VARY, vary).layer(inner),
+            inner,
             compression: self.compression.clone(),
             threshold: self.threshold,
         }
@@ -180,20 +174,20 @@ impl<S> Layer<S> for NegotiationLayer {
 /// See [`NegotiationLayer`].
 #[derive(Clone)]
 pub struct Negotiated<S> {
-    inner: SetResponseHeader<S, Vary>,
+    inner: S,
     compression: CompressionLayer<SizeAbove>,
     threshold: SizeAbove,
 }
 
-type Varied<S> = SetResponseHeader<S, Vary>;
-
-impl<S, E> Service<Request<Body>> for Negotiated<S>
+impl<S, B, E> Service<Request<Body>> for Negotiated<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = E> + Clone,
+    S: Service<Request<Body>, Response = Response<B>, Error = E>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response<Body>;
     type Error = E;
-    type Future = NegotiatedAnswer<<Varied<S> as Service<Request<Body>>>::Future>;
+    type Future = NegotiatedAnswer<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         self.inner.poll_ready(cx)
@@ -234,15 +228,21 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> Future for NegotiatedAnswer<F>
+impl<F, B, E> Future for NegotiatedAnswer<F>
 where
-    F: Future<Output = Result<Response<Body>, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let mut response = answer(ready!(this.inner.poll(cx))?);
+        // Before compressing: tower-http's layer adds no `Vary` of its own when it finds one.
+        if let Some(vary) = vary_on_accept_encoding(&response) {
+            response.headers_mut().append(header::VARY, vary);
+        }
         let Some((layer, accepted)) = this.compression.take() else {
             return Poll::Ready(Ok(response));
         };

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod encoding;
 pub mod error;
+pub mod layers;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;

@@ -126,9 +126,9 @@ impl Metrics {
         })
     }
 
-    /// The series of requests to `route` (a route template, or [`UNMATCHED_ROUTE`]) with
-    /// `method`. It holds the metrics, so a request's future can keep it without a borrow.
-    pub fn http_series(self: &Arc<Self>, method: &Method, route: &str) -> HttpSeries {
+    /// The series of requests to `route` (a route template, or [`UNMATCHED_ROUTE`]), found
+    /// once when the router is built, so a request only picks its method's.
+    pub fn route(self: &Arc<Self>, route: &str) -> RouteMetrics {
         let routes = crate::sync::read(&self.http_routes);
         let found = routes.get(route).map(Arc::clone);
         drop(routes);
@@ -141,14 +141,8 @@ impl Metrics {
                 })
             }))
         });
-        let label = method_label(method);
-        let index = METHOD_LABELS
-            .iter()
-            .position(|m| *m == label)
-            .unwrap_or(METHOD_LABELS.len() - 1);
-        HttpSeries {
+        RouteMetrics {
             metrics: Arc::clone(self),
-            index,
             route: route_series,
         }
     }
@@ -169,17 +163,22 @@ impl Metrics {
 /// The `method` label: the standard methods by name, anything a client made up as `OTHER`,
 /// so neither Prometheus nor CloudWatch (through EMF) grows a series per invented method.
 pub fn method_label(method: &Method) -> &'static str {
+    METHOD_LABELS[method_index(method)]
+}
+
+/// Where `method`'s label is in [`METHOD_LABELS`].
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
     }
 }
 
@@ -204,6 +203,24 @@ struct MethodSeries {
     by_status: [OnceLock<IntCounter>; COMMON_STATUSES.len()],
 }
 
+/// One route's series, per method; see [`Metrics::route`].
+#[derive(Clone)]
+pub struct RouteMetrics {
+    metrics: Arc<Metrics>,
+    route: Arc<RouteSeries>,
+}
+
+impl RouteMetrics {
+    /// The series of a request with `method`.
+    pub fn series(&self, method: &Method) -> HttpSeries {
+        HttpSeries {
+            metrics: Arc::clone(&self.metrics),
+            index: method_index(method),
+            route: Arc::clone(&self.route),
+        }
+    }
+}
+
 /// The series one request feeds: its latency, its count by status, and the in-flight gauge.
 #[derive(Clone)]
 pub struct HttpSeries {
@@ -222,6 +239,11 @@ impl HttpSeries {
                 .with_label_values(&[method, &self.route.route]),
             by_status: Default::default(),
         })
+    }
+
+    /// The route template (or [`UNMATCHED_ROUTE`]) of the series.
+    pub fn route(&self) -> &str {
+        &self.route.route
     }
 
     /// Counts the request in `http_requests_in_flight` until the guard is dropped.
@@ -317,11 +339,12 @@ mod tests {
     fn the_container_exports_dropped_log_lines_and_counts_by_route_status() {
         let metrics = Arc::new(Metrics::new(Target::Container).expect("metrics"));
         assert!(metrics.render().contains("\nlog_lines_dropped_total 0\n"));
-        let series = metrics.http_series(&Method::GET, "/orders/{id}");
+        let series = metrics.route("/orders/{id}").series(&Method::GET);
         series.observe(StatusCode::OK, Duration::from_millis(1));
         series.observe(StatusCode::IM_A_TEAPOT, Duration::from_millis(1));
         metrics
-            .http_series(&Method::GET, "/orders/{id}")
+            .route("/orders/{id}")
+            .series(&Method::GET)
             .observe(StatusCode::OK, Duration::from_millis(1));
         let text = metrics.render();
         for line in [

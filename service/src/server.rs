@@ -6,18 +6,21 @@
 //! timeout longer than the load balancer's, and `Connection: close` while draining.
 
 mod connection;
+mod in_place;
 mod socket;
 mod unacknowledged;
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::response::Response;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,6 +30,7 @@ use crate::state::{AppState, Readiness};
 use crate::{metrics_router, router, App};
 
 use connection::HeadTimer;
+use in_place::InPlace;
 use socket::{Activity, Watched};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,28 +106,38 @@ async fn bind(host: IpAddr, port: u16) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-fn spawn(
+fn spawn<S>(
     listener: TcpListener,
-    app: App,
+    app: App<S>,
     limits: ConnectionLimits,
     readiness: Arc<Readiness>,
     stopped: watch::Receiver<bool>,
-) -> JoinHandle<std::io::Result<()>> {
+) -> JoinHandle<std::io::Result<()>>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync,
+    S: 'static,
+    S::Future: Send,
+{
     tokio::spawn(accept_loop(listener, app, limits, readiness, stopped))
 }
 
 /// Accepts until `stopped`, then closes the listener (new connections are refused) and waits
 /// for every open connection to finish its request and close.
-async fn accept_loop(
+async fn accept_loop<S>(
     listener: TcpListener,
-    app: App,
+    app: App<S>,
     limits: ConnectionLimits,
     readiness: Arc<Readiness>,
     stopped: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync,
+    S: 'static,
+    S::Future: Send,
+{
     // While draining, each answer closes its connection, so keep-alive clients reconnect
     // (to another pod, once the load balancer has noticed) rather than hold this one.
-    let close_while_draining = move |mut response: axum::response::Response| {
+    let close_while_draining = move |mut response: Response| {
         if readiness.is_draining() {
             response.headers_mut().insert(
                 http::header::CONNECTION,
@@ -164,7 +178,7 @@ async fn accept_loop(
                     arrival,
                     limits.write_timeout,
                 )),
-                TowerToHyperService::new(app),
+                InPlace::new(app),
             );
         tokio::spawn(finish(connection, activity, stopped.clone(), permit));
     };

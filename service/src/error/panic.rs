@@ -1,12 +1,26 @@
 //! The answer to a handler that panicked.
 
+use axum::body::Body;
 use axum::response::Response;
+use tower_http::catch_panic::ResponseForPanic;
 
 use super::{internal_error, ErrorCause};
 
+/// [`panic_response`] for tower-http's `CatchPanicLayer`, as a type the app's layers can name.
+#[derive(Clone, Copy)]
+pub struct PanicAnswer;
+
+impl ResponseForPanic for PanicAnswer {
+    type ResponseBody = Body;
+
+    fn response_for_panic(&mut self, payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        panic_response(payload)
+    }
+}
+
 /// The answer to a handler that panicked: a plain 500 problem, the panic message kept for
 /// the access log.
-pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

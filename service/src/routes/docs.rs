@@ -6,11 +6,10 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::state::AppState;
+use super::Routes;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,8 +40,8 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    let mut router = Router::new()
+pub fn router() -> Routes {
+    let mut router = Routes::new()
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs_page))
         .route("/docs/scalar.js", get(whole_script))

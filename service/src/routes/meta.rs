@@ -2,23 +2,24 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::Routes;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(welcome))
+pub fn router() -> Routes {
+    Routes::new().route("/", get(welcome))
 }
 
 /// The kubelet's probes' paths: kept out of admission control, so a busy pod is not restarted.
 pub const PROBES: &[&str] = &["/health", "/ready"];
 
 /// The routes at [`PROBES`].
-pub fn probes() -> Router<AppState> {
-    Router::new()
+pub fn probes() -> Routes {
+    Routes::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
 }

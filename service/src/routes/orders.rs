@@ -12,12 +12,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::Routes;
 use crate::auth::{ReadAccess, WriteAccess};
 use crate::config::CONTAINER_PAGE_MAX_BYTES;
 use crate::domain::{
@@ -34,8 +34,8 @@ const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> Routes {
+    Routes::new()
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(get_order).patch(update_order_status))
 }

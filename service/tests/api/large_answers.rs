@@ -1,14 +1,18 @@
 //! Large answers: pages bounded in bytes, answers compressed as negotiated, request bodies
 //! that say what they are.
 
+use std::convert::Infallible;
 use std::io::{Read, Write};
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::response::Response;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use order_service::{metrics_router, router};
 use serde_json::Value;
+use tower::Service;
 
 use crate::support::{create, get, request, send, state_with, Reply};
 
@@ -21,7 +25,10 @@ fn order_with_items(customer: &str, items: usize) -> Value {
 }
 
 /// GET `uri` with `Accept-Encoding: accept`.
-async fn get_accepting(app: &order_service::App, uri: &str, accept: &str) -> Reply {
+async fn get_accepting<S>(app: &order_service::App<S>, uri: &str, accept: &str) -> Reply
+where
+    order_service::App<S>: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
     send(
         app,
         request(Method::GET, uri, &[("accept-encoding", accept)], None),

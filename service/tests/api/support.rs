@@ -5,14 +5,16 @@ pub mod moto;
 pub mod postgres;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::response::Response;
 use http_body_util::BodyExt;
 use order_service::App;
 use order_service::{build_state, router, AppState, Config, Target};
 use serde_json::Value;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 /// State built exactly as the shells build it, from the given variables.
 /// Unless the test says otherwise, it plays a developer's machine (`ENVIRONMENT=local`).
@@ -98,8 +100,11 @@ impl Reply {
     }
 }
 
-/// Sends one request through the router, no port involved.
-pub async fn send(app: &App, request: Request<Body>) -> Reply {
+/// Sends one request through the router (the API's or the metrics port's), no port involved.
+pub async fn send<S>(app: &App<S>, request: Request<Body>) -> Reply
+where
+    App<S>: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
     let response = app.clone().oneshot(request).await.expect("infallible");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("body").to_bytes().to_vec();
@@ -127,7 +132,10 @@ pub async fn create(app: &App, body: &Value) -> String {
     reply.json()["id"].as_str().expect("id").to_owned()
 }
 
-pub async fn get(app: &App, uri: &str) -> Reply {
+pub async fn get<S>(app: &App<S>, uri: &str) -> Reply
+where
+    App<S>: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
     send(app, request(Method::GET, uri, &[], None)).await
 }
 
