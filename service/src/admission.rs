@@ -385,11 +385,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let request = request.map(Body::new);
         if let Some((paths, exempt_router)) = &mut self.exempt {
             if paths.contains(&request.uri().path()) {
                 return Admitted::Served {
-                    answer: exempt_router.call(request),
+                    answer: exempt_router.call(request.map(Body::new)),
                     permit: None,
                 };
             }
@@ -411,8 +410,9 @@ where
             }
             None => None,
         };
+        // The body boxed only now: a refusal does not read it.
         Admitted::Served {
-            answer: self.router.call(request),
+            answer: self.router.call(request.map(Body::new)),
             permit,
         }
     }
