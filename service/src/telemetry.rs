@@ -128,9 +128,10 @@ enum Shell {
     Lambda,
 }
 
-fn install<W>(level: tracing::Level, format: LogFormat, writer: W, shell: Shell)
+fn install<W, O>(level: tracing::Level, format: LogFormat, writer: W, shell: Shell)
 where
-    W: for<'w> fmt::MakeWriter<'w> + Clone + Send + Sync + 'static,
+    W: for<'w> fmt::MakeWriter<'w, Writer = O> + Clone + Send + Sync + 'static,
+    O: Write + Send + 'static,
 {
     let lambda = matches!(shell, Shell::Lambda);
     let registry = tracing_subscriber::registry().with(filter(level));
@@ -357,22 +358,44 @@ fn parse_xray(value: &str) -> Option<(HexId<32>, bool)> {
 /// once from the OS. Unique within the process (SplitMix64 is a bijection) and unpredictable
 /// enough for correlation ids; they are not secrets.
 pub mod ids {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
 
-    static COUNTER: OnceLock<AtomicU64> = OnceLock::new();
+    /// SplitMix64's step.
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-    pub fn next() -> u64 {
-        let counter = COUNTER.get_or_init(|| {
+    thread_local! {
+        /// Each thread steps its own sequence: a request takes four or five ids, and one
+        /// counter shared by every worker thread would move its cache line between the cores
+        /// for each of them.
+        static STATE: Cell<u64> = Cell::new(thread_seed());
+    }
+
+    /// A start no other thread's sequence has: the process's random seed, stepped once per
+    /// thread and mixed.
+    fn thread_seed() -> u64 {
+        static SEEDS: OnceLock<AtomicU64> = OnceLock::new();
+        let seeds = SEEDS.get_or_init(|| {
             let seed = uuid::Uuid::new_v4().as_u64_pair();
             AtomicU64::new(seed.0 ^ seed.1)
         });
-        let mut z = counter
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(seeds.fetch_add(GAMMA, Ordering::Relaxed))
+    }
+
+    /// SplitMix64's output function.
+    fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    pub fn next() -> u64 {
+        STATE.with(|state| {
+            let z = state.get().wrapping_add(GAMMA);
+            state.set(z);
+            mix(z)
+        })
     }
 
     /// A version-4-shaped UUID (`8-4-4-4-12` hex, ASCII) from two ids, without an allocation:
@@ -423,6 +446,18 @@ mod tests {
         let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
         assert_eq!(parsed.get_version_num(), 4);
         assert_ne!(id.as_bytes(), ids::uuid_bytes());
+    }
+
+    #[test]
+    fn threads_draw_ids_no_other_thread_draws() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..1_000).map(|_| ids::next()).collect::<Vec<_>>()))
+            .collect();
+        let all: std::collections::HashSet<u64> = threads
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("thread"))
+            .collect();
+        assert_eq!(all.len(), 4_000);
     }
 
     #[test]
