@@ -17,7 +17,7 @@ use lambda_http::{Request, RequestExt};
 use order_service::metrics::emf::{EmfExporter, NAMESPACE};
 use order_service::metrics::Metrics;
 use order_service::{router, AppState};
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 /// `router(state)` as the Lambda serves it: request paths without the API Gateway stage, the
 /// Lambda request id as `x-request-id` when the client sent none, `Location` and `Link` that
@@ -32,14 +32,17 @@ pub fn handler(
     Error = std::convert::Infallible,
     Future = impl Send + 'static,
 > + Clone {
-    let router = router(state);
+    // Called in place, not cloned per invocation: a clone is every route's handlers. The
+    // lock is held only while the call makes the answer's future.
+    let router = Arc::new(Mutex::new(router(state)));
     tower::service_fn(move |mut request: Request| {
-        let (router, emf) = (router.clone(), Arc::clone(&emf));
+        let (router, emf) = (Arc::clone(&router), Arc::clone(&emf));
         async move {
             let client_prefix = strip_stage(&mut request);
             use_invocation_id(&mut request);
             use_xray_trace(&mut request);
-            let mut response = router.oneshot(request).await?;
+            let answer = order_service::sync::lock(&router).call(request);
+            let mut response = answer.await?;
             if let Some(prefix) = client_prefix {
                 prefix_links(&mut response, &prefix);
             }

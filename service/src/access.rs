@@ -27,6 +27,7 @@ use tower::{BoxError, Layer, Service};
 use crate::error::{problem_for_bare_error, ErrorCause};
 use crate::metrics::{InFlight, Metrics, RouteMetrics, UNMATCHED_ROUTE};
 use crate::request_id;
+use crate::routing::Paths;
 use crate::telemetry::json::AccessLine;
 use crate::telemetry::{self, TraceContext};
 
@@ -59,34 +60,33 @@ impl<S> Layer<S> for ObserveLayer {
 }
 
 /// The route templates of the router the layer is around, and each one's series. The layer
-/// is outside the router, so it matches the path itself, as axum does (both with `matchit`).
+/// is outside the router, so it matches the path itself.
 pub struct RouteTable {
-    templates: matchit::Router<RouteMetrics>,
+    paths: Arc<Paths>,
+    /// By the index of the template in `paths`.
+    series: Vec<RouteMetrics>,
     unmatched: RouteMetrics,
 }
 
 impl RouteTable {
-    /// The table of `templates`, which a router accepted (`routes::Routes`).
-    pub fn new(templates: &[String], metrics: &Arc<Metrics>) -> Self {
-        let mut table = matchit::Router::new();
-        for template in templates {
-            // axum inserted the same template into the same matcher already, and panics
-            // when building a router with a template it refuses.
-            table
-                .insert(template.as_str(), metrics.route(template))
-                .unwrap_or_else(|error| panic!("route {template}: {error}"));
-        }
+    pub fn new(paths: &Arc<Paths>, metrics: &Arc<Metrics>) -> Self {
         Self {
-            templates: table,
+            paths: Arc::clone(paths),
+            series: paths
+                .templates()
+                .iter()
+                .map(|template| metrics.route(template))
+                .collect(),
             unmatched: metrics.route(UNMATCHED_ROUTE),
         }
     }
 
     /// The series of the route `path` belongs to, or of [`UNMATCHED_ROUTE`].
     fn find(&self, path: &str) -> &RouteMetrics {
-        self.templates
-            .at(path)
-            .map_or(&self.unmatched, |found| found.value)
+        self.paths
+            .find(path)
+            .and_then(|index| self.series.get(index))
+            .unwrap_or(&self.unmatched)
     }
 }
 

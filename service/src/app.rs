@@ -7,6 +7,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
+use axum::routing::any;
 use axum::BoxError;
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -23,12 +24,9 @@ use crate::secrets::SecretsLoader;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> App {
-    let (routes, templates) = routes::meta::router()
+    let routes = routes::meta::router()
         .merge(routes::orders::router())
-        .merge(routes::docs::router())
-        .into_parts();
-    // Bare 404; the access layer gives it the problem shape.
-    let routes = routes.fallback(|| async { StatusCode::NOT_FOUND });
+        .merge(routes::docs::router());
     // Only where the secret is refreshed on request (the Lambda): elsewhere a background task
     // refreshes it and requests pass no layer for it. Inside the timeout, so the refresh is
     // part of the request and ends within it.
@@ -36,19 +34,12 @@ pub fn router(state: AppState) -> App {
         Some(loader) => routes.layer(from_fn_with_state(Arc::clone(loader), refresh_stale_secret)),
         None => routes,
     };
-    let api = layers::observed(
-        routes.with_state(state.clone()),
-        &templates,
-        &state.config,
-        &state.metrics,
-    );
-    let (probes, templates) = routes::meta::probes().into_parts();
-    let probes = layers::observed(
-        probes.with_state(state.clone()),
-        &templates,
-        &state.config,
-        &state.metrics,
-    );
+    // Bare 404; the access layer gives it the problem shape.
+    let not_found = || any(|| async { StatusCode::NOT_FOUND });
+    let api = routes.with_state(state.clone(), not_found());
+    let api = layers::observed(api, &state.config, &state.metrics);
+    let probes = routes::meta::probes().with_state(state.clone(), not_found());
+    let probes = layers::observed(probes, &state.config, &state.metrics);
     // Admission control comes before the routers (a refusal passes no router and no layer)
     // and skips the probes, which are answered however busy the pod is.
     App::admitting(

@@ -2,11 +2,10 @@
 //!
 //! Not with `Router::layer`, which wraps each route instead: that adds a boxed service (cloned
 //! on every request) and a boxed future to each request. So the access layer learns a
-//! request's route from the router's templates (`routes::Routes`), not from axum.
+//! request's route from the router's templates (`routes::Paths`), not from axum.
 
 use std::sync::Arc;
 
-use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::{CatchPanic, CatchPanicLayer};
 use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
@@ -16,24 +15,20 @@ use crate::config::Config;
 use crate::encoding::{Negotiated, RequestDecoding};
 use crate::error::PanicAnswer;
 use crate::metrics::Metrics;
+use crate::routing::Routed;
 use crate::timeout::{RequestTimeout, RequestTimeoutLayer};
 
 /// A router with every layer of the API around it; see [`observed`].
 pub type Api = Observe<
-    Negotiated<CatchPanic<RequestDecoding<RequestBodyLimit<RequestTimeout<Router>>>, PanicAnswer>>,
+    Negotiated<CatchPanic<RequestDecoding<RequestBodyLimit<RequestTimeout<Routed>>>, PanicAnswer>>,
 >;
 
-/// `router`, whose routes are `templates`, with the layers, outermost first. Bare error
+/// `router` with the layers, outermost first. Bare error
 /// answers of any layer get the problem shape in the access layer
 /// (`error::problem_for_bare_error`); refusals never reach it (admission is outside it).
-pub fn observed(
-    router: Router,
-    templates: &[String],
-    config: &Config,
-    metrics: &Arc<Metrics>,
-) -> Api {
+pub fn observed(router: Routed, config: &Config, metrics: &Arc<Metrics>) -> Api {
     ServiceBuilder::new()
-        .layer(ObserveLayer::new(RouteTable::new(templates, metrics)))
+        .layer(ObserveLayer::new(RouteTable::new(router.paths(), metrics)))
         .layer(crate::encoding::negotiation(config.compression_min_bytes))
         .layer(CatchPanicLayer::custom(PanicAnswer))
         .layer(crate::encoding::request_decoding())

@@ -15,6 +15,7 @@ pub mod layers;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;
+pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod state;

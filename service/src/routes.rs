@@ -1,22 +1,22 @@
-//! HTTP resources, one module each; `app::router` merges their routes.
+//! HTTP resources, one module each; `app::router` merges their routes into one [`Routed`].
 
 pub mod docs;
 pub mod meta;
 pub mod orders;
 
-use axum::routing::MethodRouter;
-use axum::Router;
+use std::convert::Infallible;
 
+use axum::extract::Request;
+use axum::routing::MethodRouter;
+use tower::{Layer, Service};
+
+use crate::routing::Routed;
 use crate::state::AppState;
 
-/// A router and the path templates it routes. The access layer is put around the whole
-/// router once, not around each route (`Router::layer` would put a boxed service and a boxed
-/// future more on every request), so it cannot read the template axum matched: it matches
-/// the request's path against these instead.
+/// Path templates and the handlers of each, as `Router::route` takes them.
 #[derive(Default)]
 pub struct Routes {
-    router: Router<AppState>,
-    templates: Vec<String>,
+    routes: Vec<(String, MethodRouter<AppState>)>,
 }
 
 impl Routes {
@@ -24,22 +24,40 @@ impl Routes {
         Self::default()
     }
 
-    /// `Router::route`, the template recorded.
     pub fn route(mut self, template: &str, handlers: MethodRouter<AppState>) -> Self {
-        self.router = self.router.route(template, handlers);
-        self.templates.push(template.to_owned());
+        self.routes.push((template.to_owned(), handlers));
         self
     }
 
-    /// `Router::merge`, both routes' templates recorded.
     pub fn merge(mut self, other: Routes) -> Self {
-        self.router = self.router.merge(other.router);
-        self.templates.extend(other.templates);
+        self.routes.extend(other.routes);
         self
     }
 
-    /// The router and its templates.
-    pub fn into_parts(self) -> (Router<AppState>, Vec<String>) {
-        (self.router, self.templates)
+    /// `layer` around every route's handlers.
+    pub fn layer<L>(self, layer: L) -> Self
+    where
+        L: Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: axum::response::IntoResponse + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        let routes = self
+            .routes
+            .into_iter()
+            .map(|(template, handlers)| (template, handlers.layer(layer.clone())))
+            .collect();
+        Self { routes }
+    }
+
+    /// The routes, served with `state`; a path no template matches goes to `fallback`
+    /// ([`Routed::new`]).
+    pub fn with_state(self, state: AppState, fallback: MethodRouter<AppState>) -> Routed {
+        let routes = self
+            .routes
+            .into_iter()
+            .map(|(template, handlers)| (template, handlers.with_state(state.clone())))
+            .collect();
+        Routed::new(routes, fallback.with_state(state))
     }
 }

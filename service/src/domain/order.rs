@@ -42,17 +42,23 @@ pub struct Order {
     #[serde(skip)]
     #[schema(ignore)]
     pub version: u64,
-    /// The JSON of this order, made on first use and kept while the order is shared
-    /// unchanged (the memory store hands out the same `Arc` to every read).
+    /// The JSON and entity tag of this order, made on first use and kept while the order is
+    /// shared unchanged (the memory store hands out the same `Arc` to every read).
     #[serde(skip)]
     #[schema(ignore)]
     pub json: JsonCache,
 }
 
-/// Serialised JSON, kept once made. A clone starts empty, because a clone of an order is made
-/// to be changed (copy on write); it never takes part in equality.
+/// Serialised JSON and entity tag, kept once made. A clone starts empty, because a clone of an
+/// order is made to be changed (copy on write); it never takes part in equality.
 #[derive(Default)]
-pub struct JsonCache(OnceLock<Bytes>);
+pub struct JsonCache(OnceLock<Encoded>);
+
+/// An order as it is sent: its JSON and its `ETag`.
+pub struct Encoded {
+    pub json: Bytes,
+    pub etag: Bytes,
+}
 
 impl Clone for JsonCache {
     fn clone(&self) -> Self {
@@ -87,15 +93,18 @@ impl Order {
 
     /// The order's JSON, serialised once per version of a shared order.
     pub fn to_json(&self) -> Bytes {
-        self.json
-            .0
-            .get_or_init(|| {
-                // Serialising plain fields into memory cannot fail.
-                serde_json::to_vec(self)
-                    .map(Bytes::from)
-                    .unwrap_or_default()
-            })
-            .clone()
+        self.encoded().json.clone()
+    }
+
+    /// The order's JSON and entity tag, made once per version of a shared order.
+    pub fn encoded(&self) -> &Encoded {
+        self.json.0.get_or_init(|| Encoded {
+            // Serialising plain fields into memory cannot fail.
+            json: serde_json::to_vec(self)
+                .map(Bytes::from)
+                .unwrap_or_default(),
+            etag: Bytes::from(self.etag()),
+        })
     }
 
     /// Strong entity tag of this version of the order. Every change bumps the version, so a

@@ -108,6 +108,21 @@ async fn missing_order_is_404_with_the_fastapi_detail() {
     }
 }
 
+/// The id is read from the path as a path parameter is: percent-decoded, so `%31` is order
+/// 1; a segment that decodes to no text is no order.
+#[tokio::test]
+async fn a_percent_encoded_id_names_the_same_order() {
+    let app = local_app().await;
+    let plain = get(&app, "/orders/1").await;
+    let encoded = get(&app, "/orders/%31").await;
+    assert_eq!(encoded.status, StatusCode::OK);
+    assert_eq!(encoded.body, plain.body);
+    let body = get(&app, "/orders/%FF")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(body["detail"], "Order not found");
+}
+
 #[tokio::test]
 async fn create_returns_201_location_and_exact_total() {
     let app = local_app().await;
