@@ -16,8 +16,9 @@ use tower_http::body::UnsyncBoxBody;
 use tower_http::compression::predicate::SizeAbove;
 use tower_http::compression::{CompressionLayer, Predicate};
 use tower_http::decompression::{
-    DecompressionBody, RequestDecompression, RequestDecompressionLayer,
+    DecompressionBody, RequestDecompression, RequestDecompressionFuture, RequestDecompressionLayer,
 };
+use tower_http::limit::{RequestBodyLimit, ResponseBody, ResponseFuture as LimitFuture};
 
 use crate::error::{internal_error, ErrorCause};
 
@@ -31,42 +32,50 @@ pub fn compression(min_bytes: u16) -> CompressionLayer<SizeAbove> {
         .compress_when(SizeAbove::new(min_bytes))
 }
 
-/// Request bodies in gzip are decoded, before the body limit counts them, so the limit
-/// bounds what a small compressed body may inflate to. Any other `Content-Encoding` is
-/// refused with 415 and `Accept-Encoding: gzip` (RFC 9110, section 15.5.16).
-pub fn request_decoding() -> RequestDecodingLayer {
-    // The crate counts br as supported once its compression is built in; only gzip is decoded.
-    RequestDecodingLayer(RequestDecompressionLayer::new().gzip(true).no_br())
+/// Request bodies: in gzip they are decoded, before the body limit counts them, so the
+/// limit bounds what a small compressed body may inflate to; any other `Content-Encoding` is
+/// refused with 415 and `Accept-Encoding: gzip` (RFC 9110, section 15.5.16); a body above
+/// `limit_bytes` is refused with 413.
+pub fn request_bodies(limit_bytes: usize) -> RequestBodiesLayer {
+    RequestBodiesLayer {
+        // The crate counts br as supported once its compression is built in; only gzip is
+        // decoded.
+        decoding: RequestDecompressionLayer::new().gzip(true).no_br(),
+        limit_bytes,
+    }
 }
 
-/// [`RequestDecompressionLayer`] for the requests that declare a `Content-Encoding`; the
-/// others (nearly all, and every GET) pass straight on. The decompression service wraps
-/// the request body and boxes the answer's, whatever the request: that is most of what it
-/// costs, and a request without a coding has nothing for it to do. It is put around the
-/// service below only for a request that needs it, so the stack (cloned for every request)
-/// holds that service once.
+/// tower-http's [`RequestDecompression`] and [`RequestBodyLimit`], each put around the
+/// service below only for a request that needs it: decoding for a request that declares a
+/// `Content-Encoding`, the limit for one that has a body. The others (nearly all, and every
+/// GET) pass straight on. Each wraps the request's body and the answer's, which then has to
+/// be boxed again, whatever the request: that is most of what they cost, and a request
+/// without a body has nothing for either to do.
 #[derive(Clone)]
-pub struct RequestDecodingLayer(RequestDecompressionLayer);
+pub struct RequestBodiesLayer {
+    decoding: RequestDecompressionLayer,
+    limit_bytes: usize,
+}
 
-impl<S> Layer<S> for RequestDecodingLayer {
-    type Service = RequestDecoding<S>;
+impl<S> Layer<S> for RequestBodiesLayer {
+    type Service = RequestBodies<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestDecoding {
+        RequestBodies {
             inner,
-            decoding: self.0.clone(),
+            decoding: self.decoding.clone(),
+            limit_bytes: self.limit_bytes,
         }
     }
 }
 
-/// See [`RequestDecodingLayer`].
+/// See [`RequestBodiesLayer`].
 #[derive(Clone)]
-pub struct RequestDecoding<S> {
+pub struct RequestBodies<S> {
     inner: S,
     decoding: RequestDecompressionLayer,
+    limit_bytes: usize,
 }
-
-type Decoded = Response<UnsyncBoxBody<Bytes, BoxError>>;
 
 fn answer<B>(response: Response<B>) -> Response<Body>
 where
@@ -76,30 +85,39 @@ where
     response.map(Body::new)
 }
 
-/// The service that was made ready, for a wrapper built around it for one request; a clone
-/// takes its place (tower's way of handing a ready service on).
-fn take_ready<S: Clone>(service: &mut S) -> S {
-    let clone = service.clone();
-    std::mem::replace(service, clone)
-}
+/// A body limited while it is read.
+type LimitedBody<B> = tower_http::body::Limited<B>;
+/// The answer of a limited request.
+type LimitedAnswer = Response<ResponseBody<Body>>;
+/// The answer of a decoded request.
+type DecodedAnswer = Response<UnsyncBoxBody<Bytes, BoxError>>;
 
-impl<S, A, B, E> Service<Request<Body>> for RequestDecoding<S>
+/// The future of the service below for a request with a body of type `B`.
+type Below<S, B> = <S as Service<Request<B>>>::Future;
+
+impl<S, E> Service<Request<Body>> for RequestBodies<S>
 where
-    S: Service<Request<Body>, Response = Response<A>, Error = E>
-        + Service<Request<DecompressionBody<Body>>, Response = Response<B>, Error = E>
-        + Clone,
-    A: http_body::Body<Data = Bytes> + Send + 'static,
-    A::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = E>
+        + Service<Request<LimitedBody<Body>>, Response = Response<Body>, Error = E>
+        + Service<Request<LimitedBody<DecompressionBody<Body>>>, Response = Response<Body>, Error = E>,
 {
     type Response = Response<Body>;
     type Error = E;
     type Future = EitherResponseFuture<
-        MapResponseFuture<<S as Service<Request<Body>>>::Future, fn(Response<A>) -> Response<Body>>,
-        MapResponseFuture<
-            <RequestDecompression<S> as Service<Request<Body>>>::Future,
-            fn(Decoded) -> Response<Body>,
+        Below<S, Body>,
+        EitherResponseFuture<
+            MapResponseFuture<
+                LimitFuture<Below<S, LimitedBody<Body>>>,
+                fn(LimitedAnswer) -> Response<Body>,
+            >,
+            MapResponseFuture<
+                RequestDecompressionFuture<
+                    LimitFuture<Below<S, LimitedBody<DecompressionBody<Body>>>>,
+                    ResponseBody<Body>,
+                    E,
+                >,
+                fn(DecodedAnswer) -> Response<Body>,
+            >,
         >,
     >;
 
@@ -108,14 +126,22 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        type Plain<'a, S, A> = MapResponse<&'a mut S, fn(Response<A>) -> Response<Body>>;
-        type Decoding<S> = MapResponse<RequestDecompression<S>, fn(Decoded) -> Response<Body>>;
-        let mut branch: Either<Plain<'_, S, A>, Decoding<S>> =
+        // Around the service below for this request only, borrowing it: nothing is cloned.
+        type Limiting<'a, S> =
+            MapResponse<RequestBodyLimit<&'a mut S>, fn(LimitedAnswer) -> Response<Body>>;
+        type Decoding<'a, S> = MapResponse<
+            RequestDecompression<RequestBodyLimit<&'a mut S>>,
+            fn(DecodedAnswer) -> Response<Body>,
+        >;
+        let limited = RequestBodyLimit::new(&mut self.inner, self.limit_bytes);
+        let mut branch: Either<&mut S, Either<Limiting<'_, S>, Decoding<'_, S>>> =
             if request.headers().contains_key(header::CONTENT_ENCODING) {
-                let decoding = self.decoding.layer(take_ready(&mut self.inner));
-                Either::Right(MapResponse::new(decoding, answer))
+                let decoding = self.decoding.layer(limited);
+                Either::Right(Either::Right(MapResponse::new(decoding, answer)))
+            } else if http_body::Body::is_end_stream(request.body()) {
+                Either::Left(limited.into_inner())
             } else {
-                Either::Left(MapResponse::new(&mut self.inner, answer))
+                Either::Right(Either::Left(MapResponse::new(limited, answer)))
             };
         branch.call(request)
     }

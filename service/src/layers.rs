@@ -7,21 +7,17 @@
 use std::sync::Arc;
 
 use tower::ServiceBuilder;
-use tower_http::catch_panic::{CatchPanic, CatchPanicLayer};
-use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
 
 use crate::access::{Observe, ObserveLayer, RouteTable};
 use crate::config::Config;
-use crate::encoding::{Negotiated, RequestDecoding};
-use crate::error::PanicAnswer;
+use crate::encoding::{Negotiated, RequestBodies};
+use crate::error::{CatchPanic, CatchPanicLayer};
 use crate::metrics::Metrics;
 use crate::routing::Routed;
 use crate::timeout::{RequestTimeout, RequestTimeoutLayer};
 
 /// A router with every layer of the API around it; see [`observed`].
-pub type Api = Observe<
-    Negotiated<CatchPanic<RequestDecoding<RequestBodyLimit<RequestTimeout<Routed>>>, PanicAnswer>>,
->;
+pub type Api = Observe<Negotiated<CatchPanic<RequestBodies<RequestTimeout<Routed>>>>>;
 
 /// `router` with the layers, outermost first. Bare error
 /// answers of any layer get the problem shape in the access layer
@@ -30,9 +26,8 @@ pub fn observed(router: Routed, config: &Config, metrics: &Arc<Metrics>) -> Api 
     ServiceBuilder::new()
         .layer(ObserveLayer::new(RouteTable::new(router.paths(), metrics)))
         .layer(crate::encoding::negotiation(config.compression_min_bytes))
-        .layer(CatchPanicLayer::custom(PanicAnswer))
-        .layer(crate::encoding::request_decoding())
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(CatchPanicLayer)
+        .layer(crate::encoding::request_bodies(config.body_limit_bytes))
         .layer(RequestTimeoutLayer::new(config.request_timeout))
         .service(router)
 }
