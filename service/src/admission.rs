@@ -189,7 +189,10 @@ impl Admission {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .on_finished(admitted_at, in_flight, Instant::now());
-        if self.limit.swap(limit, Ordering::Relaxed) != limit {
+        // A load first: the limit seldom changes, and a write on every request would move
+        // its cache line between the cores.
+        if self.limit.load(Ordering::Relaxed) != limit {
+            self.limit.store(limit, Ordering::Relaxed);
             self.limit_gauge.set(limit as i64);
         }
     }

@@ -13,7 +13,7 @@ mod panic;
 mod problem;
 
 pub use cause::{error_chain, ErrorCause};
-pub use panic::PanicAnswer;
+pub use panic::{CatchPanic, CatchPanicLayer};
 pub use problem::{internal_error, problem, problem_for_bare_error, Problem, PROBLEM_JSON};
 
 #[derive(Debug, thiserror::Error)]
