@@ -42,7 +42,6 @@ use axum::Router;
 use http_body_util::BodyExt;
 use order_service::{admission, build_state, router, telemetry, Config, Target};
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
 
 /// Requests served before counting starts: lazy initialisation (metric series, the first
 /// allocation of each buffer, tokio's timer wheel) is not per-request cost.
@@ -188,15 +187,15 @@ fn run(kind: Kind, front: Front, requests: usize) -> Result<(), String> {
     }
     // Entered once, outside the count: the service's timers find their runtime without it.
     let _entered = runtime.enter();
-    let app = router(state);
+    let mut app = router(state);
     match front {
-        Front::Service => serve_all(kind, requests, &runtime, &app),
+        Front::Service => serve_all(kind, requests, &runtime, &mut app),
         Front::MinimalAxum => {
-            let (_, body) = serve(&runtime, &app, kind.request().0);
-            let app = minimal_router(kind, body);
-            serve_all(kind, requests, &runtime, &app)
+            let (_, body) = serve(&runtime, &mut app, kind.request().0);
+            let mut app = minimal_router(kind, body);
+            serve_all(kind, requests, &runtime, &mut app)
         }
-        Front::RefusalAlone => serve_all(kind, requests, &runtime, &tower::service_fn(refuse)),
+        Front::RefusalAlone => serve_all(kind, requests, &runtime, &mut tower::service_fn(refuse)),
     }
 }
 
@@ -209,7 +208,7 @@ fn serve_all<S: Served>(
     kind: Kind,
     requests: usize,
     runtime: &Runtime,
-    app: &S,
+    app: &mut S,
 ) -> Result<(), String> {
     for _ in 0..WARM_UP {
         check(kind, serve(runtime, app, kind.request().0))?;
@@ -224,13 +223,12 @@ fn serve_all<S: Served>(
 /// The service's entry type, the minimal router and the bare refusal: all serve a request
 /// the same way.
 trait Served:
-    tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible> + Clone
+    tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible>
 {
 }
 
 impl<S> Served for S where
     S: tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible>
-        + Clone
 {
 }
 
@@ -262,16 +260,22 @@ fn minimal_router(kind: Kind, body: Bytes) -> Router {
 
 /// The counted part: one request through the whole service, body read to the end.
 #[inline(never)]
-fn measured<S: Served>(runtime: &Runtime, app: &S, request: Request<Body>) -> (StatusCode, Bytes) {
+fn measured<S: Served>(
+    runtime: &Runtime,
+    app: &mut S,
+    request: Request<Body>,
+) -> (StatusCode, Bytes) {
     serve(runtime, app, request)
 }
 
-/// Polled once in place: an answer ready at once (every kind here, with the memory store)
-/// costs only the service's own work, whatever the kind. The runtime takes over only if it
-/// has to wait, so a kind that starts waiting shows up as the scheduler's cost in its count.
-fn serve<S: Served>(runtime: &Runtime, app: &S, request: Request<Body>) -> (StatusCode, Bytes) {
+/// Called in place, as the server calls a connection's app (`server/in_place.rs`; every app
+/// here is always ready), and polled once in place: an answer ready at once (every kind
+/// here, with the memory store) costs only the service's own work, whatever the kind. The
+/// runtime takes over only if it has to wait, so a kind that starts waiting shows up as the
+/// scheduler's cost in its count.
+fn serve<S: Served>(runtime: &Runtime, app: &mut S, request: Request<Body>) -> (StatusCode, Bytes) {
     let mut answer = pin!(async {
-        match app.clone().oneshot(request).await {
+        match app.call(request).await {
             Ok(response) => (response.status(), read_body(response.into_body()).await),
             Err(never) => match never {},
         }
