@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,22 @@ use crate::config::ConnectionLimits;
 pub struct HeadTimer {
     activity: Arc<Activity>,
     limits: ConnectionLimits,
+    /// The connection's one timer, made at its first wait and moved for each request after:
+    /// hyper asks for a new timer every time it waits for a request head, and a new tokio timer
+    /// is registered with the runtime's timer wheel under its lock, and removed again when the
+    /// head comes, on every request. A timer moved later is only marked (no lock); it is
+    /// registered again only when moved earlier (a client that started sending) or once it
+    /// has fired.
+    sleep: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }
 
 impl HeadTimer {
     pub fn new(activity: Arc<Activity>, limits: ConnectionLimits) -> Self {
-        Self { activity, limits }
+        Self {
+            activity,
+            limits,
+            sleep: Arc::default(),
+        }
     }
 }
 
@@ -51,7 +62,7 @@ impl Timer for HeadTimer {
             header_timeout: self.limits.header_read_timeout,
             started_sending: false,
             deadline,
-            sleep: Box::pin(tokio::time::sleep_until(deadline.into())),
+            sleep: Arc::clone(&self.sleep),
         })
     }
 }
@@ -63,7 +74,8 @@ struct HeadDeadline {
     header_timeout: Duration,
     started_sending: bool,
     deadline: Instant,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The connection's timer ([`HeadTimer`]), set to `deadline` when polled.
+    sleep: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }
 
 impl Future for HeadDeadline {
@@ -75,13 +87,15 @@ impl Future for HeadDeadline {
         // within a poll of the first byte.
         if !this.started_sending && this.activity.reads() != this.reads_at_start {
             this.started_sending = true;
-            let by_header = Instant::now() + this.header_timeout;
-            if by_header < this.deadline {
-                this.deadline = by_header;
-                this.sleep.as_mut().reset(by_header.into());
-            }
+            this.deadline = this.deadline.min(Instant::now() + this.header_timeout);
         }
-        this.sleep.as_mut().poll(cx)
+        let mut sleep = crate::sync::lock(&this.sleep);
+        let sleep =
+            sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.deadline.into())));
+        if sleep.deadline() != this.deadline.into() {
+            sleep.as_mut().reset(this.deadline.into());
+        }
+        sleep.as_mut().poll(cx)
     }
 }
 
