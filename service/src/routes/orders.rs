@@ -340,11 +340,14 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
         let segment = parts.uri.path().rsplit('/').next().unwrap_or_default();
-        percent_decode_str(segment)
-            .decode_utf8()
-            .ok()
-            .and_then(|id| OrderId::parse(&id))
-            .ok_or_else(|| ApiError::NotFound(ORDER_NOT_FOUND).into_response())
+        let id = match segment.contains('%') {
+            false => OrderId::parse(segment),
+            true => percent_decode_str(segment)
+                .decode_utf8()
+                .ok()
+                .and_then(|id| OrderId::parse(&id)),
+        };
+        id.ok_or_else(|| ApiError::NotFound(ORDER_NOT_FOUND).into_response())
     }
 }
 
