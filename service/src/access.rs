@@ -1,6 +1,6 @@
-//! The outermost per-route layer: the request id, the trace context, the HTTP metrics and the
-//! access-log line, in one layer (each layer of its own boxed a future and cloned a service
-//! per request).
+//! The outermost layer around the routes (`layers.rs`): the request id, the trace context, the
+//! HTTP metrics and the access-log line, in one layer (each layer of its own boxed a future and
+//! cloned a service per request).
 //!
 //! A request gets a span (`request`, carrying method, route, request id and trace id) only
 //! when DEBUG is enabled, for the lines the request logs along the way; at INFO the one
