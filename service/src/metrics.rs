@@ -336,6 +336,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_standard_method_is_its_own_label_and_an_invented_one_is_other() {
+        for label in &METHOD_LABELS[..METHOD_LABELS.len() - 1] {
+            let method = Method::from_bytes(label.as_bytes()).expect("a method");
+            assert_eq!(method_label(&method), *label);
+        }
+        let invented = Method::from_bytes(b"BREW").expect("a method");
+        assert_eq!(method_label(&invented), "OTHER");
+    }
+
+    #[test]
     fn the_container_exports_dropped_log_lines_and_counts_by_route_status() {
         let metrics = Arc::new(Metrics::new(Target::Container).expect("metrics"));
         assert!(metrics.render().contains("\nlog_lines_dropped_total 0\n"));
