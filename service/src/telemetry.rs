@@ -355,8 +355,8 @@ fn parse_xray(value: &str) -> Option<(HexId<32>, bool)> {
 }
 
 /// Ids for requests and traces without a system call each: SplitMix64 over a counter seeded
-/// once from the OS. Unique within the process (SplitMix64 is a bijection) and unpredictable
-/// enough for correlation ids; they are not secrets.
+/// once from the OS. Unique within the process (SplitMix64 is a bijection, and no counter
+/// value is used twice) and unpredictable enough for correlation ids; they are not secrets.
 pub mod ids {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -365,22 +365,26 @@ pub mod ids {
     /// SplitMix64's step.
     const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
+    /// Counter values a thread takes for itself at a time.
+    const BLOCK: u64 = 1 << 32;
+
     thread_local! {
-        /// Each thread steps its own sequence: a request takes four or five ids, and one
-        /// counter shared by every worker thread would move its cache line between the cores
-        /// for each of them.
-        static STATE: Cell<u64> = Cell::new(thread_seed());
+        /// The thread's next counter value and how many of its block are left. A request
+        /// takes four or five ids, and one counter shared by every worker thread would move
+        /// its cache line between the cores for each of them; a thread touches the shared
+        /// counter once per block.
+        static STATE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
 
-    /// A start no other thread's sequence has: the process's random seed, stepped once per
-    /// thread and mixed.
-    fn thread_seed() -> u64 {
-        static SEEDS: OnceLock<AtomicU64> = OnceLock::new();
-        let seeds = SEEDS.get_or_init(|| {
-            let seed = uuid::Uuid::new_v4().as_u64_pair();
-            AtomicU64::new(seed.0 ^ seed.1)
-        });
-        mix(seeds.fetch_add(GAMMA, Ordering::Relaxed))
+    /// The start of a block of counter values no other thread has.
+    fn reserve_block() -> u64 {
+        static COUNTER: OnceLock<AtomicU64> = OnceLock::new();
+        COUNTER
+            .get_or_init(|| {
+                let seed = uuid::Uuid::new_v4().as_u64_pair();
+                AtomicU64::new(seed.0 ^ seed.1)
+            })
+            .fetch_add(GAMMA.wrapping_mul(BLOCK), Ordering::Relaxed)
     }
 
     /// SplitMix64's output function.
@@ -392,9 +396,13 @@ pub mod ids {
 
     pub fn next() -> u64 {
         STATE.with(|state| {
-            let z = state.get().wrapping_add(GAMMA);
-            state.set(z);
-            mix(z)
+            let (mut counter, mut left) = state.get();
+            if left == 0 {
+                (counter, left) = (reserve_block(), BLOCK);
+            }
+            counter = counter.wrapping_add(GAMMA);
+            state.set((counter, left - 1));
+            mix(counter)
         })
     }
 
