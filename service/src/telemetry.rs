@@ -2,13 +2,11 @@
 
 mod direct;
 pub mod json;
+pub mod writer;
 
-use std::io::{BufWriter, Write};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use http::HeaderName;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
@@ -17,6 +15,7 @@ use crate::config::LogFormat;
 
 pub use direct::write_access_line;
 use direct::DirectLines;
+use writer::{LogWriter, WriterGuard};
 
 /// Installs the global subscriber. `RUST_LOG`, when set, refines `level` per module.
 /// Calling it twice is harmless (the second call keeps the first subscriber).
@@ -24,86 +23,37 @@ pub fn init(level: tracing::Level, format: LogFormat) {
     install(level, format, std::io::stdout, Shell::Default);
 }
 
-/// Keeps the container's log writer thread alive; dropping it writes what is still queued.
+/// Keeps the container's log writer thread alive; dropping it writes what is still gathered.
 #[must_use = "logs stop being written when the guard is dropped"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] Option<WriterGuard>);
 
-/// Lines the writer thread holds for standard output before new ones are dropped: at about
-/// 300 bytes a line, some 40 MiB, a few seconds of a saturated pod's access log.
-const QUEUED_LINES: usize = 128 * 1024;
-
-/// Lines dropped because standard output did not keep up, since start.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The container's writer, for the count of dropped lines.
+static WRITER: OnceLock<LogWriter> = OnceLock::new();
 
 /// The container's subscriber: like [`init`], but lines go to standard output through a
-/// writer thread, so a request formats its line and moves on instead of waiting for the
-/// stdout lock and the write. When the reader of standard output stalls and the queue is
-/// full, new lines are dropped and counted ([`dropped_lines`], `log_lines_dropped_total`):
-/// a request never waits for the log. Hold the guard until exit.
+/// writer thread ([`writer`]), so a request formats its line and moves on instead of waiting
+/// for the stdout lock and the write. When the reader of standard output stalls, new lines
+/// are dropped and counted ([`dropped_lines`], `log_lines_dropped_total`): a request never
+/// waits for the log. Hold the guard until exit.
 pub fn init_container(level: tracing::Level, format: LogFormat) -> LogGuard {
-    let (writer, guard) = non_blocking(std::io::stdout(), QUEUED_LINES);
-    let _ = DROPPED.set(writer.error_counter());
-    install(level, format, writer, Shell::Default);
-    LogGuard(guard)
-}
-
-/// A writer that queues up to `lines` lines for a thread writing to `out`, and drops (and
-/// counts) lines beyond that instead of making the caller wait. The thread writes the lines
-/// it finds queued together, in as few writes to `out` as [`BATCH_BYTES`] allows.
-pub fn non_blocking<W: Write + Send + 'static>(out: W, lines: usize) -> (NonBlocking, WorkerGuard) {
-    tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(lines)
-        .thread_name("log-writer")
-        .finish(Batched {
-            out: BufWriter::with_capacity(BATCH_BYTES, out),
-        })
-}
-
-/// Bytes of lines the writer thread gathers before writing them to standard output: a few
-/// hundred access-log lines in one write(2).
-pub const BATCH_BYTES: usize = 64 * 1024;
-
-/// How long the writer thread rests after writing a batch. Each line sent to a thread that is
-/// asleep waiting for one wakes it (a system call on the request's path and a context switch);
-/// while it rests, lines only queue, so a busy pod pays one wakeup and one write per rest, not
-/// per line. A line on a quiet pod finds the thread waiting and is written at once; on a busy
-/// one it waits at most this long.
-const LINGER: Duration = Duration::from_millis(1);
-
-/// The writer thread's output. tracing-appender's worker writes every line it takes from the
-/// queue and flushes when the queue is empty: here the lines collect in a buffer (written
-/// when full) and the flush writes them out together, where standard output (a `LineWriter`)
-/// alone would make one write(2) per line.
-struct Batched<W: Write> {
-    out: BufWriter<W>,
-}
-
-impl<W: Write> Write for Batched<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write(buf)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let wrote = !self.out.buffer().is_empty();
-        self.out.flush()?;
-        if wrote {
-            std::thread::sleep(LINGER);
+    match writer::spawn(std::io::stdout(), writer::THREAD_BYTES) {
+        Ok((writer, guard)) => {
+            let _ = WRITER.set(writer.clone());
+            install(level, format, writer, Shell::Default);
+            LogGuard(Some(guard))
         }
-        Ok(())
+        // No thread to be had at start: write directly rather than not at all.
+        Err(_) => {
+            init(level, format);
+            LogGuard(None)
+        }
     }
 }
 
 /// Log lines dropped since start because standard output did not keep up (container only;
 /// elsewhere lines are written directly and never dropped).
 pub fn dropped_lines() -> u64 {
-    DROPPED
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    WRITER.get().map_or(0, LogWriter::dropped_lines)
 }
 
 /// The Lambda shell's subscriber: like [`init`], but the function's logging configuration
@@ -128,10 +78,9 @@ enum Shell {
     Lambda,
 }
 
-fn install<W, O>(level: tracing::Level, format: LogFormat, writer: W, shell: Shell)
+fn install<W>(level: tracing::Level, format: LogFormat, writer: W, shell: Shell)
 where
-    W: for<'w> fmt::MakeWriter<'w, Writer = O> + Clone + Send + Sync + 'static,
-    O: Write + Send + 'static,
+    W: for<'w> fmt::MakeWriter<'w> + Clone + Send + Sync + 'static,
 {
     let lambda = matches!(shell, Shell::Lambda);
     let registry = tracing_subscriber::registry().with(filter(level));
@@ -537,125 +486,6 @@ mod tests {
             "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever",
         )]);
         assert_eq!(future.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-    }
-
-    /// A stdout nobody reads (a stalled log collector, a full pipe): every write waits
-    /// until the test lets go.
-    struct Stalled(std::sync::mpsc::Receiver<()>);
-
-    impl std::io::Write for Stalled {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let _ = self.0.recv();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_stalled_stdout_drops_and_counts_lines_instead_of_blocking_the_caller() {
-        use std::io::Write as _;
-        const LINE: &[u8] = b"{\"message\":\"request\"}\n";
-        const SENT: usize = 10_000;
-        let (release, stalled) = std::sync::mpsc::channel();
-        let (writer, guard) = non_blocking(Stalled(stalled), 4);
-        let counter = writer.error_counter();
-        let (done, finished) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut writer = writer;
-            for _ in 0..SENT {
-                let _ = writer.write_all(LINE);
-            }
-            let _ = done.send(());
-        });
-        let returned = finished.recv_timeout(std::time::Duration::from_secs(10));
-        drop(release);
-        assert!(returned.is_ok(), "the logging thread waited for stdout");
-        // The writer thread holds one line and at most a batch's worth in its buffer, at most 4
-        // are queued: the rest are dropped.
-        let held = 1 + BATCH_BYTES / LINE.len() + 4;
-        assert!(
-            counter.dropped_lines() >= SENT - held,
-            "{}",
-            counter.dropped_lines()
-        );
-        drop(guard);
-    }
-
-    /// A stdout that records each write; the first one waits until the test lets go.
-    #[derive(Clone)]
-    struct Recording {
-        writes: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-        first: std::sync::Arc<std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
-    }
-
-    impl Recording {
-        fn new(first: Option<std::sync::mpsc::Receiver<()>>) -> Self {
-            Self {
-                writes: Default::default(),
-                first: std::sync::Arc::new(std::sync::Mutex::new(first)),
-            }
-        }
-
-        fn writes(&self) -> Vec<Vec<u8>> {
-            self.writes.lock().expect("not poisoned").clone()
-        }
-    }
-
-    impl std::io::Write for Recording {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Some(wait) = self.first.lock().expect("not poisoned").take() {
-                let _ = wait.recv();
-            }
-            self.writes.lock().expect("not poisoned").push(buf.to_vec());
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn lines_queued_together_reach_stdout_in_one_write() {
-        use std::io::Write as _;
-        let (release, first) = std::sync::mpsc::channel();
-        let out = Recording::new(Some(first));
-        let (mut writer, guard) = non_blocking(out.clone(), 1024);
-        // The writer thread takes the first line and waits in its write while 999 more queue.
-        let lines: Vec<String> = (0..1000).map(|n| format!("{{\"n\":{n}}}\n")).collect();
-        for line in &lines {
-            writer.write_all(line.as_bytes()).expect("queued");
-        }
-        drop(release);
-        let expected = lines.concat().into_bytes();
-        let waited = std::time::Instant::now();
-        while out.writes().concat().len() < expected.len()
-            && waited.elapsed() < std::time::Duration::from_secs(10)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        drop(guard);
-        let writes = out.writes();
-        assert_eq!(writes.concat(), expected, "every line, in order");
-        // One write for what was queued when the thread started, one for the rest; a stdout
-        // written line by line would have seen 1000.
-        assert!(writes.len() <= 2, "{} writes for 1000 lines", writes.len());
-    }
-
-    #[test]
-    fn a_line_on_a_quiet_pod_is_written_without_waiting_for_more() {
-        use std::io::Write as _;
-        let out = Recording::new(None);
-        let (mut writer, _guard) = non_blocking(out.clone(), 1024);
-        writer
-            .write_all(b"{\"message\":\"alone\"}\n")
-            .expect("queued");
-        let waited = std::time::Instant::now();
-        while out.writes().is_empty() && waited.elapsed() < std::time::Duration::from_secs(10) {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert_eq!(out.writes(), [b"{\"message\":\"alone\"}\n".to_vec()]);
     }
 
     #[test]

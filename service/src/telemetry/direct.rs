@@ -14,8 +14,6 @@
 use std::cell::RefCell;
 use std::io::Write;
 
-use thread_local::ThreadLocal;
-
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::Layer;
 
@@ -31,22 +29,15 @@ pub struct DirectLines {
 type WriteLine = dyn Fn(&[u8]) + Send + Sync;
 
 impl DirectLines {
-    /// Lines go to `writer`'s writers. Each thread keeps the writer it made for its first
-    /// line: made per line, the log channel's writer (a clone of it) took and gave back a
-    /// place in the channel's shared sender count, from every worker thread.
-    pub fn new<W, O>(writer: W) -> Self
+    /// Lines go to `writer`'s writers, one made per line.
+    pub fn new<W>(writer: W) -> Self
     where
-        W: for<'w> MakeWriter<'w, Writer = O> + Send + Sync + 'static,
-        O: Write + Send + 'static,
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        let made: ThreadLocal<RefCell<O>> = ThreadLocal::new();
         Self {
             // A failed write is dropped, as the fmt layer drops it.
             write: Box::new(move |line| {
-                let out = made.get_or(|| RefCell::new(writer.make_writer()));
-                if let Ok(mut out) = out.try_borrow_mut() {
-                    let _ = out.write_all(line);
-                }
+                let _ = writer.make_writer().write_all(line);
             }),
         }
     }
