@@ -60,11 +60,15 @@ pub fn internal_error(cause: ErrorCause) -> Response {
 /// access layer on every answer, before it is logged.
 pub fn problem_for_bare_error(response: Response) -> Response {
     let status = response.status();
+    // A success is never a problem: its headers are not looked at.
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    if is_problem {
         return response;
     }
     let detail = match status {
