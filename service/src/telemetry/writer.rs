@@ -269,6 +269,30 @@ mod tests {
         writer.make_writer().write_all(line).expect("taken");
     }
 
+    /// `lines` lines `"<thread> <n>"` from each of `threads` threads, pausing `pause(t, n)`
+    /// after each; returns when all are written to `writer`.
+    fn write_from_threads(
+        writer: &LogWriter,
+        threads: usize,
+        lines: usize,
+        pause: fn(usize, usize) -> Duration,
+    ) {
+        let threads: Vec<_> = (0..threads)
+            .map(|t| {
+                let writer = writer.clone();
+                thread::spawn(move || {
+                    for n in 0..lines {
+                        write_line(&writer, format!("{t} {n}\n").as_bytes());
+                        thread::sleep(pause(t, n));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("wrote");
+        }
+    }
+
     #[test]
     fn a_stalled_stdout_drops_and_counts_lines_instead_of_blocking_the_caller() {
         const LINE: &[u8] = b"{\"message\":\"request\"}\n";
@@ -348,23 +372,14 @@ mod tests {
         const LINES: usize = 200;
         let out = Recording::new(None);
         let (writer, _guard) = spawn(out.clone(), THREAD_BYTES).expect("spawned");
-        let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let writer = writer.clone();
-                thread::spawn(move || {
-                    for n in 0..LINES {
-                        write_line(&writer, format!("{t} {n:03}\n").as_bytes());
-                        // Pauses around the writer's rest, so it keeps going to sleep.
-                        thread::sleep(Duration::from_micros(((t * 7 + n * 13) % 15) as u64 * 100));
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("wrote");
-        }
+        // Pauses of up to 2.8 ms, around the writer's 1 ms rest: it keeps going to sleep.
+        write_from_threads(&writer, THREADS, LINES, |t, n| {
+            Duration::from_micros(((t * 7 + n * 13) % 15) as u64 * 200)
+        });
         // The last lines are written without the guard's drop to push them out.
-        let expected = THREADS * LINES * "0 000\n".len();
+        let expected: usize = (0..THREADS)
+            .flat_map(|t| (0..LINES).map(move |n| format!("{t} {n}\n").len()))
+            .sum();
         out.wait_for(expected);
         assert_eq!(out.writes().concat().len(), expected);
     }
@@ -375,19 +390,7 @@ mod tests {
         const LINES: usize = 5_000;
         let out = Recording::new(None);
         let (writer, guard) = spawn(out.clone(), THREAD_BYTES).expect("spawned");
-        let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let writer = writer.clone();
-                thread::spawn(move || {
-                    for n in 0..LINES {
-                        write_line(&writer, format!("{t} {n}\n").as_bytes());
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().expect("wrote");
-        }
+        write_from_threads(&writer, THREADS, LINES, |_, _| Duration::ZERO);
         // Dropping the guard writes what is still gathered.
         drop(guard);
         let written = String::from_utf8(out.writes().concat()).expect("text");
