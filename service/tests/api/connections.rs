@@ -322,7 +322,7 @@ async fn while_refusing_a_request_left_unread_too_long_is_refused_for_its_wait()
     // Just after the summary that counts that refusal the next one is a second away, so the
     // stop below ends well before it: the pod is still refusing when it reads the request.
     wait_for_line(&service, r#""refused":1,"#).await;
-    service.signal("STOP");
+    service.stop();
     reader.write_all(request).await.expect("request");
     tokio::time::sleep(Duration::from_millis(300)).await;
     service.signal("CONT");

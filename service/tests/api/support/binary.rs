@@ -105,6 +105,32 @@ impl Service {
         assert!(status.success());
     }
 
+    /// Stops the process (SIGSTOP) and returns once every one of its threads is stopped.
+    /// `kill` returns before that: one thread of the process must first take the signal, and
+    /// on a busy machine another may meanwhile run, and read what arrives, for a while.
+    pub fn stop(&self) {
+        self.signal("STOP");
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let all_stopped = || {
+            std::fs::read_dir(&tasks)
+                .expect("the process's threads")
+                .all(|task| {
+                    let stat = task
+                        .ok()
+                        .and_then(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+                        .unwrap_or_default();
+                    // The state follows the command name, which is in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+        };
+        while !all_stopped() {
+            assert!(Instant::now() < deadline, "the process did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits for the process to exit on its own.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
