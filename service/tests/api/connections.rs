@@ -340,3 +340,25 @@ async fn while_refusing_a_request_left_unread_too_long_is_refused_for_its_wait()
     let head = read_response(&mut reader).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+/// A client that sends its request and then closes its side of the connection (a half-close:
+/// `nc -N`, or a proxy passing on its client's) still gets the answer; before, the server took
+/// the end of the request stream for a client that had gone and closed unanswered.
+#[tokio::test]
+async fn a_client_that_closes_its_side_after_the_request_still_gets_the_answer() {
+    let service = Service::start(&[]);
+    let mut stream = TcpStream::connect(addr(&service.api))
+        .await
+        .expect("connect");
+    // Request and end of stream are both waiting when the server next runs, so it reads the
+    // end right after the request, whatever the machine's load.
+    service.stop();
+    stream
+        .write_all(b"GET /orders/1 HTTP/1.1\r\nHost: example\r\n\r\n")
+        .await
+        .expect("request");
+    stream.shutdown().await.expect("half-close");
+    service.signal("CONT");
+    let head = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+}
