@@ -28,7 +28,7 @@ use crate::error::{problem_for_bare_error, ErrorCause};
 use crate::metrics::{InFlight, Metrics, RouteMetrics, UNMATCHED_ROUTE};
 use crate::request_id;
 use crate::routing::Paths;
-use crate::telemetry::json::AccessLine;
+use crate::telemetry::json::{self, AccessLine};
 use crate::telemetry::{self, TraceContext};
 
 /// Logs, counts and names every request: `x-request-id` (the client's when acceptable, else
@@ -197,7 +197,7 @@ impl Line {
         let status = response.status();
         self.in_flight.series().observe(status, latency);
         let status_code = status.as_u16();
-        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let latency_ms = json::millis(latency);
         let span = &self.span;
         let route = self.in_flight.series().route();
         let id = self.request_id.to_str().unwrap_or_default();
@@ -245,7 +245,7 @@ impl Line {
                     request_id: id,
                     trace_id: self.trace.trace_id.as_str(),
                     status: status_code,
-                    latency_ms,
+                    latency,
                 });
             if !written {
                 access_line!(info, "request", status = status_code, latency_ms);

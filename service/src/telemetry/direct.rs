@@ -54,7 +54,7 @@ impl<S: tracing::Subscriber> Layer<S> for DirectLines {}
 
 thread_local! {
     /// The line being written, kept for the thread's next one.
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Writes `line` through the current subscriber's [`DirectLines`]; false when it has none
@@ -67,9 +67,8 @@ pub fn write_access_line(line: &json::AccessLine<'_>) -> bool {
         };
         LINE.with_borrow_mut(|text| {
             text.clear();
-            if json::write_access_line(text, line, std::time::SystemTime::now()).is_ok() {
-                (direct.write)(text.as_bytes());
-            }
+            json::write_access_line(text, line, std::time::SystemTime::now());
+            (direct.write)(text);
         });
         true
     })
@@ -91,7 +90,7 @@ mod tests {
             request_id: "probe",
             trace_id: "0af7651916cd43dd8448eb211c80319c",
             status: 200,
-            latency_ms: 0.25,
+            latency: std::time::Duration::from_micros(250),
         }
     }
 

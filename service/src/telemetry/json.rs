@@ -11,7 +11,9 @@
 //! written as the innermost span named `request`, exactly as if a span had carried them, so
 //! the access log needs no span per request.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -71,7 +73,9 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer, std::time::SystemTime::now())?;
+        writer.write_str(
+            std::str::from_utf8(&timestamp(SystemTime::now())).map_err(|_| fmt::Error)?,
+        )?;
         writer.write_str("\",\"level\":\"")?;
         writer.write_str(meta.level().as_str())?;
         writer.write_char('"')?;
@@ -133,38 +137,73 @@ pub struct AccessLine<'a> {
     pub request_id: &'a str,
     pub trace_id: &'a str,
     pub status: u16,
-    pub latency_ms: f64,
+    pub latency: Duration,
+}
+
+/// `latency` in milliseconds, as the access line's `latency_ms` field: the nanoseconds over a
+/// million, rounded once (so JSON shows the exact decimal, `0.06008`, not `0.060079999999999995`).
+pub fn millis(latency: Duration) -> f64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX) as f64 / 1e6
 }
 
 /// The line [`JsonLines`] writes, with no span open and no span list, for the access event
 /// `info!(message = "request", span.method, span.route, span.request_id, span.trace_id,
-/// status, latency_ms)`, byte for byte, written without the event: the access log's shape
-/// is fixed, so its names need no visiting and no escaping.
-pub fn write_access_line(
-    out: &mut impl fmt::Write,
-    line: &AccessLine<'_>,
-    now: std::time::SystemTime,
-) -> fmt::Result {
-    out.write_str("{\"timestamp\":\"")?;
-    write_timestamp(out, now)?;
-    out.write_str("\",\"level\":\"INFO\",\"message\":\"request\",\"status\":")?;
-    out.write_str(itoa::Buffer::new().format(line.status))?;
-    out.write_str(",\"latency_ms\":")?;
-    match line.latency_ms.is_finite() {
-        true => write_f64(out, line.latency_ms)?,
-        false => out.write_str("null")?,
+/// status, latency_ms = millis(latency))`, byte for byte, written without the event: the
+/// access log's shape is fixed, so its names need no visiting and no escaping, and its text
+/// is appended as bytes, each constant run with the quotes around it in one piece.
+pub fn write_access_line(out: &mut Vec<u8>, line: &AccessLine<'_>, now: SystemTime) {
+    out.reserve(ACCESS_LINE_CAPACITY);
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    out.extend_from_slice(&timestamp(now));
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"status\":");
+    out.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
+    out.extend_from_slice(b",\"latency_ms\":");
+    push_millis(out, line.latency);
+    out.extend_from_slice(b",\"target\":\"");
+    push_escaped(out, line.target);
+    out.extend_from_slice(b"\",\"span\":{\"method\":\"");
+    push_escaped(out, line.method);
+    out.extend_from_slice(b"\",\"route\":\"");
+    push_escaped(out, line.route);
+    out.extend_from_slice(b"\",\"request_id\":\"");
+    push_escaped(out, line.request_id);
+    out.extend_from_slice(b"\",\"trace_id\":\"");
+    push_escaped(out, line.trace_id);
+    out.extend_from_slice(b"\",\"name\":\"request\"}}\n");
+}
+
+/// Room for an access line with a UUID request id: reserved once, no field grows the line.
+const ACCESS_LINE_CAPACITY: usize = 384;
+
+/// [`millis`] as [`write_f64`] writes it, from the integer: the whole milliseconds, then up to
+/// six decimals without trailing zeros (`3`, `0.06008`, `0.000001`).
+fn push_millis(out: &mut Vec<u8>, latency: Duration) {
+    let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    out.extend_from_slice(itoa::Buffer::new().format(nanos / 1_000_000).as_bytes());
+    let fraction = nanos % 1_000_000;
+    if fraction == 0 {
+        return;
     }
-    out.write_str(",\"target\":")?;
-    write_escaped(out, line.target)?;
-    out.write_str(",\"span\":{\"method\":")?;
-    write_escaped(out, line.method)?;
-    out.write_str(",\"route\":")?;
-    write_escaped(out, line.route)?;
-    out.write_str(",\"request_id\":")?;
-    write_escaped(out, line.request_id)?;
-    out.write_str(",\"trace_id\":")?;
-    write_escaped(out, line.trace_id)?;
-    out.write_str(",\"name\":\"request\"}}\n")
+    let mut digits = *b".000000";
+    put_digits(&mut digits[1..], fraction);
+    let end = digits
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(0, |at| at + 1);
+    out.extend_from_slice(&digits[..end]);
+}
+
+/// The inside of a JSON string for `text`, appended to `out`.
+fn push_escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(at) = next_escape(bytes, start) {
+        out.extend_from_slice(&bytes[start..at]);
+        let (sequence, len) = escape_sequence(bytes[at]);
+        out.extend_from_slice(&sequence[..len]);
+        start = at + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 thread_local! {
@@ -186,28 +225,46 @@ fn write_open_span<'a, R: LookupSpan<'a>>(
 
 /// `time` in UTC as RFC 3339 with microseconds (`2026-12-04T15:20:03.190654Z`), the form
 /// tracing-subscriber writes, without its formatting machinery.
-fn write_timestamp(writer: &mut impl fmt::Write, time: std::time::SystemTime) -> fmt::Result {
-    let since_epoch = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+fn timestamp(time: SystemTime) -> [u8; 27] {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
+    let (last, mut date_and_time) = SECOND.get();
+    if last != seconds {
+        date_and_time = second_text(seconds);
+        SECOND.set((seconds, date_and_time));
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    text[..19].copy_from_slice(&date_and_time);
+    put_digits(&mut text[20..26], u64::from(since_epoch.subsec_micros()));
+    text
+}
+
+thread_local! {
+    /// The second this thread last wrote a timestamp in, and its text: the lines of one second
+    /// share the calendar arithmetic.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// `seconds` since the epoch as `2026-12-04T15:20:03`.
+fn second_text(seconds: u64) -> [u8; 19] {
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
     let (year, month, day) = civil_from_days(days);
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut value: u64| {
-        for i in (at..at + width).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 6, u64::from(since_epoch.subsec_micros()));
-    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    let mut text = *b"0000-00-00T00:00:00";
+    put_digits(&mut text[0..4], year);
+    put_digits(&mut text[5..7], month);
+    put_digits(&mut text[8..10], day);
+    put_digits(&mut text[11..13], of_day / 3600);
+    put_digits(&mut text[14..16], of_day / 60 % 60);
+    put_digits(&mut text[17..19], of_day % 60);
+    text
+}
+
+/// `value`'s last `digits.len()` decimal digits, zero-padded, into `digits`.
+fn put_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Year, month (1–12) and day (1–31) of a count of days since 1970-01-01 (H. Hinnant's
@@ -378,17 +435,37 @@ impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
         // bytes at a time and written in one piece.
         while let Some(at) = next_escape(bytes, start) {
             self.0.write_str(&text[start..at])?;
-            match bytes[at] {
-                b'"' => self.0.write_str("\\\"")?,
-                b'\\' => self.0.write_str("\\\\")?,
-                b'\n' => self.0.write_str("\\n")?,
-                b'\r' => self.0.write_str("\\r")?,
-                b'\t' => self.0.write_str("\\t")?,
-                byte => write!(self.0, "\\u{byte:04x}")?,
-            }
+            let (sequence, len) = escape_sequence(bytes[at]);
+            self.0
+                .write_str(std::str::from_utf8(&sequence[..len]).map_err(|_| fmt::Error)?)?;
             start = at + 1;
         }
         self.0.write_str(&text[start..])
+    }
+}
+
+/// What a byte that [`needs_escape`] is written as, and how many of the six bytes that takes:
+/// `\"`, `\\`, `\n`, `\r`, `\t`, or `\u00XX`.
+fn escape_sequence(byte: u8) -> ([u8; 6], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = |escaped: u8| ([b'\\', escaped, 0, 0, 0, 0], 2);
+    match byte {
+        b'"' => short(b'"'),
+        b'\\' => short(b'\\'),
+        b'\n' => short(b'n'),
+        b'\r' => short(b'r'),
+        b'\t' => short(b't'),
+        _ => (
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ],
+            6,
+        ),
     }
 }
 
@@ -440,7 +517,7 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
 pub(super) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
 
     use serde_json::{json, Value};
 
@@ -477,11 +554,13 @@ pub(super) mod tests {
     /// for every latency notation and for values that need escaping.
     #[test]
     fn an_access_line_written_directly_is_the_events_line() {
-        for (status, latency_ms, request_id) in [
-            (200_u16, 0.0513_f64, "5f2b8c1e-0a7d-4c3e-9b1a-2d4e6f8a0c1b"),
-            (404, 3.0, "client \"id\" \\ with\ttab"),
-            (201, 1e-7, ""),
-            (503, 12_345.678_9, "x"),
+        for (status, nanos, request_id) in [
+            (200_u16, 51_300_u64, "5f2b8c1e-0a7d-4c3e-9b1a-2d4e6f8a0c1b"),
+            (404, 3_000_000, "client \"id\" \\ with\ttab"),
+            (201, 1, ""),
+            (500, 0, "\u{1}é"),
+            (503, 12_345_678_901, "x"),
+            (200, 60_080, "y"),
         ] {
             let line = AccessLine {
                 target: "order_service::access",
@@ -490,7 +569,7 @@ pub(super) mod tests {
                 request_id,
                 trace_id: "0af7651916cd43dd8448eb211c80319c",
                 status,
-                latency_ms,
+                latency: Duration::from_nanos(nanos),
             };
             let from_event = text(false, || {
                 tracing::info!(
@@ -501,12 +580,34 @@ pub(super) mod tests {
                     span.request_id = line.request_id,
                     span.trace_id = line.trace_id,
                     status = line.status,
-                    latency_ms = line.latency_ms
+                    latency_ms = millis(line.latency)
                 )
             });
-            let mut direct = String::new();
-            write_access_line(&mut direct, &line, std::time::SystemTime::now()).expect("written");
+            let mut direct = Vec::new();
+            write_access_line(&mut direct, &line, SystemTime::now());
+            let direct = String::from_utf8(direct).expect("UTF-8");
             assert_eq!(untimed(&direct), untimed(&from_event));
+        }
+    }
+
+    /// The access line's latency is the exact decimal of its nanoseconds in milliseconds,
+    /// however long the request took.
+    #[test]
+    fn latencies_are_written_as_exact_milliseconds() {
+        for (nanos, written) in [
+            (0_u64, "0"),
+            (1, "0.000001"),
+            (60_080, "0.06008"),
+            (1_500_000, "1.5"),
+            (3_000_000, "3"),
+            (12_345_678_901, "12345.678901"),
+        ] {
+            let mut out = Vec::new();
+            push_millis(&mut out, Duration::from_nanos(nanos));
+            assert_eq!(String::from_utf8(out).expect("UTF-8"), written);
+            let mut event = String::new();
+            write_f64(&mut event, millis(Duration::from_nanos(nanos))).expect("written");
+            assert_eq!(event, written);
         }
     }
 
@@ -593,25 +694,19 @@ pub(super) mod tests {
         assert!(lambda[1].get("span").is_none(), "{}", lambda[1]);
     }
 
-    fn timestamp(seconds: u64, micros: u32) -> String {
-        let mut text = String::new();
+    fn at(seconds: u64, micros: u32) -> String {
         let time = UNIX_EPOCH + Duration::new(seconds, micros * 1000);
-        write_timestamp(&mut text, time).expect("written");
-        text
+        String::from_utf8(timestamp(time).to_vec()).expect("ASCII")
     }
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
-        assert_eq!(timestamp(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(timestamp(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
-        assert_eq!(
-            timestamp(1_796_398_803, 190_654),
-            "2026-12-04T15:40:03.190654Z"
-        );
-        assert_eq!(
-            timestamp(4_102_444_799, 999_999),
-            "2099-12-31T23:59:59.999999Z"
-        );
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(at(1_796_398_803, 190_654), "2026-12-04T15:40:03.190654Z");
+        // The same second again: its text is reused, the microseconds are not.
+        assert_eq!(at(1_796_398_803, 5), "2026-12-04T15:40:03.000005Z");
+        assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
     }
 
     /// Latencies as `Display` wrote them before: the same text, noise digits and all.
