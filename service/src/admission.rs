@@ -237,12 +237,13 @@ impl Arrival {
 
     /// How long the request has waited since its bytes arrived; `None` when not known. A
     /// clock stepped back since gives zero.
-    pub fn waited(&self, now: SystemTime) -> Option<Duration> {
+    /// The clock (`now`) is read only when the arrival is known: mostly it is not.
+    pub fn waited(&self, now: impl FnOnce() -> SystemTime) -> Option<Duration> {
         match self.nanos_since_epoch.load(Ordering::Relaxed) {
             0 => None,
             nanos => {
                 let arrived = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos);
-                Some(now.duration_since(arrived).unwrap_or_default())
+                Some(now().duration_since(arrived).unwrap_or_default())
             }
         }
     }
@@ -368,7 +369,7 @@ impl<S: Clone> App<S> {
 impl<S> App<S> {
     /// How long the request being called waited unread, when known.
     fn waited(&self) -> Option<Duration> {
-        self.arrival.as_ref()?.waited(SystemTime::now())
+        self.arrival.as_ref()?.waited(SystemTime::now)
     }
 }
 
@@ -563,16 +564,16 @@ mod tests {
     fn an_arrival_is_forgotten_when_the_next_bytes_come_without_a_timestamp() {
         let arrival = Arrival::default();
         let now = SystemTime::now();
-        assert_eq!(arrival.waited(now), None);
+        assert_eq!(arrival.waited(|| now), None);
         arrival.record(Some(now - Duration::from_secs(2)));
-        assert_eq!(arrival.waited(now), Some(Duration::from_secs(2)));
+        assert_eq!(arrival.waited(|| now), Some(Duration::from_secs(2)));
         // A clock stepped back: no wait, rather than a refusal.
         assert_eq!(
-            arrival.waited(now - Duration::from_secs(3)),
+            arrival.waited(|| now - Duration::from_secs(3)),
             Some(Duration::ZERO)
         );
         arrival.record(None);
-        assert_eq!(arrival.waited(now), None);
+        assert_eq!(arrival.waited(|| now), None);
     }
 
     #[test]

@@ -52,8 +52,14 @@ impl Timer for HeadTimer {
     /// `deadline` = now + header timeout.
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         let deadline = match self.activity.has_written() {
-            // An answered connection is idle now: it may stay so up to the keep-alive timeout.
-            true => Instant::now() + self.limits.keep_alive_timeout,
+            // An answered connection is idle now: it may stay so up to the keep-alive timeout,
+            // from hyper's "now" (its deadline less the header timeout: one clock read, not two).
+            true => {
+                deadline
+                    .checked_sub(self.limits.header_read_timeout)
+                    .unwrap_or(deadline)
+                    + self.limits.keep_alive_timeout
+            }
             false => deadline,
         };
         Box::pin(HeadDeadline {
