@@ -166,9 +166,9 @@ pub struct PooledConnection {
     raw: PgConnection,
     /// Set while the connection is lent, cleared when the operation's statements were
     /// answered. Still set when it comes back, the request was cancelled (its timeout) or
-    /// failed between two messages: the next borrower pings first, which
-    /// reads to the end of whatever the interrupted statement left, or drops the connection
-    /// when that fails. Either way no borrower reads another's answer.
+    /// failed between two messages: the next borrower pings first, which reads to the end of
+    /// whatever the interrupted statement left, or drops the connection when that fails.
+    /// Either way no borrower reads another's answer.
     interrupted: bool,
 }
 

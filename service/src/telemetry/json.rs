@@ -612,6 +612,23 @@ pub(super) mod tests {
             write_f64(&mut event, millis(Duration::from_nanos(nanos))).expect("written");
             assert_eq!(event, written);
         }
+        // And the two agree on any latency up to a hundred seconds.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let latency = Duration::from_nanos(x % 100_000_000_000);
+            let mut direct = Vec::new();
+            push_millis(&mut direct, latency);
+            let mut event = String::new();
+            write_f64(&mut event, millis(latency)).expect("written");
+            assert_eq!(
+                String::from_utf8(direct).expect("UTF-8"),
+                event,
+                "{latency:?}"
+            );
+        }
     }
 
     /// A writer into a shared buffer; its clones write into the same one.
