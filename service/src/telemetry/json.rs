@@ -159,18 +159,19 @@ pub fn write_access_line(out: &mut Vec<u8>, line: &AccessLine<'_>, now: SystemTi
     out.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
     out.extend_from_slice(b",\"latency_ms\":");
     push_millis(out, line.latency);
-    // Spelled out, field by field: a loop over the fields, or a helper per field, each cost
-    // 160 to 260 instructions a GET more (perf stage).
-    out.extend_from_slice(b",\"target\":\"");
-    push_escaped(out, line.target);
-    out.extend_from_slice(b"\",\"span\":{\"method\":\"");
-    push_escaped(out, line.method);
-    out.extend_from_slice(b"\",\"route\":\"");
-    push_escaped(out, line.route);
-    out.extend_from_slice(b"\",\"request_id\":\"");
-    push_escaped(out, line.request_id);
-    out.extend_from_slice(b"\",\"trace_id\":\"");
-    push_escaped(out, line.trace_id);
+    // Each string field with what comes before it: the closing quote of the one before, its
+    // name, its opening quote.
+    let strings: [(&[u8], &str); 5] = [
+        (b",\"target\":\"", line.target),
+        (b"\",\"span\":{\"method\":\"", line.method),
+        (b"\",\"route\":\"", line.route),
+        (b"\",\"request_id\":\"", line.request_id),
+        (b"\",\"trace_id\":\"", line.trace_id),
+    ];
+    for (before, text) in strings {
+        out.extend_from_slice(before);
+        push_escaped(out, text);
+    }
     out.extend_from_slice(b"\",\"name\":\"request\"}}\n");
 }
 
