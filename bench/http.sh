@@ -10,9 +10,15 @@
 # Prints start→ready (median of 5 starts), idle and peak RSS, binary size, and for
 # GET /orders/1 and GET /orders (a full page of 50: the sample data plus orders created
 # before the runs): requests/s, p99, and the ratio service / ceiling, each against its
-# target, PASS or MISS. Service and ceiling runs alternate for BENCH_ROUNDS
-# rounds (default 3) and the medians are shown, so a neighbour's burst of CPU use skews
-# both sides rather than one. Exits 0 whenever the bench itself ran, MISS or not.
+# target, PASS or MISS, and the CPU time (user and system) a GET costs each side. Service
+# and ceiling runs alternate for BENCH_ROUNDS rounds (default 3) and the medians are shown, so
+# a neighbour's burst of CPU use skews both sides rather than one. Exits 0 whenever the bench
+# itself ran, MISS or not.
+#
+# The p99 here is wrk's, and wrk shares the cores: a server that leaves wrk less CPU makes
+# wrk's own latency longer. So the ceiling is also measured made as slow as the service (it
+# spins, on every request, the CPU time a GET costs the service beyond it): the p99 any server
+# of the service's speed gets on this machine, whatever it does.
 #
 # Every request carries a valid bearer key (reads need one outside ENVIRONMENT=local).
 # The service logs as in production: JSON lines at info, one access-log line per request,
@@ -143,9 +149,11 @@ listed=$(curl -fs -H "$auth" "http://127.0.0.1:$service_port/orders" | python3 -
 # The ceiling serves bodies of the sizes the service answers with, one server per route.
 body_one=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders/1")
 body_list=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0.0.1:$service_port/orders")
+# start_ceiling BODY_BYTES [KIND [BUSY_NANOS]]
 start_ceiling() {
   ceiling_port=$(free_port)
-  HOST=127.0.0.1 PORT="$ceiling_port" "$ceiling_bin" "$1" "${2:-hyper}" >"$work/ceiling-$1-${2:-hyper}.log" 2>&1 &
+  HOST=127.0.0.1 PORT="$ceiling_port" BUSY_NANOS="${3:-0}" "$ceiling_bin" "$1" "${2:-hyper}" \
+    >"$work/ceiling-$1-${2:-hyper}-${3:-0}.log" 2>&1 &
   ceiling_pid=$!
   pids+=("$ceiling_pid")
   wait_ready "$ceiling_port" "$ceiling_pid"
@@ -153,26 +161,34 @@ start_ceiling() {
 start_ceiling "$body_one"
 ceiling_one_port=$ceiling_port ceiling_one_pid=$ceiling_pid
 start_ceiling "$body_list"
-ceiling_list_port=$ceiling_port
+ceiling_list_port=$ceiling_port ceiling_list_pid=$ceiling_pid
 start_ceiling "$body_one" axum
-axum_one_port=$ceiling_port
+axum_one_port=$ceiling_port axum_one_pid=$ceiling_pid
 sleep 1
 idle_ceiling=$(status_kib "$ceiling_one_pid" VmRSS)
 
-# load NAME URL [HEADER]: one measured wrk run; prints "requests/s p99-ms".
+# CPU time (user and system) of process $1 so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+# load NAME PID URL [HEADER]: one measured wrk run against process PID; prints
+# "requests/s p99-ms CPU-µs-per-request".
 load() {
-  local name="$1" url="$2" out="$work/wrk-$1.txt"
+  local name="$1" pid="$2" url="$3" out="$work/wrk-$1.txt" before after
   # The ceiling ignores the key; sent to both so both parse the same request.
   local header=(-H "$auth")
-  [ -n "${3:-}" ] && header+=(-H "$3")
+  [ -n "${4:-}" ] && header+=(-H "$4")
+  before=$(cpu_ticks "$pid")
   wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${header[@]}" "$url" >"$out"
+  after=$(cpu_ticks "$pid")
   if grep -q 'Non-2xx or 3xx' "$out"; then
     echo "$name: answers other than 2xx under load:" >&2
     cat "$out" >&2
     exit 1
   fi
   grep -h 'Socket errors' "$out" | sed "s/^ */$name: /" >&2 || true
-  awk '
+  awk -v ticks=$((after - before)) -v per_second="$ticks_per_second" '
+    / requests in / { requests = $1 }
     /^Requests\/sec:/ { rps = $2 }
     $1 == "99%" {
       v = $2
@@ -182,44 +198,55 @@ load() {
       else p99 = v * 1000
     }
     END {
-      if (rps == "" || p99 == "") exit 1
-      printf "%.0f %.2f\n", rps, p99
+      if (rps == "" || p99 == "" || requests == "") exit 1
+      printf "%.0f %.2f %.2f\n", rps, p99, ticks * 1e6 / per_second / requests
     }' "$out"
 }
 
-# compare ROUTE SERVICE_URL CEILING_URL [HEADER]: $rounds rounds of service (HEADER sent to
-# it) then ceiling, so load
-# from elsewhere on the machine hits both alike; prints the medians
-# "requests/s p99 ceiling-requests/s ceiling-p99 ratio" (ratio: median of the rounds' ratios).
+# compare ROUTE SERVICE_PID SERVICE_URL CEILING_PID CEILING_URL [HEADER]: $rounds rounds of
+# service (HEADER sent to it) then ceiling, so load from elsewhere on the machine hits both
+# alike; prints the medians "requests/s p99 ceiling-requests/s ceiling-p99 ratio CPU-µs
+# ceiling-CPU-µs" (ratio: median of the rounds' ratios; CPU: per request, user and system).
 compare() {
   local route="$1" rounds_file="$work/rounds-$1"
-  wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$2" >/dev/null
   wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$3" >/dev/null
+  wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$5" >/dev/null
   : >"$rounds_file"
   for round in $(seq "$rounds"); do
-    local rps p99 c_rps c_p99
-    read -r rps p99 < <(load "service-$route" "$2" "${4:-}")
-    read -r c_rps c_p99 < <(load "ceiling-$route" "$3")
-    echo "$rps $p99 $c_rps $c_p99" | awk '{ printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, $1 / $3 }' >>"$rounds_file"
-    echo "  $route round $round: service $rps req/s p99 $p99 ms; ceiling $c_rps req/s p99 $c_p99 ms" >&2
+    local rps p99 cpu c_rps c_p99 c_cpu
+    read -r rps p99 cpu < <(load "service-$route" "$2" "$3" "${6:-}")
+    read -r c_rps c_p99 c_cpu < <(load "ceiling-$route" "$4" "$5")
+    echo "$rps $p99 $c_rps $c_p99 $cpu $c_cpu" |
+      awk '{ printf "%s %s %s %s %.2f %s %s\n", $1, $2, $3, $4, $1 / $3, $5, $6 }' >>"$rounds_file"
+    echo "  $route round $round: service $rps req/s p99 $p99 ms CPU $cpu µs; ceiling $c_rps req/s p99 $c_p99 ms CPU $c_cpu µs" >&2
   done
   local column
-  for column in 1 2 3 4 5; do
+  for column in 1 2 3 4 5 6 7; do
     cut -d' ' -f"$column" "$rounds_file" | median
-  done | paste -sd' ' | awk '{ printf "%.0f %.2f %.0f %.2f %.2f\n", $1, $2, $3, $4, $5 }'
+  done | paste -sd' ' | awk '{ printf "%.0f %.2f %.0f %.2f %.2f %.2f %.2f\n", $1, $2, $3, $4, $5, $6, $7 }'
 }
 
 log "wrk -t$threads -c$connections -d${seconds}s --latency, $rounds rounds per route (after a 2 s warm-up)"
-read -r rps_one p99_one c_rps_one c_p99_one ratio_one < <(compare one \
-  "http://127.0.0.1:$service_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1")
+service_one=("$service_pid" "http://127.0.0.1:$service_port/orders/1")
+ceiling_one=("$ceiling_one_pid" "http://127.0.0.1:$ceiling_one_port/orders/1")
+read -r rps_one p99_one c_rps_one c_p99_one ratio_one cpu_one c_cpu_one < <(compare one \
+  "${service_one[@]}" "${ceiling_one[@]}")
 # What a browser sends: the single order stays below COMPRESSION_MIN_BYTES and must cost the same.
-read -r rps_br p99_br c_rps_br c_p99_br ratio_br < <(compare one-browser \
-  "http://127.0.0.1:$service_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1" \
-  "Accept-Encoding: gzip, deflate, br, zstd")
-read -r rps_list p99_list c_rps_list c_p99_list ratio_list < <(compare list \
-  "http://127.0.0.1:$service_port/orders" "http://127.0.0.1:$ceiling_list_port/orders")
-read -r rps_axum p99_axum _ _ ratio_axum < <(compare one-axum \
-  "http://127.0.0.1:$axum_one_port/orders/1" "http://127.0.0.1:$ceiling_one_port/orders/1")
+read -r rps_br p99_br c_rps_br c_p99_br ratio_br _ < <(compare one-browser \
+  "${service_one[@]}" "${ceiling_one[@]}" "Accept-Encoding: gzip, deflate, br, zstd")
+read -r rps_list p99_list c_rps_list c_p99_list ratio_list _ < <(compare list \
+  "$service_pid" "http://127.0.0.1:$service_port/orders" \
+  "$ceiling_list_pid" "http://127.0.0.1:$ceiling_list_port/orders")
+read -r rps_axum p99_axum _ _ ratio_axum _ < <(compare one-axum \
+  "$axum_one_pid" "http://127.0.0.1:$axum_one_port/orders/1" "${ceiling_one[@]}")
+# The ceiling made as slow as the service: spinning, on every request, the CPU time a GET
+# costs the service beyond the ceiling. Its p99 is what any server of the service's speed gets
+# here, beside wrk on the same cores, whatever it does.
+busy_nanos=$(awk -v s="$cpu_one" -v c="$c_cpu_one" 'BEGIN { d = (s - c) * 1000; printf "%.0f", (d > 0 ? d : 0) }')
+start_ceiling "$body_one" hyper "$busy_nanos"
+slowed_one=("$ceiling_pid" "http://127.0.0.1:$ceiling_port/orders/1")
+read -r rps_slowed p99_slowed _ _ ratio_slowed _ < <(compare one-slowed \
+  "${slowed_one[@]}" "${ceiling_one[@]}")
 peak_service=$(status_kib "$service_pid" VmHWM)
 peak_ceiling=$(status_kib "$ceiling_one_pid" VmHWM)
 size_service=$(stat -c %s "$service_bin")
@@ -237,9 +264,13 @@ row "  p99 latency" "$p99_one ms" "$c_p99_one ms" "<= 2 ms" "$(verdict "$p99_one
 row "  Accept-Encoding: gzip, br" "$rps_br" "$c_rps_br" "" ""
 row "    ratio to ceiling" "${ratio_br}x" "" ">= 0.75x" "$(verdict "$ratio_br" ">=" 0.75)"
 row "    p99 latency" "$p99_br ms" "$c_p99_br ms" "<= 2 ms" "$(verdict "$p99_br" "<=" 2)"
+row "  CPU a request (user+system)" "$cpu_one µs" "$c_cpu_one µs" "" ""
 row "  bare axum router, req/s" "$rps_axum" "" "" ""
 row "    its ratio to ceiling" "${ratio_axum}x" "" "" ""
 row "    its p99 latency" "$p99_axum ms" "" "" ""
+row "  ceiling +$(awk -v n="$busy_nanos" 'BEGIN { printf "%.1f", n / 1000 }') µs, req/s" "$rps_slowed" "" "" ""
+row "    its ratio to ceiling" "${ratio_slowed}x" "" "" ""
+row "    its p99 latency" "$p99_slowed ms" "" "" ""
 row "GET /orders ($body_list B) req/s" "$rps_list" "$c_rps_list" "" ""
 row "  ratio to ceiling" "${ratio_list}x" "" ">= 0.5x" "$(verdict "$ratio_list" ">=" 0.5)"
 row "  p99 latency" "$p99_list ms" "$c_p99_list ms" "<= 2 ms" "$(verdict "$p99_list" "<=" 2)"

@@ -5,7 +5,9 @@
 //!   bench-ceiling BODY_BYTES [hyper|axum|pg]   (or BODY_BYTES in the environment; HOST, PORT
 //!                                               as the service; DATABASE_URL for `pg`)
 //!
-//! `hyper` (the default) is hyper 1 alone: the most any server on this machine can do.
+//! `hyper` (the default) is hyper 1 alone: the most any server on this machine can do. With
+//! `BUSY_NANOS` set, it spins that long on every request before it answers: a bare server as
+//! slow as a given one, to see what latency a server of that speed gets here whatever it does.
 //! `axum` puts a bare axum router in front of the same body, served over the same hyper
 //! connections: what the framework alone leaves of that, before the service adds anything.
 //! `pg` is hyper 1 running `pgbench -S`'s statement once per request before it answers, each
@@ -16,6 +18,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use axum::response::IntoResponse;
@@ -57,20 +60,21 @@ async fn main() -> anyhow::Result<()> {
         body.len()
     );
     match kind.as_str() {
-        "hyper" => serve_hyper(listener, body).await,
+        "hyper" => serve_hyper(listener, body, busy_time()?).await,
         "axum" => serve_axum(listener, body).await,
         "pg" => serve_pg(listener, body).await,
         other => bail!("unknown ceiling {other:?}: hyper, axum or pg"),
     }
 }
 
-async fn serve_hyper(listener: TcpListener, body: Bytes) -> anyhow::Result<()> {
+async fn serve_hyper(listener: TcpListener, body: Bytes, busy: Duration) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let body = body.clone();
         let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
             let body = body.clone();
             async move {
+                spin(busy);
                 Response::builder()
                     .header(header::CONTENT_TYPE, "application/json")
                     .body(Full::new(body))
@@ -174,6 +178,25 @@ where
     let _ = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+/// `BUSY_NANOS`: how long to spin on every request (zero when unset).
+fn busy_time() -> anyhow::Result<Duration> {
+    let nanos: u64 = env_or("BUSY_NANOS", "0")
+        .parse()
+        .context("BUSY_NANOS must be a count of nanoseconds")?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// Keeps the thread busy for `busy`, as work on the request would.
+fn spin(busy: Duration) {
+    if busy.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    while start.elapsed() < busy {
+        std::hint::spin_loop();
+    }
 }
 
 fn env_or(name: &str, default: &str) -> String {
