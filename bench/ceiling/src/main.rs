@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let port: u16 = env_or("PORT", "8000")
         .parse()
         .context("PORT must be 1-65535")?;
+    let busy = busy_time()?;
 
     let body = json_body(size);
     let listener = TcpListener::bind(SocketAddr::new(host, port))
@@ -60,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         body.len()
     );
     match kind.as_str() {
-        "hyper" => serve_hyper(listener, body, busy_time()?).await,
+        "hyper" => serve_hyper(listener, body, busy).await,
         "axum" => serve_axum(listener, body).await,
         "pg" => serve_pg(listener, body).await,
         other => bail!("unknown ceiling {other:?}: hyper, axum or pg"),
