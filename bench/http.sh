@@ -24,6 +24,10 @@
 # The service logs as in production: JSON lines at info, one access-log line per request,
 # written to stdout (here /dev/null, so the disk is not filled; the write still happens).
 # BENCH_LOG_LEVEL=warn measures without the access log.
+#
+# BENCH_PIN=1 runs the servers on the last core and wrk (a thread per other core) on the
+# others: the p99 as the server makes it, with no wait for a core wrk holds. The targets are
+# set for the default, where all share every core.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../.ci/lib.sh"
 # shellcheck source=bench/lib.sh
@@ -32,12 +36,22 @@ cd "$ROOT" || exit 1
 seconds="${1:-10}"
 connections="${2:-64}"
 threads=2
+pin=${BENCH_PIN:-0}
+server_cpus=() wrk_cpus=()
+if [ "$pin" = 1 ]; then
+  last_cpu=$(($(nproc) - 1))
+  [ "$last_cpu" -ge 1 ] || { echo "BENCH_PIN=1 needs at least 2 cores" >&2; exit 1; }
+  server_cpus=(taskset -c "$last_cpu")
+  wrk_cpus=(taskset -c "0-$((last_cpu - 1))")
+  threads=$last_cpu
+fi
 log_level="${BENCH_LOG_LEVEL:-info}"
 starts=5
 rounds="${BENCH_ROUNDS:-3}"
 
 ensure_apt wrk wrk
 ensure_apt curl curl
+[ "$pin" = 1 ] && ensure_apt taskset util-linux
 
 log "release build"
 cargo build --release --quiet -p order-service -p bench-ceiling
@@ -128,7 +142,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 log "order-service (memory store, sample data, LOG_LEVEL=$log_level)"
 service_port=$(free_port)
 env -i PATH="$PATH" "${service_env[@]}" PORT="$service_port" METRICS_PORT="$(free_port)" \
-  "$service_bin" >/dev/null 2>"$work/service.log" &
+  "${server_cpus[@]}" "$service_bin" >/dev/null 2>"$work/service.log" &
 service_pid=$!
 pids+=("$service_pid")
 wait_ready "$service_port" "$service_pid"
@@ -152,7 +166,7 @@ body_list=$(curl -fs -H "$auth" -o /dev/null -w '%{size_download}' "http://127.0
 # start_ceiling BODY_BYTES [KIND [BUSY_NANOS]]
 start_ceiling() {
   ceiling_port=$(free_port)
-  HOST=127.0.0.1 PORT="$ceiling_port" BUSY_NANOS="${3:-0}" "$ceiling_bin" "$1" "${2:-hyper}" \
+  HOST=127.0.0.1 PORT="$ceiling_port" BUSY_NANOS="${3:-0}" "${server_cpus[@]}" "$ceiling_bin" "$1" "${2:-hyper}" \
     >"$work/ceiling-$1-${2:-hyper}-${3:-0}.log" 2>&1 &
   ceiling_pid=$!
   pids+=("$ceiling_pid")
@@ -179,7 +193,7 @@ load() {
   local header=(-H "$auth")
   [ -n "${4:-}" ] && header+=(-H "$4")
   before=$(cpu_ticks "$pid")
-  wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${header[@]}" "$url" >"$out"
+  "${wrk_cpus[@]}" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "${header[@]}" "$url" >"$out"
   after=$(cpu_ticks "$pid")
   if grep -q 'Non-2xx or 3xx' "$out"; then
     echo "$name: answers other than 2xx under load:" >&2
@@ -209,8 +223,8 @@ load() {
 # ceiling-CPU-µs" (ratio: median of the rounds' ratios; CPU: per request, user and system).
 compare() {
   local route="$1" rounds_file="$work/rounds-$1"
-  wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$3" >/dev/null
-  wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$5" >/dev/null
+  "${wrk_cpus[@]}" wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$3" >/dev/null
+  "${wrk_cpus[@]}" wrk -t"$threads" -c"$connections" -d2s -H "$auth" "$5" >/dev/null
   : >"$rounds_file"
   for round in $(seq "$rounds"); do
     local rps p99 cpu c_rps c_p99 c_cpu
@@ -256,7 +270,11 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=") ? v >=
 
 row() { printf '%-28s %14s %14s %14s  %s\n' "$@"; }
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-log "figures (wrk and both servers share this machine's $(nproc) cores; absolute numbers say little, the ratios more)"
+if [ "$pin" = 1 ]; then
+  log "figures (servers on core $last_cpu of $(nproc), wrk on the others; absolute numbers say little, the ratios more)"
+else
+  log "figures (wrk and both servers share this machine's $(nproc) cores; absolute numbers say little, the ratios more)"
+fi
 row "" "order-service" "ceiling" "target" ""
 row "GET /orders/1 ($body_one B) req/s" "$rps_one" "$c_rps_one" "" ""
 row "  ratio to ceiling" "${ratio_one}x" "" ">= 0.75x" "$(verdict "$ratio_one" ">=" 0.75)"
@@ -279,4 +297,4 @@ row "idle RSS (VmRSS)" "$(mib "$idle_service") MiB" "$(mib "$idle_ceiling") MiB"
 row "peak RSS (VmHWM)" "$(mib "$peak_service") MiB" "$(mib "$peak_ceiling") MiB" "<= 64 MiB" "$(verdict "$peak_service" "<=" $((64 * 1024)))"
 row "binary (stripped release)" "$(mib $((size_service / 1024))) MiB" "$(mib $((size_ceiling / 1024))) MiB" "" ""
 echo
-echo "service: LOG_LEVEL=$log_level, LOG_FORMAT=json, metrics on, reads with a bearer key; wrk -t$threads -c$connections; load average before: $load_before, after: $load_after"
+echo "service: LOG_LEVEL=$log_level, LOG_FORMAT=json, metrics on, reads with a bearer key; wrk -t$threads -c$connections$([ "$pin" = 1 ] && echo ", servers on core $last_cpu, wrk on the others"); load average before: $load_before, after: $load_after"
