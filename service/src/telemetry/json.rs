@@ -12,6 +12,7 @@
 //! the access log needs no span per request.
 
 use std::cell::Cell;
+use std::convert::Infallible;
 use std::fmt::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -143,7 +144,12 @@ pub struct AccessLine<'a> {
 /// `latency` in milliseconds, as the access line's `latency_ms` field: the nanoseconds over a
 /// million, rounded once (so JSON shows the exact decimal, `0.06008`, not `0.060079999999999995`).
 pub fn millis(latency: Duration) -> f64 {
-    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX) as f64 / 1e6
+    nanos(latency) as f64 / 1e6
+}
+
+/// `latency` in whole nanoseconds (at most `u64::MAX`: some 584 years).
+fn nanos(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The line [`JsonLines`] writes, with no span open and no span list, for the access event
@@ -181,7 +187,7 @@ const ACCESS_LINE_CAPACITY: usize = 384;
 /// [`millis`] as [`write_f64`] writes it, from the integer: the whole milliseconds, then up to
 /// six decimals without trailing zeros (`3`, `0.06008`, `0.000001`).
 fn push_millis(out: &mut Vec<u8>, latency: Duration) {
-    let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    let nanos = nanos(latency);
     out.extend_from_slice(itoa::Buffer::new().format(nanos / 1_000_000).as_bytes());
     let fraction = nanos % 1_000_000;
     if fraction == 0 {
@@ -198,15 +204,10 @@ fn push_millis(out: &mut Vec<u8>, latency: Duration) {
 
 /// The inside of a JSON string for `text`, appended to `out`.
 fn push_escaped(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    while let Some(at) = next_escape(bytes, start) {
-        out.extend_from_slice(&bytes[start..at]);
-        let (sequence, len) = escape_sequence(bytes[at]);
-        out.extend_from_slice(&sequence[..len]);
-        start = at + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    let Ok(()) = escaped_pieces(text, |piece| {
+        out.extend_from_slice(piece.as_bytes());
+        Ok::<(), Infallible>(())
+    });
 }
 
 thread_local! {
@@ -432,19 +433,25 @@ struct Escaping<'a, W: fmt::Write + ?Sized>(&'a mut W);
 
 impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let bytes = text.as_bytes();
-        let mut start = 0;
-        // Most text (routes, ids, messages) has nothing to escape: runs of it are found eight
-        // bytes at a time and written in one piece.
-        while let Some(at) = next_escape(bytes, start) {
-            self.0.write_str(&text[start..at])?;
-            let (sequence, len) = escape_sequence(bytes[at]);
-            self.0
-                .write_str(std::str::from_utf8(&sequence[..len]).map_err(|_| fmt::Error)?)?;
-            start = at + 1;
-        }
-        self.0.write_str(&text[start..])
+        escaped_pieces(text, |piece| self.0.write_str(piece))
     }
+}
+
+/// `text` as the inside of a JSON string, handed to `put` piece by piece: the runs that need
+/// no escaping and, between them, each escaped byte's sequence. Most text (routes, ids,
+/// messages) has nothing to escape: its runs are found eight bytes at a time and handed on
+/// whole.
+fn escaped_pieces<E>(text: &str, mut put: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(at) = next_escape(bytes, start) {
+        put(&text[start..at])?;
+        let (sequence, len) = escape_sequence(bytes[at]);
+        // An escape sequence is ASCII: never empty here.
+        put(std::str::from_utf8(&sequence[..len]).unwrap_or_default())?;
+        start = at + 1;
+    }
+    put(&text[start..])
 }
 
 /// What a byte that [`needs_escape`] is written as, and how many of the six bytes that takes:
