@@ -223,6 +223,15 @@ pub struct Arrival {
 }
 
 impl Arrival {
+    /// A record whose times are wanted while `refusing` is set, as admission's are.
+    #[cfg(test)]
+    pub fn following(refusing: Arc<AtomicBool>) -> Self {
+        Self {
+            refusing,
+            ..Self::default()
+        }
+    }
+
     /// Whether to read arrival times now (a timestamped read costs a little more).
     pub fn wanted(&self) -> bool {
         self.refusing.load(Ordering::Relaxed)

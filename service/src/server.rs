@@ -160,7 +160,6 @@ where
     let serve = |stream: TcpStream, permit| {
         let _ = stream.set_nodelay(true);
         unacknowledged::give_up_after(&stream, limits.write_timeout);
-        socket::stamp_arrivals(&stream);
         let activity = Arc::new(Activity::default());
         let (app, arrival) = app.on_connection();
         let app = tower::ServiceBuilder::new()

@@ -9,7 +9,11 @@
 //! read only through `recvmsg`: tokio reads with `read`, so while arrival times are wanted (the
 //! pod is refusing) a read that may start a request is made here, through nix (socket2 has
 //! neither the option nor a safe `recvmsg`). It costs more than tokio's read (measured: about
-//! 5 % of a small GET), so otherwise tokio reads. That read fills at most
+//! 5 % of a small GET), so otherwise tokio reads. The option itself is on only while arrival
+//! times are wanted, switched at the connection's next read: while any socket has it, the
+//! kernel stamps every packet the host receives, which cost about 2 % of a small GET. Bytes
+//! that arrived before it was switched on, or in the moment after (the kernel turns stamping
+//! on a little later), come without a timestamp. That read fills at most
 //! [`STAMPED_READ_BYTES`], which any request head of ordinary size fits; when it fills them,
 //! the rest (a large head or body) is read by tokio's own read.
 //!
@@ -65,6 +69,8 @@ pub struct Watched<S> {
     stalled: Option<Pin<Box<Sleep>>>,
     /// The last timestamped read filled its window: more is coming, read it in bulk.
     bulk: bool,
+    /// `SO_TIMESTAMPNS` is on (or was asked for and refused: asked once per change).
+    stamping: bool,
 }
 
 impl<S> Watched<S> {
@@ -81,6 +87,7 @@ impl<S> Watched<S> {
             write_timeout,
             stalled: None,
             bulk: false,
+            stamping: false,
         }
     }
 
@@ -129,7 +136,12 @@ impl AsyncRead for Watched<TcpStream> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = match (this.bulk, this.arrival.wanted()) {
+        let wanted = this.arrival.wanted();
+        if wanted != this.stamping {
+            this.stamping = wanted;
+            stamp_arrivals(&this.inner, wanted);
+        }
+        let result = match (this.bulk, wanted) {
             (false, true) => this.poll_read_stamped(cx, buf),
             (bulk, _) => {
                 let result = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -194,15 +206,15 @@ impl Watched<TcpStream> {
     }
 }
 
-/// Asks the kernel to stamp what arrives on `stream` with its receive time. Best effort:
-/// without it no timestamp comes, and no request is refused for its wait.
-pub fn stamp_arrivals(stream: &TcpStream) {
+/// Asks the kernel to stamp, or to stop stamping, what arrives on `stream` with its receive
+/// time. Best effort: without it no timestamp comes, and no request is refused for its wait.
+fn stamp_arrivals(stream: &TcpStream, on: bool) {
     #[cfg(target_os = "linux")]
-    if let Err(error) = stamped::enable(stream) {
-        tracing::debug!(%error, "SO_TIMESTAMPNS not set");
+    if let Err(error) = stamped::switch(stream, on) {
+        tracing::debug!(%error, on, "SO_TIMESTAMPNS not switched");
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = stream;
+    let _ = (stream, on);
 }
 
 #[cfg(target_os = "linux")]
@@ -218,8 +230,8 @@ mod stamped {
     #[repr(C, align(8))]
     struct ControlSpace([u8; 64]);
 
-    pub fn enable(stream: &TcpStream) -> nix::Result<()> {
-        setsockopt(stream, sockopt::ReceiveTimestampns, &true)
+    pub fn switch(stream: &TcpStream, on: bool) -> nix::Result<()> {
+        setsockopt(stream, sockopt::ReceiveTimestampns, &on)
     }
 
     /// One `recvmsg` into `into`: the bytes read, and the arrival time of the last segment
@@ -281,5 +293,60 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Instant, SystemTime};
+
+    use nix::sys::socket::{getsockopt, sockopt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_kernel_stamps_arrivals_only_while_they_are_wanted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let refusing = Arc::new(AtomicBool::new(false));
+        let arrival = Arc::new(Arrival::following(Arc::clone(&refusing)));
+        let mut watched = Watched::new(
+            server,
+            Arc::default(),
+            Arc::clone(&arrival),
+            Duration::from_secs(5),
+        );
+        let mut exchange = async |bytes: &[u8]| {
+            client.write_all(bytes).await.expect("write");
+            let mut read = vec![0; bytes.len()];
+            watched.read_exact(&mut read).await.expect("read");
+            getsockopt(&watched.inner, sockopt::ReceiveTimestampns).expect("getsockopt")
+        };
+
+        assert!(!exchange(b"served").await, "stamping while not refusing");
+        refusing.store(true, Ordering::Relaxed);
+        // Switched on at this read: these bytes came before it, so they may have no stamp,
+        // and the kernel starts stamping a little later (it patches its code to).
+        assert!(exchange(b"refused").await, "no stamping while refusing");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(exchange(b"stamped").await);
+            if arrival.waited(SystemTime::now).is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bytes read while refusing came without their arrival time"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        refusing.store(false, Ordering::Relaxed);
+        assert!(!exchange(b"served").await, "stamping after refusing ended");
     }
 }
