@@ -28,14 +28,12 @@ pub const THREAD_BYTES: usize = 8 * 1024 * 1024;
 
 /// How long the writer thread rests after writing. While it rests, lines only gather, so a
 /// busy pod makes one write(2) and wakes the thread once per rest, not once per line. A line
-/// on a quiet pod finds the thread asleep and wakes it: it is written at once. Each wake-up
-/// takes the core from a worker twice (there and back): at 1 ms that cost a saturated
-/// one-core pod about 3 % of its GETs (bench/README.md); a line 5 ms late costs nobody.
-const LINGER: Duration = Duration::from_millis(5);
+/// on a quiet pod finds the thread asleep and wakes it: it is written at once.
+const LINGER: Duration = Duration::from_millis(1);
 
-/// What the writer keeps of a batch's memory between rounds: a rest's lines at some 300 000
-/// lines a second. A larger batch (gathered while standard output stalled) is given back.
-const KEPT_BATCH_BYTES: usize = 512 * 1024;
+/// What the writer keeps of a batch's memory between rounds; a larger batch (gathered while
+/// standard output stalled) is given back.
+const KEPT_BATCH_BYTES: usize = 256 * 1024;
 
 /// Hands each log line to the calling thread's buffer (a [`MakeWriter`] for tracing).
 #[derive(Clone)]
