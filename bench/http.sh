@@ -5,15 +5,18 @@
 # the same body (`bench-ceiling … axum`) is measured against the ceiling too: what the framework
 # alone leaves of it, before the service adds anything.
 #
-#   bench/http.sh [SECONDS] [CONNECTIONS]      (defaults: 10 s, 64 connections)
+#   bench/http.sh [SECONDS] [CONNECTIONS]      (defaults: 3 s a round, 64 connections)
 #
 # Prints start→ready (median of 5 starts), idle and peak RSS, binary size, and for
 # GET /orders/1 and GET /orders (a full page of 50: the sample data plus orders created
 # before the runs): requests/s, p99, and the ratio service / ceiling, each against its
 # target, PASS or MISS, and the CPU time (user and system) a GET costs each side. Service
-# and ceiling runs alternate for BENCH_ROUNDS rounds (default 3) and the medians are shown, so
-# a neighbour's burst of CPU use skews both sides rather than one. Exits 0 whenever the bench
-# itself ran, MISS or not.
+# and ceiling runs alternate for BENCH_ROUNDS rounds (default 9) and the medians are shown, so
+# a neighbour's burst of CPU use skews both sides rather than one. The rounds are short and
+# many because this machine's speed moves between states seconds apart (the ceiling at about
+# 113 000 or 142 000 req/s): a round pair that straddles a change is off by a fifth either
+# way, and the median of nine pairs is not moved by two or three of them. Exits 0 whenever
+# the bench itself ran, MISS or not.
 #
 # The servers run on the last core and wrk (a thread per other core) on the others, as a pod
 # runs: the chart gives it one core (so one tokio worker) and its load comes from elsewhere.
@@ -31,7 +34,7 @@ source "$(dirname "$0")/../.ci/lib.sh"
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT" || exit 1
-seconds="${1:-10}"
+seconds="${1:-3}"
 connections="${2:-64}"
 threads=2
 last_cpu=$(($(nproc) - 1))
@@ -47,7 +50,7 @@ if [ "$pin" = 1 ]; then
 fi
 log_level="${BENCH_LOG_LEVEL:-info}"
 starts=5
-rounds="${BENCH_ROUNDS:-3}"
+rounds="${BENCH_ROUNDS:-9}"
 
 ensure_apt wrk wrk
 ensure_apt curl curl
