@@ -9,13 +9,14 @@
 //! read only through `recvmsg`: tokio reads with `read`, so while arrival times are wanted (the
 //! pod is refusing) a read that may start a request is made here, through nix (socket2 has
 //! neither the option nor a safe `recvmsg`). It costs more than tokio's read (measured: about
-//! 5 % of a small GET), so otherwise tokio reads. The option itself is on only while arrival
-//! times are wanted, switched at the connection's next read: while any socket has it, the
-//! kernel stamps every packet the host receives, which cost about 2 % of a small GET. Bytes
-//! that arrived before it was switched on, or in the moment after (the kernel turns stamping
-//! on a little later), come without a timestamp. That read fills at most
+//! 5 % of a small GET), so otherwise tokio reads. That read fills at most
 //! [`STAMPED_READ_BYTES`], which any request head of ordinary size fits; when it fills them,
 //! the rest (a large head or body) is read by tokio's own read.
+//!
+//! The option itself is on only while arrival times are wanted, switched at the connection's
+//! next read: while any socket has it, the kernel stamps every packet the host receives, which
+//! cost about 2 % of a small GET. Bytes that arrived before it was switched on, or in the
+//! moment after (the kernel starts stamping from deferred work), come without a timestamp.
 //!
 //! hyper waits for a writable socket for ever: a client that asks for a large answer and never
 //! reads it holds the connection and the whole buffered body. Here a write that stays pending
@@ -332,7 +333,7 @@ mod tests {
         assert!(!exchange(b"served").await, "stamping while not refusing");
         refusing.store(true, Ordering::Relaxed);
         // Switched on at this read: these bytes came before it, so they may have no stamp,
-        // and the kernel starts stamping a little later (it patches its code to).
+        // and the kernel starts stamping a little later, from deferred work.
         assert!(exchange(b"refused").await, "no stamping while refusing");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
