@@ -29,6 +29,11 @@
 # The ceiling is also measured made as slow as the service (it spins, on every request, the
 # CPU time a GET costs the service beyond it): the p99 any server of the service's speed gets
 # here, whatever it does.
+#
+# Every request carries a valid bearer key (reads need one outside ENVIRONMENT=local).
+# The service logs as in production: JSON lines at info, one access-log line per request,
+# written to stdout (here /dev/null, so the disk is not filled; the write still happens).
+# BENCH_LOG_LEVEL=warn measures without the access log.
 # shellcheck source=.ci/lib.sh
 source "$(dirname "$0")/../.ci/lib.sh"
 # shellcheck source=bench/lib.sh
